@@ -1,0 +1,1 @@
+"""Analytics: pure pandas / scikit-learn computations. Knows nothing of Dash or Flask."""

@@ -1,0 +1,180 @@
+"""Application settings: typed, read once from the environment.
+
+Defaults suit development; production refuses to start without a real secret key.
+Every variable is documented in the README ("Configuration").
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Keys that appear in tutorials, sample configs and old releases of BI tools. A deployment that
+# uses one of them is as good as keyless (Superset CVE-2023-27524).
+KNOWN_DEFAULT_KEYS = frozenset(
+    {
+        "",
+        "dev",
+        "development",
+        "secret",
+        "secret-key",
+        "secret_key",
+        "changeme",
+        "change-me",
+        "change_me",
+        "CHANGE_ME",
+        "CHANGE_ME_TO_A_COMPLEX_RANDOM_SECRET",
+        "thisismysecretkey",
+        "\x02\x01thisismyscretkey\x01\x02\\e\\y\\y\\h",
+        "YOUR_OWN_RANDOM_GENERATED_SECRET_KEY",
+        "TEST_NON_DEV_SECRET",
+        "custseg-dev",
+        "not-a-secret",
+    }
+)
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable configuration."""
+
+
+def _default_database_url() -> str:
+    path = Path.cwd() / "instance" / "custseg.db"
+    return f"sqlite:///{path}"
+
+
+class Settings(BaseSettings):
+    """All configuration of the app, the jobs and the CLI."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    env: Literal["development", "production", "test"] = Field(
+        "production", validation_alias=AliasChoices("CUSTSEG_ENV", "env")
+    )
+    database_url: str = Field(
+        default_factory=_default_database_url,
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+    )
+    secret_key: str | None = Field(
+        None, validation_alias=AliasChoices("SECRET_KEY", "secret_key"), repr=False
+    )
+    debug: bool = Field(False, validation_alias=AliasChoices("CUSTSEG_DEBUG", "debug"))
+    instance_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / "instance",
+        validation_alias=AliasChoices("CUSTSEG_INSTANCE_DIR", "instance_dir"),
+    )
+
+    # Segmentation
+    k_min: int = Field(2, ge=2, le=30, validation_alias=AliasChoices("CUSTSEG_K_MIN", "k_min"))
+    k_max: int = Field(10, ge=2, le=30, validation_alias=AliasChoices("CUSTSEG_K_MAX", "k_max"))
+    random_seed: int = Field(
+        42, validation_alias=AliasChoices("CUSTSEG_RANDOM_SEED", "random_seed")
+    )
+    silhouette_sample: int = Field(
+        20_000,
+        ge=100,
+        validation_alias=AliasChoices("CUSTSEG_SILHOUETTE_SAMPLE", "silhouette_sample"),
+    )
+    active_days: int = Field(
+        90, ge=1, validation_alias=AliasChoices("CUSTSEG_ACTIVE_DAYS", "active_days")
+    )
+    snapshots_keep: int = Field(
+        5, ge=1, validation_alias=AliasChoices("CUSTSEG_SNAPSHOTS_KEEP", "snapshots_keep")
+    )
+    refit_cron: str = Field(
+        "0 3 * * *", validation_alias=AliasChoices("CUSTSEG_REFIT_CRON", "refit_cron")
+    )
+
+    # Web
+    session_hours: int = Field(
+        12,
+        ge=1,
+        le=24 * 30,
+        validation_alias=AliasChoices("CUSTSEG_SESSION_HOURS", "session_hours"),
+    )
+    cookie_secure: bool = Field(
+        False, validation_alias=AliasChoices("CUSTSEG_COOKIE_SECURE", "cookie_secure")
+    )
+    trusted_proxies: int = Field(
+        0, ge=0, le=5, validation_alias=AliasChoices("CUSTSEG_TRUSTED_PROXIES", "trusted_proxies")
+    )
+    login_rate_limit: str = Field(
+        "5 per minute",
+        validation_alias=AliasChoices("CUSTSEG_LOGIN_RATE_LIMIT", "login_rate_limit"),
+    )
+    ratelimit_storage_url: str = Field(
+        "memory://",
+        validation_alias=AliasChoices("CUSTSEG_RATELIMIT_STORAGE_URL", "ratelimit_storage_url"),
+    )
+    max_upload_mb: int = Field(
+        200, ge=1, validation_alias=AliasChoices("CUSTSEG_MAX_UPLOAD_MB", "max_upload_mb")
+    )
+    export_row_cap: int = Field(
+        200_000, ge=1, validation_alias=AliasChoices("CUSTSEG_EXPORT_ROW_CAP", "export_row_cap")
+    )
+
+    # Bootstrap (make run)
+    admin_email: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_ADMIN_EMAIL", "admin_email")
+    )
+    admin_password: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_ADMIN_PASSWORD", "admin_password"), repr=False
+    )
+
+    @model_validator(mode="after")
+    def _check_k_range(self) -> Settings:
+        if self.k_min > self.k_max:
+            raise ValueError(f"CUSTSEG_K_MIN ({self.k_min}) is above CUSTSEG_K_MAX ({self.k_max})")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    def resolved_secret_key(self) -> str:
+        """The key that signs sessions.
+
+        Outside development a missing, known-default or short key is refused. In development a
+        random key is generated once and kept under the instance folder, so sessions survive a
+        restart of `make run`.
+        """
+        key = self.secret_key
+        if self.env != "development":
+            if not key:
+                raise ConfigError(
+                    "SECRET_KEY is not set. Generate one with "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` and export it."
+                )
+            if key in KNOWN_DEFAULT_KEYS or len(key) < MIN_SECRET_LENGTH:
+                raise ConfigError(
+                    "SECRET_KEY is a known default or shorter than "
+                    f"{MIN_SECRET_LENGTH} characters; set a long random value."
+                )
+            if self.debug and self.is_production:
+                raise ConfigError("CUSTSEG_DEBUG must be off in production.")
+            return key
+        if key:
+            return key
+        path = self.instance_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        generated = secrets.token_urlsafe(48)
+        path.write_text(generated)
+        path.chmod(0o600)
+        return generated
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    try:
+        return Settings()
+    except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        raise ConfigError(str(exc)) from exc

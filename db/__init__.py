@@ -1,0 +1,1 @@
+"""Data layer: SQLAlchemy models, engine/session helpers, migrations and the importer."""

@@ -1,0 +1,6 @@
+"""All models, imported here so that `Base.metadata` knows every table."""
+
+from db.models.transactions import ImportBatch, Transaction
+from db.models.users import ROLES, User
+
+__all__ = ["ROLES", "ImportBatch", "Transaction", "User"]

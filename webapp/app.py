@@ -1,0 +1,124 @@
+"""The app factory: settings, then database, then Flask (auth), then Dash (pages)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Dash, dcc, html
+from flask import Flask
+from flask_login import current_user
+from sqlalchemy import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import Settings, get_settings
+from db.session import make_engine, session_factory
+from webapp import auth
+from webapp.state import AppState
+
+HERE = Path(__file__).parent
+NAV = [
+    ("Overview", "/"),
+    ("Segments", "/segments"),
+    ("Retention", "/retention"),
+    ("Sales & AOV", "/sales"),
+    ("Migration", "/migration"),
+    ("Customers", "/customers"),
+    ("Model", "/model"),
+]
+
+
+def _navbar() -> dbc.Navbar:
+    links = [dbc.NavItem(dbc.NavLink(label, href=href, active="exact")) for label, href in NAV]
+    user = current_user if current_user and current_user.is_authenticated else None
+    if user is not None and user.has_role("admin"):
+        links.append(dbc.NavItem(dbc.NavLink("Admin", href="/admin", active="exact")))
+    right = []
+    if user is not None:
+        right = [
+            html.Span(f"{user.email} · {user.role}", className="navbar-text me-3 small"),
+            dbc.Button(
+                "Log out",
+                href="/logout",
+                external_link=True,
+                size="sm",
+                color="light",
+                outline=True,
+                id="logout",
+            ),
+        ]
+    return dbc.Navbar(
+        dbc.Container(
+            [
+                dbc.NavbarBrand("Customer segmentation", href="/"),
+                dbc.Nav(links, navbar=True, className="me-auto"),
+                html.Div(right, className="d-flex align-items-center"),
+            ],
+            fluid=True,
+        ),
+        color="dark",
+        dark=True,
+        className="mb-3",
+    )
+
+
+def _layout() -> html.Div:
+    return html.Div(
+        [
+            dcc.Location(id="url", refresh="callback-nav"),
+            _navbar(),
+            dbc.Container(dash.page_container, fluid=True, className="pb-5"),
+        ]
+    )
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Dash:
+    """Build the Dash app on its own Flask server. `settings` and `engine` are for tests."""
+    settings = settings or get_settings()
+    secret = settings.resolved_secret_key()
+    engine = engine or make_engine(settings.database_url)
+
+    server = Flask(
+        __name__,
+        static_folder=str(HERE / "static"),
+        template_folder=str(HERE / "templates"),
+    )
+    server.config.update(
+        SECRET_KEY=secret,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        SESSION_COOKIE_NAME="custseg_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
+        REMEMBER_COOKIE_DURATION=timedelta(hours=settings.session_hours),
+        MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=3600,
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
+        DEBUG=settings.debug,
+        TESTING=settings.env == "test",
+    )
+    if settings.trusted_proxies:
+        server.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            server.wsgi_app,
+            x_for=settings.trusted_proxies,
+            x_proto=settings.trusted_proxies,
+            x_host=settings.trusted_proxies,
+        )
+    server.extensions["custseg"] = AppState(settings, engine, session_factory(engine))
+    auth.init_app(server)
+
+    app = Dash(
+        __name__,
+        server=server,
+        use_pages=True,
+        pages_folder=str(HERE / "pages"),
+        external_stylesheets=["/static/bootstrap.min.css"],
+        suppress_callback_exceptions=True,
+        title="Customer segmentation",
+        update_title=None,
+        serve_locally=True,
+    )
+    app.layout = _layout
+    return app

@@ -6,6 +6,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from db.importer import import_file
+from db.refit import refit
 from tests.conftest import PASSWORD, SAMPLE
 
 pytestmark = pytest.mark.browser
@@ -13,6 +14,7 @@ pytestmark = pytest.mark.browser
 
 def test_login_through_the_form_and_see_the_sample_kpis(dash_duo, app, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     import_file(sqlite_engine, SAMPLE)
+    refit(sqlite_engine, k_max=4)
     dash_duo.start_server(app, navigate=False)
     dash_duo.driver.get(dash_duo.server.url + "/")
     dash_duo.wait_for_element("#email", timeout=10).send_keys("viewer@example.com")

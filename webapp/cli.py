@@ -311,7 +311,239 @@ def bootstrap(sample: Path) -> None:
 
 
 def _post_bootstrap(engine: Any) -> None:
-    """Hook for later stages of the first run (e.g. the first refit)."""
+    """Make the first snapshot when there are transactions and none is published yet."""
+    from db.refit import RefitSkipped, latest_published
+
+    if latest_published(engine) is not None:
+        return
+    from db.models import Transaction
+    from db.session import session_scope
+
+    with session_scope(engine) as db:
+        if not db.scalar(select(func.count()).select_from(Transaction)):
+            return
+    try:
+        outcome = _run_refit(engine, None, None, trigger="bootstrap")
+    except RefitSkipped as exc:
+        click.echo(str(exc))
+        return
+    _print_outcome(outcome)
+
+
+def _run_refit(
+    engine: Any, k: int | None, as_of: Any, trigger: str = "cli", on_stage: Any = None
+) -> Any:
+    from db.refit import refit
+
+    s = get_settings()
+    return refit(
+        engine,
+        k=k,
+        as_of=as_of,
+        k_min=s.k_min,
+        k_max=s.k_max,
+        seed=s.random_seed,
+        silhouette_sample=s.silhouette_sample,
+        keep=s.snapshots_keep,
+        trigger=trigger,
+        on_stage=on_stage,
+    )
+
+
+def _print_outcome(o: Any) -> None:
+    click.echo(
+        f"snapshot {o.snapshot_id} published: as of {o.as_of}, {o.customers:,} customers, "
+        f"k={o.k}, silhouette {o.silhouette:.3f}, {o.duration_s:.1f} s"
+    )
+    for seg in o.segments:
+        click.echo(
+            f"  segment {seg['segment_id']:>3}  {seg['name']:<36} "
+            f"{seg['customers']:>9,} customers ({seg['share']:.0%})"
+        )
+
+
+@main.command("refit")
+@click.option(
+    "--k",
+    "k_opt",
+    default="auto",
+    show_default=True,
+    help="Number of segments, or 'auto' to choose k by silhouette score.",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    help="Segment as of this day (YYYY-MM-DD); default: the last order day.",
+)
+@click.option("--quiet", "-q", is_flag=True)
+@handled
+def refit_cmd(k_opt: str, as_of: str | None, quiet: bool) -> None:
+    """Segment customers and publish a new snapshot."""
+    from datetime import date
+
+    from db.refit import RefitFailed, RefitSkipped
+
+    k: int | None = None
+    if k_opt != "auto":
+        if not k_opt.isdigit() or not 2 <= int(k_opt) <= 30:
+            raise click.BadParameter("use 'auto' or a whole number from 2 to 30", param_hint="--k")
+        k = int(k_opt)
+    day = None
+    if as_of:
+        try:
+            day = date.fromisoformat(as_of)
+        except ValueError:
+            raise click.BadParameter(
+                f"{as_of!r} is not a date (YYYY-MM-DD)", param_hint="--as-of"
+            ) from None
+    show = _show_progress(quiet)
+    stage_echo = (lambda name: click.echo(f"  ... {name}", err=True)) if show else None
+    try:
+        outcome = _run_refit(_engine(get_settings()), k, day, on_stage=stage_echo)
+    except RefitSkipped as exc:
+        click.echo(f"skipped: {exc}")
+        return
+    except RefitFailed as exc:
+        _fail(
+            f"refit failed (snapshot {exc.snapshot_id} marked failed; the published snapshot "
+            f"is unchanged): {exc}"
+        )
+        return
+    _print_outcome(outcome)
+
+
+@main.command("scheduler")
+@click.option("--once", is_flag=True, help="Run one scheduled refit now and exit.")
+@handled
+def scheduler_cmd(once: bool) -> None:
+    """Refit on the cron schedule CUSTSEG_REFIT_CRON (a process of its own)."""
+    import logging
+
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    from db.refit import RefitFailed, RefitSkipped
+    from webapp.logs import setup_logging
+
+    setup_logging()
+    log = logging.getLogger("custseg.scheduler")
+    settings = get_settings()
+    engine = _engine(settings)
+    try:
+        trigger = CronTrigger.from_crontab(settings.refit_cron)
+    except ValueError as exc:
+        raise ValueError(f"CUSTSEG_REFIT_CRON={settings.refit_cron!r}: {exc}") from None
+
+    def job() -> None:
+        try:
+            o = _run_refit(engine, None, None, trigger="scheduler")
+            log.info(
+                "scheduled refit published",
+                extra={
+                    "snapshot_id": o.snapshot_id,
+                    "k": o.k,
+                    "silhouette": round(o.silhouette, 4),
+                    "customers": o.customers,
+                    "duration_s": round(o.duration_s, 3),
+                },
+            )
+        except RefitSkipped:
+            log.info("scheduled refit skipped: another refit is running")
+        except RefitFailed as exc:
+            log.error(
+                "scheduled refit failed", extra={"snapshot_id": exc.snapshot_id, "error": str(exc)}
+            )
+
+    if once:
+        job()
+        return
+    sched = BlockingScheduler(timezone="UTC")
+    sched.add_job(job, trigger, id="refit", max_instances=1, coalesce=True)
+    log.info("scheduler started", extra={"cron": settings.refit_cron})
+    try:
+        sched.start()
+    except (KeyboardInterrupt, SystemExit):
+        log.info("scheduler stopped")
+
+
+@main.command("export")
+@click.argument(
+    "chart", type=click.Choice(["kpis", "segments", "sales", "retention", "migration", "members"])
+)
+@click.option("--start", default=None, help="First day (YYYY-MM-DD), inclusive.")
+@click.option("--end", default=None, help="Last day (YYYY-MM-DD), inclusive.")
+@click.option("--segment", "segment_ids", multiple=True, type=int, help="Segment id, repeatable.")
+@click.option(
+    "--snapshot", "snapshot_id", type=int, default=None, help="Snapshot id (default: latest)."
+)
+@click.option(
+    "--granularity", type=click.Choice(["day", "week", "month"]), default="month", show_default=True
+)
+@click.option("--split-by-segment", is_flag=True, help="Retention per segment.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Output file ('-' for standard output, CSV only).",
+)
+@handled
+def export_cmd(
+    chart: str,
+    start: str | None,
+    end: str | None,
+    segment_ids: tuple[int, ...],
+    snapshot_id: int | None,
+    granularity: str,
+    split_by_segment: bool,
+    fmt: str,
+    out: Path,
+) -> None:
+    """Export a chart's data (the same as the page's download button)."""
+    from datetime import date
+
+    from analytics.exports import Filters, to_bytes
+    from db.snapshots import NoSnapshot, export_frame
+
+    def day(value: str | None, flag: str) -> date | None:
+        if not value:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r} is not a date (YYYY-MM-DD)", param_hint=flag
+            ) from None
+
+    filters = Filters(
+        day(start, "--start"), day(end, "--end"), tuple(segment_ids), granularity, split_by_segment
+    )
+    settings = get_settings()
+    try:
+        frame, provenance = export_frame(
+            _engine(settings), chart, filters, snapshot_id, settings.active_days
+        )
+    except NoSnapshot as exc:
+        raise ValueError(str(exc)) from None
+    if len(frame) > settings.export_row_cap:
+        raise ValueError(
+            f"{len(frame):,} rows is over the export cap of "
+            f"{settings.export_row_cap:,} (CUSTSEG_EXPORT_ROW_CAP); narrow the filters"
+        )
+    data = to_bytes(frame, fmt, provenance)
+    if str(out) == "-":
+        if fmt != "csv":
+            raise ValueError("only CSV can go to standard output")
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    out.write_bytes(data)
+    click.echo(
+        f"wrote {len(frame):,} rows of {chart} (snapshot {provenance['snapshot_id']}) to {out}",
+        err=True,
+    )
 
 
 @main.command("serve")

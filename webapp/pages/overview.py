@@ -1,4 +1,4 @@
-"""Overview (/): the headline KPIs for a date range."""
+"""Overview (/): the headline KPIs for a date range and segments, from the latest snapshot."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
-from analytics.metrics import DEFINITIONS, kpis
-from db.queries import data_window, load_orders
+from analytics import exports
+from analytics.exports import Filters
+from analytics.metrics import DEFINITIONS
+from db import snapshots
 from webapp.components import empty_state, integer, kpi_card, money, percent
 from webapp.state import state
 
@@ -34,18 +36,25 @@ def parse_day(value: str | None) -> date | None:
 
 
 def layout(**_query: str) -> html.Div:
-    first, last = data_window(state().engine)
-    if first is None:
+    try:
+        snap = snapshots.get_snapshot(state().engine)
+    except snapshots.NoSnapshot:
         return html.Div(
             [
                 html.H2("Overview"),
                 empty_state(
-                    "No transactions yet",
-                    "Import a file with `custseg import FILE` (or `custseg demo-data`), "
-                    "then reload this page.",
+                    "No snapshot yet",
+                    "Import transactions (`custseg import FILE` or `custseg demo-data`), then "
+                    "make the first snapshot with `custseg refit`, and reload this page.",
                 ),
             ]
         )
+    first, last = snap.data_start, snap.data_end
+    segs = snapshots.segments(state().engine, snap.id)
+    options = [
+        {"label": f"{r.name} ({r.customers:,})", "value": int(r.segment_id)}
+        for r in segs.itertuples()
+    ]
     return html.Div(
         [
             dbc.Row(
@@ -59,6 +68,22 @@ def layout(**_query: str) -> html.Div:
                             start_date=first,
                             end_date=last,
                             display_format="YYYY-MM-DD",
+                        ),
+                        width="auto",
+                    ),
+                    dbc.Col(
+                        dcc.Dropdown(
+                            id="overview-segments",
+                            options=options,
+                            multi=True,
+                            placeholder="All segments",
+                        ),
+                        md=4,
+                    ),
+                    dbc.Col(
+                        html.Small(
+                            f"Snapshot {snap.id} · as of {snap.as_of} · data {first} .. {last}",
+                            className="text-muted",
                         ),
                         width="auto",
                     ),
@@ -87,8 +112,11 @@ def layout(**_query: str) -> html.Div:
     Output("overview-note", "children"),
     Input("overview-dates", "start_date"),
     Input("overview-dates", "end_date"),
+    Input("overview-segments", "value"),
 )
-def update_kpis(start_date: str | None, end_date: str | None) -> list[str]:
+def update_kpis(
+    start_date: str | None, end_date: str | None, segment_ids: list[int] | None = None
+) -> list[str]:
     try:
         start, end = parse_day(start_date), parse_day(end_date)
     except ValueError:
@@ -96,7 +124,18 @@ def update_kpis(start_date: str | None, end_date: str | None) -> list[str]:
     if start and end and start > end:
         return ["–"] * len(CARDS) + ["The start date is after the end date."]
     st = state()
-    orders = load_orders(st.engine, start, end)
-    figures = kpis(orders, start, end, st.settings.active_days).as_dict()
+    if not isinstance(segment_ids, list | type(None)) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in segment_ids or []
+    ):
+        return ["–"] * len(CARDS) + ["The segment filter is not valid."]
+    filters = Filters(start, end, tuple(segment_ids or ()))
+    try:
+        snap = snapshots.get_snapshot(st.engine)
+        snapshots.validate_segments(st.engine, snap.id, filters.segments)
+    except (snapshots.NoSnapshot, ValueError) as exc:
+        return ["–"] * len(CARDS) + [str(exc)]
+    orders = snapshots.orders(st.engine, snap.id, filters)
+    figures = exports.kpis(orders, filters, st.settings.active_days).to_dict("records")[0]
     note = f"Orders from {start or 'the first order'} to {end or 'the last order'}, both inclusive."
-    return [fmt(figures[key]) for key, _, fmt in CARDS] + [note]  # type: ignore[operator]
+    values = [None if v != v else v for v in (figures[key] for key, _, _ in CARDS)]  # NaN -> None
+    return [fmt(v) for (_, _, fmt), v in zip(CARDS, values, strict=True)] + [note]  # type: ignore[operator]

@@ -1,0 +1,99 @@
+"""The pre-aggregated tables pages read, computed from orders with their segment (pure)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+NEW = -1  # from_segment of customers new since the previous snapshot
+GONE = -1  # to_segment of customers no longer in this snapshot
+
+
+def sales_daily(orders: pd.DataFrame) -> pd.DataFrame:
+    """Per day x segment: orders, customers, new customers, returns, gross and net revenue.
+
+    `orders`: customer_id, segment_id, ordered_at, total (returns included).
+    """
+    o = orders.assign(day=orders["ordered_at"].dt.normalize(), positive=orders["total"] > 0)
+    pos = o[o["positive"]]
+    first_day = pos.groupby("customer_id")["day"].min()
+    keys = ["day", "segment_id"]
+    g_pos = pos.groupby(keys)
+    out = pd.DataFrame(
+        {
+            "orders": g_pos.size(),
+            "customers": g_pos["customer_id"].nunique(),
+            "gross_revenue": g_pos["total"].sum(),
+        }
+    )
+    firsts = pos[pos["day"] == pos["customer_id"].map(first_day)]
+    out["new_customers"] = firsts.groupby(keys)["customer_id"].nunique()
+    g_all = o.groupby(keys)
+    out = out.reindex(out.index.union(g_all.size().index))
+    out["returns"] = o[~o["positive"]].groupby(keys).size()
+    out["net_revenue"] = g_all["total"].sum()
+    out = out.fillna(0).reset_index()
+    for col in ("orders", "customers", "new_customers", "returns"):
+        out[col] = out[col].astype(int)
+    out["day"] = out["day"].dt.date
+    cols = [
+        "day",
+        "segment_id",
+        "orders",
+        "customers",
+        "new_customers",
+        "returns",
+        "gross_revenue",
+        "net_revenue",
+    ]
+    return out[cols].sort_values(["day", "segment_id"]).reset_index(drop=True)
+
+
+def month_start(ts: pd.Series) -> pd.Series:
+    return ts.dt.to_period("M").dt.to_timestamp()
+
+
+def retention(orders: pd.DataFrame) -> pd.DataFrame:
+    """Per cohort month x months since first order x segment: cohort size, active customers,
+    revenue. A customer's cohort is the month of their first positive order."""
+    pos = orders[orders["total"] > 0]
+    month = month_start(pos["ordered_at"])
+    cohort = month.groupby(pos["customer_id"]).transform("min")
+    frame = pd.DataFrame(
+        {
+            "customer_id": pos["customer_id"],
+            "segment_id": pos["segment_id"],
+            "cohort": cohort,
+            "months_since_first": (month.dt.year - cohort.dt.year) * 12
+            + (month.dt.month - cohort.dt.month),
+            "total": pos["total"],
+        }
+    )
+    keys = ["cohort", "months_since_first", "segment_id"]
+    g = frame.groupby(keys)
+    out = pd.DataFrame({"customers": g["customer_id"].nunique(), "revenue": g["total"].sum()})
+    out = out.reset_index()
+    size = frame.groupby(["cohort", "segment_id"])["customer_id"].nunique().rename("cohort_size")
+    out = out.merge(size.reset_index(), on=["cohort", "segment_id"])
+    out["cohort"] = out["cohort"].dt.date
+    cols = ["cohort", "months_since_first", "segment_id", "cohort_size", "customers", "revenue"]
+    return out[cols].sort_values(keys).reset_index(drop=True)
+
+
+def migration(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """Customers and revenue moving between segments of two snapshots.
+
+    Both frames: customer_id, segment_id, monetary. New customers come from segment -1, gone
+    customers go to segment -1; revenue is the current monetary value (previous for gone ones).
+    """
+    merged = previous[["customer_id", "segment_id", "monetary"]].merge(
+        current[["customer_id", "segment_id", "monetary"]],
+        on="customer_id",
+        how="outer",
+        suffixes=("_from", "_to"),
+    )
+    merged["from_segment"] = merged["segment_id_from"].fillna(NEW).astype(int)
+    merged["to_segment"] = merged["segment_id_to"].fillna(GONE).astype(int)
+    merged["gross_revenue"] = merged["monetary_to"].fillna(merged["monetary_from"]).fillna(0.0)
+    g = merged.groupby(["from_segment", "to_segment"])
+    out = pd.DataFrame({"customers": g.size(), "gross_revenue": g["gross_revenue"].sum()})
+    return out.reset_index()

@@ -1,0 +1,186 @@
+"""Snapshots: one refit each. Metadata, per-customer segments and the aggregates pages read.
+
+A snapshot's child rows and its status change to ``published`` are written in one transaction,
+so readers (who only look at published snapshots) never see a half-written one.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Base, BigIntPK
+from db.models.users import utcnow
+
+SNAPSHOT_FK = "snapshots.id"
+
+
+class Snapshot(Base):
+    __tablename__ = "snapshots"
+    __table_args__ = (Index("ix_snapshots_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running|published|failed
+    as_of: Mapped[date | None] = mapped_column(Date, nullable=True)
+    data_start: Mapped[date | None] = mapped_column(Date, nullable=True)
+    data_end: Mapped[date | None] = mapped_column(Date, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    k: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    k_requested: Mapped[str] = mapped_column(String(8), default="auto")
+    silhouette: Mapped[float | None] = mapped_column(Float, nullable=True)
+    customers: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    previous_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    features: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    data_quality: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    matching: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    version: Mapped[str] = mapped_column(String(32), default="")
+    stage: Mapped[str] = mapped_column(String(64), default="queued")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    trigger: Mapped[str] = mapped_column(String(32), default="cli")
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class SnapshotScore(Base):
+    """Model quality for each k tried: silhouette, inertia, Davies-Bouldin."""
+
+    __tablename__ = "snapshot_scores"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
+    )
+    k: Mapped[int] = mapped_column(Integer, primary_key=True)
+    silhouette: Mapped[float] = mapped_column(Float)
+    inertia: Mapped[float] = mapped_column(Float)
+    davies_bouldin: Mapped[float] = mapped_column(Float)
+
+
+class SnapshotSegment(Base):
+    """A segment's profile in one snapshot. `segment_id` is stable across snapshots."""
+
+    __tablename__ = "snapshot_segments"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
+    )
+    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    description: Mapped[str] = mapped_column(String(400))
+    color: Mapped[str] = mapped_column(String(16))
+    customers: Mapped[int] = mapped_column(Integer)
+    share: Mapped[float] = mapped_column(Float)
+    gross_revenue: Mapped[float] = mapped_column(Float)
+    revenue_share: Mapped[float] = mapped_column(Float)
+    orders: Mapped[int] = mapped_column(Integer)
+    aov: Mapped[float | None] = mapped_column(Float, nullable=True)
+    repeat_rate: Mapped[float] = mapped_column(Float)
+    recency_days: Mapped[float] = mapped_column(Float)  # medians
+    frequency: Mapped[float] = mapped_column(Float)
+    monetary: Mapped[float] = mapped_column(Float)
+    centroid: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)  # original units
+    status: Mapped[str] = mapped_column(String(16), default="matched")  # matched|new
+
+
+class SegmentLabel(Base):
+    """An analyst's name for a segment; follows the segment id into later snapshots."""
+
+    __tablename__ = "segment_labels"
+
+    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    renamed_by: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    renamed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SnapshotCustomer(Base):
+    __tablename__ = "snapshot_customers"
+    __table_args__ = (Index("ix_snapshot_customers_snapshot_segment", "snapshot_id", "segment_id"),)
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    segment_id: Mapped[int] = mapped_column(Integer)
+    recency_days: Mapped[int] = mapped_column(Integer)
+    frequency: Mapped[int] = mapped_column(Integer)
+    monetary: Mapped[float] = mapped_column(Float)
+    aov: Mapped[float] = mapped_column(Float)
+    tenure_days: Mapped[int] = mapped_column(Integer)
+    return_rate: Mapped[float] = mapped_column(Float)
+    category_breadth: Mapped[int] = mapped_column(Integer)
+    first_order_day: Mapped[date] = mapped_column(Date)
+    last_order_day: Mapped[date] = mapped_column(Date)
+
+
+class SnapshotOrder(Base):
+    """Orders up to the as-of date with their customer's segment (lines summed per order)."""
+
+    __tablename__ = "snapshot_orders"
+    __table_args__ = (Index("ix_snapshot_orders_snapshot_day", "snapshot_id", "day"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"))
+    customer_id: Mapped[str] = mapped_column(String(64))
+    segment_id: Mapped[int] = mapped_column(Integer)
+    day: Mapped[date] = mapped_column(Date)
+    total: Mapped[float] = mapped_column(Float)
+
+
+class SnapshotSalesDaily(Base):
+    __tablename__ = "snapshot_sales_daily"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    orders: Mapped[int] = mapped_column(Integer)
+    customers: Mapped[int] = mapped_column(Integer)
+    new_customers: Mapped[int] = mapped_column(Integer)
+    returns: Mapped[int] = mapped_column(Integer)
+    gross_revenue: Mapped[float] = mapped_column(Float)
+    net_revenue: Mapped[float] = mapped_column(Float)
+
+
+class SnapshotRetention(Base):
+    __tablename__ = "snapshot_retention"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
+    )
+    cohort: Mapped[date] = mapped_column(Date, primary_key=True)
+    months_since_first: Mapped[int] = mapped_column(Integer, primary_key=True)
+    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cohort_size: Mapped[int] = mapped_column(Integer)
+    customers: Mapped[int] = mapped_column(Integer)
+    revenue: Mapped[float] = mapped_column(Float)
+
+
+class SnapshotMigration(Base):
+    """Customers moving from the previous snapshot's segment to this one's (-1: new / gone)."""
+
+    __tablename__ = "snapshot_migration"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
+    )
+    from_snapshot_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    from_segment: Mapped[int] = mapped_column(Integer, primary_key=True)
+    to_segment: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer)
+    gross_revenue: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,445 @@
+"""Run a refit against the database: lock, load, segment (analytics.pipeline), publish.
+
+One refit at a time: a PostgreSQL transaction-level advisory lock (held by a connection for the
+whole run), or an exclusive file lock beside an SQLite database. The snapshot row is recorded as
+``running`` first; every child row and the switch to ``published`` are written in one
+transaction. A failure marks the run ``failed`` and changes nothing else; a run killed outright
+stays ``running`` until the next refit, holding the lock, marks it failed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, delete, func, insert, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from analytics.pipeline import Previous, RefitResult, RefitSettings, run_refit
+from db.bulk import bulk_insert
+from db.models import (
+    ImportBatch,
+    Snapshot,
+    SnapshotCustomer,
+    SnapshotMigration,
+    SnapshotOrder,
+    SnapshotRetention,
+    SnapshotSalesDaily,
+    SnapshotScore,
+    SnapshotSegment,
+    Transaction,
+)
+
+log = logging.getLogger("custseg.refit")
+LOCK_KEY = 0x5E6_0001  # advisory lock id of the refit job
+
+
+class RefitSkipped(RuntimeError):
+    """Another refit holds the lock."""
+
+
+class RefitFailed(RuntimeError):
+    """The refit failed; the published snapshot is unchanged and the run is marked failed."""
+
+    def __init__(self, snapshot_id: int, message: str) -> None:
+        super().__init__(message)
+        self.snapshot_id = snapshot_id
+
+
+@dataclass
+class RefitOutcome:
+    snapshot_id: int
+    k: int
+    silhouette: float
+    as_of: date
+    customers: int
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    duration_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def package_version() -> str:
+    try:
+        return version("customer-segmentation")
+    except PackageNotFoundError:
+        return "dev"
+
+
+@contextmanager
+def refit_lock(engine: Engine) -> Iterator[None]:
+    """Hold the one-refit-at-a-time lock, or raise RefitSkipped."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            with conn.begin():
+                got = conn.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}
+                ).scalar()
+                if not got:
+                    raise RefitSkipped("another refit is running; skipped")
+                yield
+        return
+    database = make_url(str(engine.url)).database
+    if not database or database == ":memory:":
+        yield
+        return
+    path = f"{database}.refit.lock"
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RefitSkipped("another refit is running; skipped") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _to_date(value: Any) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).date()
+    if isinstance(value, datetime):
+        return value.date()
+    assert isinstance(value, date)
+    return value
+
+
+def load_orders_until(engine: Engine, as_of: date) -> tuple[pd.DataFrame, pd.Series]:
+    """Orders (customer_id, order_id, ordered_at, total) up to `as_of` inclusive, and each
+    customer's number of distinct categories, both aggregated in the database."""
+    t = Transaction
+    until = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
+    stmt = (
+        select(
+            t.customer_id,
+            t.order_id,
+            func.min(t.ordered_at).label("ordered_at"),
+            func.sum(t.amount).label("total"),
+        )
+        .where(t.customer_id.is_not(None), t.ordered_at < until)
+        .group_by(t.customer_id, t.order_id)
+        .order_by(t.customer_id, t.order_id)
+    )
+    breadth_stmt = (
+        select(t.customer_id, func.count(func.distinct(t.category)).label("n"))
+        .where(t.customer_id.is_not(None), t.ordered_at < until)
+        .group_by(t.customer_id)
+    )
+    with engine.connect() as conn:
+        orders = pd.DataFrame(
+            conn.execute(stmt).all(), columns=["customer_id", "order_id", "ordered_at", "total"]
+        )
+        breadth = pd.DataFrame(conn.execute(breadth_stmt).all(), columns=["customer_id", "n"])
+    orders["ordered_at"] = pd.to_datetime(orders["ordered_at"], format="ISO8601")
+    orders["total"] = orders["total"].astype("float64")
+    return orders, breadth.set_index("customer_id")["n"]
+
+
+def data_quality(engine: Engine, as_of: date) -> dict[str, Any]:
+    """Counts the refit reports about the raw lines (computed in the database)."""
+    t = Transaction
+    until = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
+    with engine.connect() as conn:
+        total, no_cust, no_cust_rev, zero, after = conn.execute(
+            select(
+                func.count(),
+                func.count().filter(t.customer_id.is_(None)),
+                func.coalesce(func.sum(t.amount).filter(t.customer_id.is_(None)), 0.0),
+                func.count().filter(t.amount == 0),
+                func.count().filter(t.ordered_at >= until),
+            )
+        ).one()
+        reports = conn.execute(select(ImportBatch.report)).scalars().all()
+    dupes = sum(int((r or {}).get("skipped", {}).get("duplicate_lines", 0)) for r in reports)
+    invalid = sum(int((r or {}).get("skipped", {}).get("invalid_lines", 0)) for r in reports)
+    return {
+        "lines": int(total),
+        "lines_without_customer_id": int(no_cust),
+        "revenue_without_customer_id": round(float(no_cust_rev), 2),
+        "zero_amount_lines": int(zero),
+        "lines_after_as_of": int(after),
+        "duplicate_lines_dropped_at_import": dupes,
+        "invalid_lines_skipped_at_import": invalid,
+    }
+
+
+def latest_published(engine: Engine) -> Snapshot | None:
+    with Session(engine, expire_on_commit=False) as db:
+        return db.scalars(
+            select(Snapshot)
+            .where(Snapshot.status == "published")
+            .order_by(Snapshot.id.desc())
+            .limit(1)
+        ).first()
+
+
+def _previous(engine: Engine) -> Previous | None:
+    snap = latest_published(engine)
+    with engine.connect() as conn:
+        max_id = conn.execute(select(func.max(SnapshotSegment.segment_id))).scalar()
+        if snap is None:
+            return None
+        seg = conn.execute(
+            select(
+                SnapshotSegment.segment_id, SnapshotSegment.name, SnapshotSegment.centroid
+            ).where(SnapshotSegment.snapshot_id == snap.id)
+        ).all()
+        cust = conn.execute(
+            select(
+                SnapshotCustomer.customer_id, SnapshotCustomer.segment_id, SnapshotCustomer.monetary
+            ).where(SnapshotCustomer.snapshot_id == snap.id)
+        ).all()
+    return Previous(
+        snapshot_id=snap.id,
+        segments=pd.DataFrame(seg, columns=["segment_id", "name", "centroid"]),
+        customers=pd.DataFrame(cust, columns=["customer_id", "segment_id", "monetary"]),
+        next_segment_id=int(max_id or 0) + 1,
+    )
+
+
+def _set_stage(engine: Engine, snapshot_id: int, stage: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(Snapshot).where(Snapshot.id == snapshot_id).values(stage=stage))
+
+
+def _write(
+    engine: Engine,
+    snapshot_id: int,
+    result: RefitResult,
+    previous: Previous | None,
+    keep: int,
+    started: float,
+    write: Callable[..., None],
+) -> None:
+    def frame(df: pd.DataFrame, **extra: Any) -> pd.DataFrame:
+        return df.assign(snapshot_id=snapshot_id, **extra)
+
+    cust_cols = [
+        "customer_id",
+        "segment_id",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "aov",
+        "tenure_days",
+        "return_rate",
+        "category_breadth",
+        "first_order_day",
+        "last_order_day",
+    ]
+    seg_cols = [
+        "segment_id",
+        "name",
+        "description",
+        "color",
+        "customers",
+        "share",
+        "gross_revenue",
+        "revenue_share",
+        "orders",
+        "aov",
+        "repeat_rate",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "centroid",
+        "status",
+    ]
+    with engine.begin() as conn:
+        write(conn, SnapshotScore.__table__, frame(result.scores))
+        segs = frame(result.segments[seg_cols])
+        conn.execute(
+            insert(SnapshotSegment),
+            segs.astype(object).where(segs.notna(), None).to_dict("records"),
+        )
+        write(conn, SnapshotCustomer.__table__, frame(result.customers[cust_cols]))
+        write(conn, SnapshotOrder.__table__, frame(result.orders))
+        write(conn, SnapshotSalesDaily.__table__, frame(result.sales_daily))
+        write(conn, SnapshotRetention.__table__, frame(result.retention))
+        if previous is not None and not result.migration.empty:
+            write(
+                conn,
+                SnapshotMigration.__table__,
+                frame(result.migration, from_snapshot_id=previous.snapshot_id),
+            )
+        timings = dict(result.timings)
+        timings["total"] = round(time.perf_counter() - started, 4)
+        conn.execute(
+            update(Snapshot)
+            .where(Snapshot.id == snapshot_id)
+            .values(
+                status="published",
+                stage="published",
+                finished_at=_now(),
+                k=result.k,
+                silhouette=result.silhouette,
+                customers=int(len(result.customers)),
+                features=result.features,
+                data_quality=result.data_quality,
+                timings=timings,
+                matching=result.matching,
+                previous_id=previous.snapshot_id if previous else None,
+            )
+        )
+        # Keep the latest `keep` published snapshots; the one just published is the newest.
+        old = (
+            conn.execute(
+                select(Snapshot.id)
+                .where(Snapshot.status == "published")
+                .order_by(Snapshot.id.desc())
+                .offset(keep)
+            )
+            .scalars()
+            .all()
+        )
+        old = [i for i in old if i != snapshot_id]
+        if old:
+            for table in (
+                SnapshotScore,
+                SnapshotSegment,
+                SnapshotCustomer,
+                SnapshotOrder,
+                SnapshotSalesDaily,
+                SnapshotRetention,
+                SnapshotMigration,
+            ):
+                conn.execute(delete(table).where(table.snapshot_id.in_(old)))
+            conn.execute(delete(Snapshot).where(Snapshot.id.in_(old)))
+
+
+def refit(
+    engine: Engine,
+    *,
+    k: int | None = None,
+    as_of: date | None = None,
+    k_min: int = 2,
+    k_max: int = 10,
+    seed: int = 42,
+    silhouette_sample: int = 20_000,
+    keep: int = 5,
+    trigger: str = "cli",
+    on_stage: Callable[[str], None] | None = None,
+) -> RefitOutcome:
+    """Refit and publish a snapshot. Raises RefitSkipped or RefitFailed."""
+    started = time.perf_counter()
+    settings = RefitSettings(
+        k_min=k_min, k_max=k_max, k=k, seed=seed, silhouette_sample=silhouette_sample
+    )
+    with refit_lock(engine):
+        with engine.begin() as conn:
+            conn.execute(
+                update(Snapshot)
+                .where(Snapshot.status == "running")
+                .values(
+                    status="failed",
+                    stage="failed",
+                    finished_at=_now(),
+                    error="interrupted: the process ended before publishing",
+                )
+            )
+            snapshot_id = conn.execute(
+                insert(Snapshot)
+                .values(
+                    status="running",
+                    stage="loading",
+                    started_at=_now(),
+                    k_requested=str(k or "auto"),
+                    settings=settings.as_dict(),
+                    version=package_version(),
+                    trigger=trigger,
+                    pid=os.getpid(),
+                    features={},
+                    data_quality={},
+                    timings={},
+                    matching={},
+                )
+                .returning(Snapshot.id)
+            ).scalar_one()
+        log.info("refit started", extra={"snapshot_id": snapshot_id, "trigger": trigger})
+
+        def stage(name: str) -> None:
+            _set_stage(engine, snapshot_id, name)
+            if on_stage:
+                on_stage(name)
+
+        try:
+            t0 = time.perf_counter()
+            with engine.connect() as conn:
+                lo, hi = conn.execute(
+                    select(
+                        func.min(Transaction.ordered_at), func.max(Transaction.ordered_at)
+                    ).where(Transaction.customer_id.is_not(None))
+                ).one()
+            first, last = _to_date(lo), _to_date(hi)
+            if first is None or last is None:
+                raise ValueError(
+                    "no transactions with a customer id: import a file first "
+                    "(custseg import FILE, or custseg demo-data)"
+                )
+            as_of = as_of or last
+            if as_of < first:
+                raise ValueError(f"--as-of {as_of} is before the first order ({first})")
+            stage("loading")
+            orders, breadth = load_orders_until(engine, as_of)
+            quality = data_quality(engine, as_of)
+            previous = _previous(engine)
+            load_s = time.perf_counter() - t0
+            with engine.begin() as conn:
+                conn.execute(
+                    update(Snapshot)
+                    .where(Snapshot.id == snapshot_id)
+                    .values(as_of=as_of, data_start=first, data_end=min(last, as_of))
+                )
+            result = run_refit(orders, as_of, settings, breadth, previous, quality, stage)
+            result.timings = {"load": round(load_s, 4), **result.timings}
+            stage("writing")
+            t1 = time.perf_counter()
+            _write(engine, snapshot_id, result, previous, keep, started, bulk_insert)
+            result.timings["write"] = round(time.perf_counter() - t1, 4)
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            with engine.begin() as conn:
+                conn.execute(
+                    update(Snapshot)
+                    .where(Snapshot.id == snapshot_id)
+                    .values(
+                        status="failed", stage="failed", finished_at=_now(), error=message[:2000]
+                    )
+                )
+            log.error("refit failed", extra={"snapshot_id": snapshot_id, "error": message})
+            raise RefitFailed(snapshot_id, str(exc)) from exc
+        with engine.begin() as conn:
+            snap = conn.execute(select(Snapshot.timings).where(Snapshot.id == snapshot_id)).one()
+            timings = {**(snap[0] or {}), **result.timings}
+            conn.execute(update(Snapshot).where(Snapshot.id == snapshot_id).values(timings=timings))
+    duration = time.perf_counter() - started
+    segments = result.segments[["segment_id", "name", "customers", "share"]].to_dict("records")
+    log.info(
+        "refit published",
+        extra={"snapshot_id": snapshot_id, "k": result.k, "duration_s": round(duration, 3)},
+    )
+    return RefitOutcome(
+        snapshot_id,
+        result.k,
+        result.silhouette,
+        as_of,
+        len(result.customers),
+        segments,
+        duration,
+        timings,
+    )

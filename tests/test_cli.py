@@ -87,3 +87,49 @@ def test_demo_data_writes_a_csv_with_planted_segments(env: str, tmp_path: Path) 
     )
     assert result.exit_code == 0, result.output
     assert out.exists() and (tmp_path / "demo.segments.csv").exists()
+
+
+def test_refit_export_rename_and_scheduler_once(env: str, tmp_path: Path) -> None:
+    import openpyxl
+    import pandas as pd
+
+    runner = CliRunner()
+    runner.invoke(main, ["init-db"])
+    runner.invoke(main, ["import", str(SAMPLE), "--quiet"])
+    refit = runner.invoke(main, ["refit", "--k", "3"])
+    assert refit.exit_code == 0, refit.output
+    assert "snapshot 1 published: as of 2011-12-09, 297 customers, k=3" in refit.output
+    csv_path = tmp_path / "kpis.csv"
+    out = runner.invoke(main, ["export", "kpis", "--out", str(csv_path)])
+    assert out.exit_code == 0, out.output
+    kpis = pd.read_csv(csv_path, comment="#")
+    assert kpis.loc[0, "orders"] == 1286 and kpis.loc[0, "returns"] == 275
+    assert "# snapshot_id: 1" in csv_path.read_text()
+    xlsx = tmp_path / "seg.xlsx"
+    assert (
+        runner.invoke(
+            main, ["export", "segments", "--format", "xlsx", "--out", str(xlsx)]
+        ).exit_code
+        == 0
+    )
+    book = openpyxl.load_workbook(xlsx)
+    assert book.sheetnames == ["data", "provenance"]
+    assert book["data"].cell(1, 1).value == "segment_id"
+    renamed = runner.invoke(main, ["rename-segment", "1", '=HYPERLINK("x")'])
+    assert renamed.exit_code == 0, renamed.output
+    sched = runner.invoke(main, ["scheduler", "--once"])
+    assert sched.exit_code == 0, sched.output
+    runner.invoke(main, ["export", "segments", "--format", "xlsx", "--out", str(xlsx)])
+    names = [c.value for c in openpyxl.load_workbook(xlsx)["data"]["B"]][1:]
+    assert '\'=HYPERLINK("x")' in names  # the rename followed into snapshot 2, neutralized
+    bad = runner.invoke(main, ["export", "sales", "--start", "2011-13-01", "--out", "-"])
+    assert bad.exit_code == 2 and "is not a date" in bad.output
+    unknown = runner.invoke(main, ["export", "sales", "--segment", "99", "--out", "-"])
+    assert unknown.exit_code == 1 and "unknown segment id(s) [99]" in unknown.output
+
+
+def test_refit_with_no_data_says_what_to_do(env: str) -> None:
+    runner = CliRunner()
+    runner.invoke(main, ["init-db"])
+    result = runner.invoke(main, ["refit"])
+    assert result.exit_code == 1 and "import a file first" in result.output

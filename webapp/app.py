@@ -19,22 +19,13 @@ from webapp import auth
 from webapp.state import AppState
 
 HERE = Path(__file__).parent
-NAV = [
-    ("Overview", "/"),
-    ("Segments", "/segments"),
-    ("Retention", "/retention"),
-    ("Sales & AOV", "/sales"),
-    ("Migration", "/migration"),
-    ("Customers", "/customers"),
-    ("Model", "/model"),
-]
+# Pages in the navbar, in order; a page appears here once its module exists in pages/.
+NAV = [("Overview", "/")]
 
 
 def _navbar() -> dbc.Navbar:
     links = [dbc.NavItem(dbc.NavLink(label, href=href, active="exact")) for label, href in NAV]
     user = current_user if current_user and current_user.is_authenticated else None
-    if user is not None and user.has_role("admin"):
-        links.append(dbc.NavItem(dbc.NavLink("Admin", href="/admin", active="exact")))
     right = []
     if user is not None:
         right = [

@@ -467,6 +467,32 @@ def scheduler_cmd(once: bool) -> None:
         log.info("scheduler stopped")
 
 
+@main.command("rename-segment")
+@click.argument("segment_id", type=int)
+@click.argument("name")
+@handled
+def rename_segment(segment_id: int, name: str) -> None:
+    """Give a segment a name of your own; it follows the segment into later snapshots."""
+    from db.models import SegmentLabel, SnapshotSegment
+    from db.session import session_scope
+
+    name = name.strip()
+    if not 1 <= len(name) <= 80:
+        raise ValueError("a segment name has 1 to 80 characters")
+    with session_scope(_engine(get_settings())) as db:
+        known = db.scalar(
+            select(func.count())
+            .select_from(SnapshotSegment)
+            .where(SnapshotSegment.segment_id == segment_id)
+        )
+        if not known:
+            raise ValueError(f"no segment {segment_id} in any snapshot")
+        label = db.get(SegmentLabel, segment_id) or SegmentLabel(segment_id=segment_id)
+        label.name = name
+        db.add(label)
+    click.echo(f"segment {segment_id} is now called {name!r}")
+
+
 @main.command("export")
 @click.argument(
     "chart", type=click.Choice(["kpis", "segments", "sales", "retention", "migration", "members"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import io
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from analytics.ingest import (
     normalize_chunk,
     resolve_columns,
 )
+from db.bulk import bulk_insert
 from db.models import ImportBatch, Transaction
 
 COLUMNS = ("batch_id", "customer_id", "order_id", "ordered_at", "amount", "category", "country")
@@ -179,39 +179,13 @@ def _chunks(
     )
 
 
-def _write_postgres(conn: Connection, frame: pd.DataFrame) -> None:
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
-    buf.seek(0)
-    dbapi: Any = conn.connection.dbapi_connection
-    with dbapi.cursor() as cur:
-        sql = f"COPY transactions ({', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
-        with cur.copy(sql) as copy:
-            while data := buf.read(1 << 20):
-                copy.write(data)
-
-
-def _write_generic(conn: Connection, frame: pd.DataFrame) -> None:
-    stamps = frame["ordered_at"].dt.strftime("%Y-%m-%d %H:%M:%S.%f")
-    frame = frame.assign(ordered_at=stamps).astype(object)
-    frame = frame.where(frame.notna(), None)
-    rows = list(frame.itertuples(index=False, name=None))
-    placeholders = ", ".join("?" for _ in COLUMNS)
-    # Column names are this module's constants; values are bound parameters.
-    sql = f"INSERT INTO transactions ({', '.join(COLUMNS)}) VALUES ({placeholders})"  # noqa: S608
-    conn.exec_driver_sql(sql, rows)
-
-
 def write_lines(conn: Connection, batch_id: int, lines: pd.DataFrame) -> None:
     """Append normalized lines to `transactions` in the caller's transaction."""
     if lines.empty:
         return
     frame = lines.loc[:, list(COLUMNS[1:])].copy()
     frame.insert(0, "batch_id", batch_id)
-    if conn.dialect.name == "postgresql":
-        _write_postgres(conn, frame)
-    else:
-        _write_generic(conn, frame)
+    bulk_insert(conn, Transaction.__table__, frame)  # type: ignore[arg-type]
 
 
 def parse_mapping(items: list[str] | tuple[str, ...]) -> dict[str, str]:

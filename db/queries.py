@@ -13,7 +13,8 @@ from db.models import Transaction
 def load_orders(engine: Engine, start: date | None = None, end: date | None = None) -> pd.DataFrame:
     """One row per order (customer_id, order_id, ordered_at, total), aggregated in the database.
 
-    Lines without a customer id are left out, as the metric definitions require.
+    Orders are selected by line timestamps in [start, end], both days inclusive. Lines without a
+    customer id are left out, as the metric definitions require.
     """
     t = Transaction
     stmt = (
@@ -25,6 +26,7 @@ def load_orders(engine: Engine, start: date | None = None, end: date | None = No
         )
         .where(t.customer_id.is_not(None))
         .group_by(t.customer_id, t.order_id)
+        .order_by(t.customer_id, t.order_id)  # a stable order: refits are reproducible
     )
     if start is not None:
         stmt = stmt.where(t.ordered_at >= datetime.combine(start, datetime.min.time()))
@@ -47,12 +49,28 @@ def data_window(engine: Engine) -> tuple[date | None, date | None]:
             select(func.min(t.ordered_at), func.max(t.ordered_at)).where(t.customer_id.is_not(None))
         ).one()
 
-    def _d(v: object) -> date | None:
-        if v is None:
-            return None
-        if isinstance(v, str):
-            return datetime.fromisoformat(v).date()
-        assert isinstance(v, datetime)
-        return v.date()
+    return _day(lo), _day(hi)
 
-    return _d(lo), _d(hi)
+
+def _day(value: object) -> date | None:
+    """A DateTime column's value as a date (SQLite's raw aggregate values come as text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).date()
+    assert isinstance(value, datetime)
+    return value.date()
+
+
+def category_breadth(engine: Engine, end: date) -> pd.Series:
+    """Distinct categories each customer bought up to `end` inclusive."""
+    t = Transaction
+    until = datetime.combine(end + timedelta(days=1), datetime.min.time())
+    stmt = (
+        select(t.customer_id, func.count(func.distinct(t.category)))
+        .where(t.customer_id.is_not(None), t.ordered_at < until)
+        .group_by(t.customer_id)
+    )
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(stmt).all(), columns=["customer_id", "n"])
+    return frame.set_index("customer_id")["n"]

@@ -23,7 +23,6 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, delete, func, insert, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 from analytics.pipeline import Previous, RefitResult, RefitSettings, run_refit
 from db.bulk import bulk_insert
@@ -39,6 +38,8 @@ from db.models import (
     SnapshotSegment,
     Transaction,
 )
+from db.queries import category_breadth, data_window, load_orders
+from db.snapshots import latest_published
 
 log = logging.getLogger("custseg.refit")
 LOCK_KEY = 0x5E6_0001  # advisory lock id of the refit job
@@ -108,48 +109,6 @@ def refit_lock(engine: Engine) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _to_date(value: Any) -> date | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return datetime.fromisoformat(value).date()
-    if isinstance(value, datetime):
-        return value.date()
-    assert isinstance(value, date)
-    return value
-
-
-def load_orders_until(engine: Engine, as_of: date) -> tuple[pd.DataFrame, pd.Series]:
-    """Orders (customer_id, order_id, ordered_at, total) up to `as_of` inclusive, and each
-    customer's number of distinct categories, both aggregated in the database."""
-    t = Transaction
-    until = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
-    stmt = (
-        select(
-            t.customer_id,
-            t.order_id,
-            func.min(t.ordered_at).label("ordered_at"),
-            func.sum(t.amount).label("total"),
-        )
-        .where(t.customer_id.is_not(None), t.ordered_at < until)
-        .group_by(t.customer_id, t.order_id)
-        .order_by(t.customer_id, t.order_id)
-    )
-    breadth_stmt = (
-        select(t.customer_id, func.count(func.distinct(t.category)).label("n"))
-        .where(t.customer_id.is_not(None), t.ordered_at < until)
-        .group_by(t.customer_id)
-    )
-    with engine.connect() as conn:
-        orders = pd.DataFrame(
-            conn.execute(stmt).all(), columns=["customer_id", "order_id", "ordered_at", "total"]
-        )
-        breadth = pd.DataFrame(conn.execute(breadth_stmt).all(), columns=["customer_id", "n"])
-    orders["ordered_at"] = pd.to_datetime(orders["ordered_at"], format="ISO8601")
-    orders["total"] = orders["total"].astype("float64")
-    return orders, breadth.set_index("customer_id")["n"]
-
-
 def data_quality(engine: Engine, as_of: date) -> dict[str, Any]:
     """Counts the refit reports about the raw lines (computed in the database)."""
     t = Transaction
@@ -176,16 +135,6 @@ def data_quality(engine: Engine, as_of: date) -> dict[str, Any]:
         "duplicate_lines_dropped_at_import": dupes,
         "invalid_lines_skipped_at_import": invalid,
     }
-
-
-def latest_published(engine: Engine) -> Snapshot | None:
-    with Session(engine, expire_on_commit=False) as db:
-        return db.scalars(
-            select(Snapshot)
-            .where(Snapshot.status == "published")
-            .order_by(Snapshot.id.desc())
-            .limit(1)
-        ).first()
 
 
 def _previous(engine: Engine) -> Previous | None:
@@ -224,60 +173,26 @@ def _write(
     previous: Previous | None,
     keep: int,
     started: float,
-    write: Callable[..., None],
-) -> None:
-    def frame(df: pd.DataFrame, **extra: Any) -> pd.DataFrame:
-        return df.assign(snapshot_id=snapshot_id, **extra)
-
-    cust_cols = [
-        "customer_id",
-        "segment_id",
-        "recency_days",
-        "frequency",
-        "monetary",
-        "aov",
-        "tenure_days",
-        "return_rate",
-        "category_breadth",
-        "first_order_day",
-        "last_order_day",
-    ]
-    seg_cols = [
-        "segment_id",
-        "name",
-        "description",
-        "color",
-        "customers",
-        "share",
-        "gross_revenue",
-        "revenue_share",
-        "orders",
-        "aov",
-        "repeat_rate",
-        "recency_days",
-        "frequency",
-        "monetary",
-        "centroid",
-        "status",
-    ]
+) -> dict[str, float]:
+    """Write every table of the snapshot and publish it, in one transaction; its timings."""
+    write_started = time.perf_counter()
     with engine.begin() as conn:
-        write(conn, SnapshotScore.__table__, frame(result.scores))
-        segs = frame(result.segments[seg_cols])
-        conn.execute(
-            insert(SnapshotSegment),
-            segs.astype(object).where(segs.notna(), None).to_dict("records"),
-        )
-        write(conn, SnapshotCustomer.__table__, frame(result.customers[cust_cols]))
-        write(conn, SnapshotOrder.__table__, frame(result.orders))
-        write(conn, SnapshotSalesDaily.__table__, frame(result.sales_daily))
-        write(conn, SnapshotRetention.__table__, frame(result.retention))
-        if previous is not None and not result.migration.empty:
-            write(
-                conn,
-                SnapshotMigration.__table__,
-                frame(result.migration, from_snapshot_id=previous.snapshot_id),
-            )
+
+        def write(model: Any, frame: pd.DataFrame, **extra: Any) -> None:
+            table = model.__table__
+            columns = [c for c in table.c.keys() if c in frame.columns]
+            bulk_insert(conn, table, frame[columns].assign(snapshot_id=snapshot_id, **extra))
+
+        write(SnapshotScore, result.scores)
+        write(SnapshotSegment, result.segments)
+        write(SnapshotCustomer, result.customers)
+        write(SnapshotOrder, result.orders)
+        write(SnapshotSalesDaily, result.sales_daily)
+        write(SnapshotRetention, result.retention)
+        if previous is not None:
+            write(SnapshotMigration, result.migration, from_snapshot_id=previous.snapshot_id)
         timings = dict(result.timings)
+        timings["write"] = round(time.perf_counter() - write_started, 4)
         timings["total"] = round(time.perf_counter() - started, 4)
         conn.execute(
             update(Snapshot)
@@ -308,18 +223,9 @@ def _write(
             .all()
         )
         old = [i for i in old if i != snapshot_id]
-        if old:
-            for table in (
-                SnapshotScore,
-                SnapshotSegment,
-                SnapshotCustomer,
-                SnapshotOrder,
-                SnapshotSalesDaily,
-                SnapshotRetention,
-                SnapshotMigration,
-            ):
-                conn.execute(delete(table).where(table.snapshot_id.in_(old)))
+        if old:  # child rows go with them (ON DELETE CASCADE)
             conn.execute(delete(Snapshot).where(Snapshot.id.in_(old)))
+    return timings
 
 
 def refit(
@@ -379,13 +285,7 @@ def refit(
 
         try:
             t0 = time.perf_counter()
-            with engine.connect() as conn:
-                lo, hi = conn.execute(
-                    select(
-                        func.min(Transaction.ordered_at), func.max(Transaction.ordered_at)
-                    ).where(Transaction.customer_id.is_not(None))
-                ).one()
-            first, last = _to_date(lo), _to_date(hi)
+            first, last = data_window(engine)
             if first is None or last is None:
                 raise ValueError(
                     "no transactions with a customer id: import a file first "
@@ -395,7 +295,8 @@ def refit(
             if as_of < first:
                 raise ValueError(f"--as-of {as_of} is before the first order ({first})")
             stage("loading")
-            orders, breadth = load_orders_until(engine, as_of)
+            orders = load_orders(engine, end=as_of)
+            breadth = category_breadth(engine, as_of)
             quality = data_quality(engine, as_of)
             previous = _previous(engine)
             load_s = time.perf_counter() - t0
@@ -408,9 +309,7 @@ def refit(
             result = run_refit(orders, as_of, settings, breadth, previous, quality, stage)
             result.timings = {"load": round(load_s, 4), **result.timings}
             stage("writing")
-            t1 = time.perf_counter()
-            _write(engine, snapshot_id, result, previous, keep, started, bulk_insert)
-            result.timings["write"] = round(time.perf_counter() - t1, 4)
+            timings = _write(engine, snapshot_id, result, previous, keep, started)
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
             with engine.begin() as conn:
@@ -423,10 +322,6 @@ def refit(
                 )
             log.error("refit failed", extra={"snapshot_id": snapshot_id, "error": message})
             raise RefitFailed(snapshot_id, str(exc)) from exc
-        with engine.begin() as conn:
-            snap = conn.execute(select(Snapshot.timings).where(Snapshot.id == snapshot_id)).one()
-            timings = {**(snap[0] or {}), **result.timings}
-            conn.execute(update(Snapshot).where(Snapshot.id == snapshot_id).values(timings=timings))
     duration = time.perf_counter() - started
     segments = result.segments[["segment_id", "name", "customers", "share"]].to_dict("records")
     log.info(

@@ -26,13 +26,18 @@ class NoSnapshot(LookupError):
     """No published snapshot (or not the one asked for)."""
 
 
-def get_snapshot(engine: Engine, snapshot_id: int | None = None) -> Snapshot:
-    """The published snapshot `snapshot_id`, or the latest published one."""
+def latest_published(engine: Engine, snapshot_id: int | None = None) -> Snapshot | None:
+    """The published snapshot `snapshot_id`, or the latest published one; None if none."""
     stmt = select(Snapshot).where(Snapshot.status == "published")
     if snapshot_id is not None:
         stmt = stmt.where(Snapshot.id == snapshot_id)
     with Session(engine, expire_on_commit=False) as db:
-        snap = db.scalars(stmt.order_by(Snapshot.id.desc()).limit(1)).first()
+        return db.scalars(stmt.order_by(Snapshot.id.desc()).limit(1)).first()
+
+
+def get_snapshot(engine: Engine, snapshot_id: int | None = None) -> Snapshot:
+    """As `latest_published`, but raises NoSnapshot with what to do when there is none."""
+    snap = latest_published(engine, snapshot_id)
     if snap is None:
         if snapshot_id is not None:
             raise NoSnapshot(f"no published snapshot {snapshot_id}")

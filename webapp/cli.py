@@ -312,7 +312,8 @@ def bootstrap(sample: Path) -> None:
 
 def _post_bootstrap(engine: Any) -> None:
     """Make the first snapshot when there are transactions and none is published yet."""
-    from db.refit import RefitSkipped, latest_published
+    from db.refit import RefitSkipped
+    from db.snapshots import latest_published
 
     if latest_published(engine) is not None:
         return

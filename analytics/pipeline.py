@@ -51,7 +51,6 @@ class Previous:
     snapshot_id: int
     segments: pd.DataFrame  # segment_id, name, centroid (dict in original units)
     customers: pd.DataFrame  # customer_id, segment_id, monetary
-    next_segment_id: int
 
 
 @dataclass
@@ -90,8 +89,13 @@ def run_refit(
     previous: Previous | None = None,
     data_quality: dict[str, Any] | None = None,
     on_stage: Any = None,
+    next_segment_id: int = 1,
 ) -> RefitResult:
-    """Segment the customers of `orders` (up to `as_of`) and build every snapshot table."""
+    """Segment the customers of `orders` (up to `as_of`) and build every snapshot table.
+
+    New segments get ids from `next_segment_id` on (the caller passes one above every id still
+    in a snapshot or carrying an analyst's name, so a rename never lands on another segment).
+    """
     clock = _Clock()
     stage = on_stage or (lambda _name: None)
     stage("features")
@@ -114,8 +118,7 @@ def run_refit(
     stage("profiles")
     centers_orig = transform.invert(sel.centers)
     prev_segments = previous.segments if previous is not None else pd.DataFrame()
-    next_id = previous.next_segment_id if previous is not None else 1
-    ids, matching = match_segments(centers_orig, prev_segments, transform, next_id)
+    ids, matching = match_segments(centers_orig, prev_segments, transform, next_segment_id)
     feats["segment_id"] = np.asarray(ids)[sel.labels]
     segments = _profiles(feats, centers_orig, ids, prev_segments, matching)
     clock.lap("profiles")

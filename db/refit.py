@@ -28,6 +28,7 @@ from analytics.pipeline import Previous, RefitResult, RefitSettings, run_refit
 from db.bulk import bulk_insert
 from db.models import (
     ImportBatch,
+    SegmentLabel,
     Snapshot,
     SnapshotCustomer,
     SnapshotMigration,
@@ -137,12 +138,19 @@ def data_quality(engine: Engine, as_of: date) -> dict[str, Any]:
     }
 
 
+def _next_segment_id(engine: Engine) -> int:
+    """One above every segment id in a kept snapshot or in an analyst's rename."""
+    with engine.connect() as conn:
+        in_snapshots = conn.execute(select(func.max(SnapshotSegment.segment_id))).scalar()
+        in_labels = conn.execute(select(func.max(SegmentLabel.segment_id))).scalar()
+    return max(in_snapshots or 0, in_labels or 0) + 1
+
+
 def _previous(engine: Engine) -> Previous | None:
     snap = latest_published(engine)
+    if snap is None:
+        return None
     with engine.connect() as conn:
-        max_id = conn.execute(select(func.max(SnapshotSegment.segment_id))).scalar()
-        if snap is None:
-            return None
         seg = conn.execute(
             select(
                 SnapshotSegment.segment_id, SnapshotSegment.name, SnapshotSegment.centroid
@@ -157,7 +165,6 @@ def _previous(engine: Engine) -> Previous | None:
         snapshot_id=snap.id,
         segments=pd.DataFrame(seg, columns=["segment_id", "name", "centroid"]),
         customers=pd.DataFrame(cust, columns=["customer_id", "segment_id", "monetary"]),
-        next_segment_id=int(max_id or 0) + 1,
     )
 
 
@@ -306,7 +313,16 @@ def refit(
                     .where(Snapshot.id == snapshot_id)
                     .values(as_of=as_of, data_start=first, data_end=min(last, as_of))
                 )
-            result = run_refit(orders, as_of, settings, breadth, previous, quality, stage)
+            result = run_refit(
+                orders,
+                as_of,
+                settings,
+                breadth,
+                previous,
+                quality,
+                stage,
+                next_segment_id=_next_segment_id(engine),
+            )
             result.timings = {"load": round(load_s, 4), **result.timings}
             stage("writing")
             timings = _write(engine, snapshot_id, result, previous, keep, started)

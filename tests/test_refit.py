@@ -225,3 +225,16 @@ def test_renamed_segment_keeps_its_name_in_later_snapshots(sqlite_engine: Engine
     second = refit(sqlite_engine, k=3)
     names = snapshots.segments(sqlite_engine, second.snapshot_id).set_index("segment_id")["name"]
     assert names[sid] == "VIPs"
+
+
+def test_a_rename_never_lands_on_a_new_segment_with_a_reused_id(sqlite_engine: Engine) -> None:
+    from db.models import SegmentLabel
+    from db.session import session_scope
+
+    import_file(sqlite_engine, SAMPLE)
+    with session_scope(sqlite_engine) as db:  # a rename whose snapshots are all gone
+        db.add(SegmentLabel(segment_id=1, name="old VIPs"))
+    outcome = refit(sqlite_engine, k=3)
+    names = snapshots.segments(sqlite_engine, outcome.snapshot_id)
+    assert sorted(names["segment_id"]) == [2, 3, 4]
+    assert "old VIPs" not in set(names["name"])

@@ -8,32 +8,39 @@ NEW = -1  # from_segment of customers new since the previous snapshot
 GONE = -1  # to_segment of customers no longer in this snapshot
 
 
+def rollup(orders: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per group of `keys`: orders and customers (positive orders), returns, gross and net revenue.
+
+    `orders`: customer_id, total and the key columns; one row per order, returns included.
+    """
+    positive = orders["total"] > 0
+    pos = orders[positive].groupby(keys)
+    out = pd.DataFrame(
+        {
+            "orders": pos.size(),
+            "customers": pos["customer_id"].nunique(),
+            "returns": orders[~positive].groupby(keys).size(),
+            "gross_revenue": pos["total"].sum(),
+            "net_revenue": orders.groupby(keys)["total"].sum(),
+        }
+    ).fillna(0)
+    out[["orders", "customers", "returns"]] = out[["orders", "customers", "returns"]].astype(int)
+    return out
+
+
 def sales_daily(orders: pd.DataFrame) -> pd.DataFrame:
     """Per day x segment: orders, customers, new customers, returns, gross and net revenue.
 
     `orders`: customer_id, segment_id, ordered_at, total (returns included).
     """
-    o = orders.assign(day=orders["ordered_at"].dt.normalize(), positive=orders["total"] > 0)
-    pos = o[o["positive"]]
-    first_day = pos.groupby("customer_id")["day"].min()
     keys = ["day", "segment_id"]
-    g_pos = pos.groupby(keys)
-    out = pd.DataFrame(
-        {
-            "orders": g_pos.size(),
-            "customers": g_pos["customer_id"].nunique(),
-            "gross_revenue": g_pos["total"].sum(),
-        }
-    )
-    firsts = pos[pos["day"] == pos["customer_id"].map(first_day)]
-    out["new_customers"] = firsts.groupby(keys)["customer_id"].nunique()
-    g_all = o.groupby(keys)
-    out = out.reindex(out.index.union(g_all.size().index))
-    out["returns"] = o[~o["positive"]].groupby(keys).size()
-    out["net_revenue"] = g_all["total"].sum()
-    out = out.fillna(0).reset_index()
-    for col in ("orders", "customers", "new_customers", "returns"):
-        out[col] = out[col].astype(int)
+    o = orders.assign(day=orders["ordered_at"].dt.normalize())
+    out = rollup(o, keys)
+    pos = o[o["total"] > 0]
+    firsts = pos[pos["day"] == pos.groupby("customer_id")["day"].transform("min")]
+    new = firsts.groupby(keys)["customer_id"].nunique()
+    out["new_customers"] = new.reindex(out.index, fill_value=0).astype(int)
+    out = out.reset_index()
     out["day"] = out["day"].dt.date
     cols = [
         "day",
@@ -45,7 +52,7 @@ def sales_daily(orders: pd.DataFrame) -> pd.DataFrame:
         "gross_revenue",
         "net_revenue",
     ]
-    return out[cols].sort_values(["day", "segment_id"]).reset_index(drop=True)
+    return out[cols].sort_values(keys).reset_index(drop=True)
 
 
 def month_start(ts: pd.Series) -> pd.Series:

@@ -15,10 +15,11 @@ from typing import Any
 
 import pandas as pd
 
+from analytics.aggregates import rollup
 from analytics.metrics import kpis as kpi_figures
 
 EXPORTS = ("kpis", "segments", "sales", "retention", "migration", "members")
-GRANULARITIES = {"day": "D", "week": "W-MON", "month": "M"}
+GRANULARITIES = ("day", "week", "month")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "|", "%")
 
 
@@ -94,20 +95,8 @@ def sales(orders: pd.DataFrame, f: Filters) -> pd.DataFrame:
         period = day - pd.to_timedelta(day.dt.dayofweek, unit="D")
     else:
         period = day.dt.to_period("M").dt.to_timestamp()
-    o = o.assign(period=period.dt.date, positive=o["total"] > 0)
-    pos = o[o["positive"]]
     keys = ["period", "segment_id"]
-    g = pos.groupby(keys)
-    out = pd.DataFrame(
-        {
-            "orders": g.size(),
-            "customers": g["customer_id"].nunique(),
-            "gross_revenue": g["total"].sum(),
-        }
-    )
-    net = o.groupby(keys)["total"].sum().rename("net_revenue")
-    out = out.join(net, how="outer").fillna(0).reset_index()
-    out[["orders", "customers"]] = out[["orders", "customers"]].astype(int)
+    out = rollup(o.assign(period=period.dt.date), keys).reset_index()
     out["aov"] = (out["gross_revenue"] / out["orders"].where(out["orders"] > 0)).round(4)
     return (
         out[["period", "segment_id", "orders", "customers", "gross_revenue", "net_revenue", "aov"]]

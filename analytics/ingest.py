@@ -65,9 +65,18 @@ class ChunkResult:
     invalid_lines: int = 0
     duplicates: int = 0
     blank_lines: int = 0
-    no_customer_lines: int = 0
-    no_customer_revenue: float = 0.0
-    zero_amount_lines: int = 0
+
+    @property
+    def no_customer_lines(self) -> int:
+        return int(self.lines["customer_id"].isna().sum())
+
+    @property
+    def no_customer_revenue(self) -> float:
+        return float(self.lines.loc[self.lines["customer_id"].isna(), "amount"].sum())
+
+    @property
+    def zero_amount_lines(self) -> int:
+        return int((self.lines["amount"] == 0).sum())
 
 
 def detect_layout(header: list[str]) -> str:
@@ -282,16 +291,12 @@ def normalize_chunk(
         lines.attrs["raw_hash"] = pd.util.hash_pandas_object(
             pd.DataFrame(src)[keep], index=False
         ).to_numpy()
-    no_customer = lines["customer_id"].isna()
     return ChunkResult(
         lines=lines,
         errors=check.errors(),
         error_count=check.count,
         invalid_lines=int(bad.sum()),
         blank_lines=int(blank.sum()),
-        no_customer_lines=int(no_customer.sum()),
-        no_customer_revenue=float(lines.loc[no_customer, "amount"].sum()),
-        zero_amount_lines=int((lines["amount"] == 0).sum()),
     )
 
 
@@ -311,12 +316,7 @@ def drop_seen_duplicates(result: ChunkResult, seen: set[int]) -> ChunkResult:
             seen.add(h)
     dropped = int((~keep).sum())
     if dropped:
-        lines = result.lines[keep].reset_index(drop=True)
-        no_customer = lines["customer_id"].isna()
-        result.lines = lines
+        result.lines = result.lines[keep].reset_index(drop=True)
         result.duplicates += dropped
-        result.no_customer_lines = int(no_customer.sum())
-        result.no_customer_revenue = float(lines.loc[no_customer, "amount"].sum())
-        result.zero_amount_lines = int((lines["amount"] == 0).sum())
     result.lines.attrs.pop("raw_hash", None)
     return result

@@ -8,7 +8,6 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
-from analytics import exports
 from analytics.exports import Filters
 from analytics.metrics import DEFINITIONS
 from db import snapshots
@@ -117,25 +116,27 @@ def layout(**_query: str) -> html.Div:
 def update_kpis(
     start_date: str | None, end_date: str | None, segment_ids: list[int] | None = None
 ) -> list[str]:
+    def unavailable(message: str) -> list[str]:
+        return ["–"] * len(CARDS) + [message]
+
     try:
         start, end = parse_day(start_date), parse_day(end_date)
     except ValueError:
-        return ["–"] * len(CARDS) + ["The date range is not valid (use YYYY-MM-DD)."]
+        return unavailable("The date range is not valid (use YYYY-MM-DD).")
     if start and end and start > end:
-        return ["–"] * len(CARDS) + ["The start date is after the end date."]
-    st = state()
-    if not isinstance(segment_ids, list | type(None)) or not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in segment_ids or []
+        return unavailable("The start date is after the end date.")
+    if segment_ids is not None and (
+        not isinstance(segment_ids, list)
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in segment_ids)
     ):
-        return ["–"] * len(CARDS) + ["The segment filter is not valid."]
+        return unavailable("The segment filter is not valid.")
+    st = state()
     filters = Filters(start, end, tuple(segment_ids or ()))
     try:
-        snap = snapshots.get_snapshot(st.engine)
-        snapshots.validate_segments(st.engine, snap.id, filters.segments)
+        frame, _ = snapshots.export_frame(st.engine, "kpis", filters, None, st.settings.active_days)
     except (snapshots.NoSnapshot, ValueError) as exc:
-        return ["–"] * len(CARDS) + [str(exc)]
-    orders = snapshots.orders(st.engine, snap.id, filters)
-    figures = exports.kpis(orders, filters, st.settings.active_days).to_dict("records")[0]
+        return unavailable(str(exc))
+    figures = frame.to_dict("records")[0]
     note = f"Orders from {start or 'the first order'} to {end or 'the last order'}, both inclusive."
     values = [None if v != v else v for v in (figures[key] for key, _, _ in CARDS)]  # NaN -> None
     return [fmt(v) for (_, _, fmt), v in zip(CARDS, values, strict=True)] + [note]  # type: ignore[operator]

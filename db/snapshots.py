@@ -1,15 +1,24 @@
-"""Reads of snapshot tables for the pages, the exports and the CLI. Bound parameters only."""
+"""Reads of snapshot tables for the pages, the exports and the CLI. Bound parameters only.
+
+A published snapshot never changes (only analysts' segment names, kept apart in
+`segment_labels`, do), so its tables are read once per process and kept in a small cache keyed
+by database, snapshot id and start time: a filter change then costs a pandas filter over
+in-memory frames, never a database scan.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from analytics import exports
+from analytics import aggregates, exports
 from analytics.exports import Filters
 from db.models import (
     SegmentLabel,
@@ -18,8 +27,33 @@ from db.models import (
     SnapshotMigration,
     SnapshotOrder,
     SnapshotRetention,
+    SnapshotScore,
     SnapshotSegment,
 )
+from db.session import session_scope
+
+CACHE_ENTRIES = 12  # frames (a few kinds x the snapshots being looked at)
+_cache: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cached(engine: Engine, snap: Snapshot, kind: str, load: Callable[[], pd.DataFrame]) -> Any:
+    key = (str(engine.url), snap.id, snap.started_at, kind)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    frame = load()
+    with _cache_lock:
+        _cache[key] = frame
+        while len(_cache) > CACHE_ENTRIES:
+            _cache.popitem(last=False)
+    return frame
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
 
 
 class NoSnapshot(LookupError):
@@ -67,20 +101,30 @@ def segments(engine: Engine, snapshot_id: int) -> pd.DataFrame:
     return frame
 
 
-def orders(engine: Engine, snapshot_id: int, f: Filters) -> pd.DataFrame:
-    o = SnapshotOrder
-    stmt = select(o.customer_id, o.segment_id, o.day, o.total).where(o.snapshot_id == snapshot_id)
-    if f.start:
-        stmt = stmt.where(o.day >= f.start)
-    if f.end:
-        stmt = stmt.where(o.day <= f.end)
-    if f.segments:
-        stmt = stmt.where(o.segment_id.in_(f.segments))
-    frame = _frame(engine, stmt)
-    if frame.empty:
-        frame = pd.DataFrame(columns=["customer_id", "segment_id", "day", "total"])
-    frame["total"] = frame["total"].astype(float)
-    return frame
+def published(engine: Engine) -> list[Snapshot]:
+    """Published snapshots, newest first."""
+    stmt = select(Snapshot).where(Snapshot.status == "published").order_by(Snapshot.id.desc())
+    with Session(engine, expire_on_commit=False) as db:
+        return list(db.scalars(stmt))
+
+
+def orders(engine: Engine, snap: Snapshot) -> pd.DataFrame:
+    """Every order of the snapshot with its customer's segment (`day` as a timestamp)."""
+
+    def load() -> pd.DataFrame:
+        o = SnapshotOrder
+        frame = _frame(
+            engine,
+            select(o.customer_id, o.segment_id, o.day, o.total).where(o.snapshot_id == snap.id),
+        )
+        if frame.empty:
+            frame = pd.DataFrame(columns=["customer_id", "segment_id", "day", "total"])
+        frame["segment_id"] = frame["segment_id"].astype(int)
+        frame["day"] = pd.to_datetime(frame["day"])
+        frame["total"] = frame["total"].astype(float)
+        return frame
+
+    return _cached(engine, snap, "orders", load)  # type: ignore[no-any-return]
 
 
 def retention_table(engine: Engine, snapshot_id: int) -> pd.DataFrame:
@@ -109,6 +153,7 @@ def migration_table(engine: Engine, snapshot_id: int) -> pd.DataFrame:
 
 
 def customers(engine: Engine, snapshot_id: int, segment_ids: tuple[int, ...] = ()) -> pd.DataFrame:
+    """Each customer's segment and features (read from the database on each call)."""
     c = SnapshotCustomer
     stmt = select(
         c.customer_id,
@@ -119,12 +164,102 @@ def customers(engine: Engine, snapshot_id: int, segment_ids: tuple[int, ...] = (
         c.aov,
         c.tenure_days,
         c.return_rate,
+        c.category_breadth,
         c.first_order_day,
         c.last_order_day,
     ).where(c.snapshot_id == snapshot_id)
     if segment_ids:
         stmt = stmt.where(c.segment_id.in_(segment_ids))
     return _frame(engine, stmt)
+
+
+def cached_customers(engine: Engine, snap: Snapshot) -> pd.DataFrame:
+    return _cached(  # type: ignore[no-any-return]
+        engine, snap, "customers", lambda: customers(engine, snap.id)
+    )
+
+
+def cached_retention(engine: Engine, snap: Snapshot) -> pd.DataFrame:
+    return _cached(  # type: ignore[no-any-return]
+        engine, snap, "retention", lambda: retention_table(engine, snap.id)
+    )
+
+
+def scores(engine: Engine, snapshot_id: int) -> pd.DataFrame:
+    s = SnapshotScore
+    return _frame(
+        engine,
+        select(s.k, s.silhouette, s.inertia, s.davies_bouldin).where(s.snapshot_id == snapshot_id),
+    )
+
+
+def history(engine: Engine) -> pd.DataFrame:
+    """Every snapshot kept (published, failed, running), with its duration."""
+    s = Snapshot
+    frame = _frame(
+        engine,
+        select(
+            s.id.label("snapshot_id"),
+            s.status,
+            s.trigger,
+            s.as_of,
+            s.started_at,
+            s.finished_at,
+            s.k,
+            s.silhouette,
+            s.customers,
+            s.stage,
+            s.error,
+            s.timings,
+        ).order_by(s.id.desc()),
+    )
+    if frame.empty:
+        frame["duration_s"] = []
+        return frame
+    frame["duration_s"] = [
+        round((f - b).total_seconds(), 1) if pd.notna(f) and pd.notna(b) else None
+        for b, f in zip(frame["started_at"], frame["finished_at"], strict=True)
+    ]
+    return frame
+
+
+def running(engine: Engine) -> Snapshot | None:
+    """The refit in progress, if any."""
+    stmt = select(Snapshot).where(Snapshot.status == "running").order_by(Snapshot.id.desc())
+    with Session(engine, expire_on_commit=False) as db:
+        return db.scalars(stmt.limit(1)).first()
+
+
+def migration_between(engine: Engine, source: Snapshot, target: Snapshot) -> pd.DataFrame:
+    """Customers moving from `source`'s segments to `target`'s (-1: new / gone)."""
+    if target.previous_id == source.id:
+        stored = migration_table(engine, target.id)
+        if not stored.empty:
+            return stored
+    frame = aggregates.migration(cached_customers(engine, source), cached_customers(engine, target))
+    frame.insert(0, "from_snapshot_id", source.id)
+    return frame
+
+
+def rename_segment(engine: Engine, segment_id: int, name: str, by: str | None = None) -> str:
+    """Give a segment an analyst's name; it follows the segment into later snapshots."""
+    name = " ".join(str(name).split())
+    if not 1 <= len(name) <= 80:
+        raise ValueError("a segment name has 1 to 80 characters")
+    with session_scope(engine) as db:
+        known = db.scalar(
+            select(func.count())
+            .select_from(SnapshotSegment)
+            .where(SnapshotSegment.segment_id == segment_id)
+        )
+        if not known:
+            raise ValueError(f"no segment {segment_id} in any snapshot")
+        label = db.get(SegmentLabel, segment_id) or SegmentLabel(segment_id=segment_id)
+        label.name = name
+        label.renamed_by = by
+        label.renamed_at = datetime.now(UTC).replace(tzinfo=None)
+        db.add(label)
+    return name
 
 
 def validate_segments(engine: Engine, snapshot_id: int, segment_ids: tuple[int, ...]) -> None:
@@ -139,33 +274,87 @@ def validate_segments(engine: Engine, snapshot_id: int, segment_ids: tuple[int, 
 def export_frame(
     engine: Engine, name: str, f: Filters, snapshot_id: int | None = None, active_days: int = 90
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The data of export `name` and its provenance."""
+    """The data of export `name` and its provenance: what a chart shows and its download holds."""
     if name not in exports.EXPORTS:
         raise ValueError(f"unknown export {name!r}: choose one of {', '.join(exports.EXPORTS)}")
     if f.start and f.end and f.start > f.end:
         raise ValueError(f"--start {f.start} is after --end {f.end}")
     snap = get_snapshot(engine, snapshot_id)
     validate_segments(engine, snap.id, f.segments)
+    extra: dict[str, Any] = {}
     if name == "kpis":
-        frame = exports.kpis(orders(engine, snap.id, f), f, active_days)
+        frame = exports.kpis(orders(engine, snap), f, active_days)
+    elif name == "kpi_comparison":
+        assert snap.data_start is not None and snap.data_end is not None
+        frame = exports.kpi_comparison(
+            orders(engine, snap), f, snap.data_start, snap.data_end, active_days
+        )
     elif name == "segments":
         frame = exports.segments(segments(engine, snap.id), f)
+    elif name == "profiles":
+        frame = exports.profiles(cached_customers(engine, snap), segments(engine, snap.id), f)
+    elif name == "customer_sample":
+        frame = exports.customer_sample(cached_customers(engine, snap), f)
     elif name == "sales":
-        frame = exports.sales(orders(engine, snap.id, f), f)
+        frame = exports.sales(orders(engine, snap), f)
+    elif name == "aov_distribution":
+        frame = exports.aov_distribution(orders(engine, snap), f)
     elif name == "retention":
-        frame = exports.retention(retention_table(engine, snap.id), f)
+        frame = exports.retention(cached_retention(engine, snap), f)
+    elif name == "retention_trend":
+        frame = exports.retention_trend(cached_retention(engine, snap), f)
+    elif name == "repeat_rate":
+        frame = exports.repeat_rate(orders(engine, snap), f)
     elif name == "migration":
-        frame = exports.migration(migration_table(engine, snap.id), f)
-    else:
+        if f.compare_to is not None:
+            source = get_snapshot(engine, f.compare_to)
+        elif snap.previous_id is not None:
+            source = latest_published(engine, snap.previous_id) or snap
+        else:
+            source = snap
+        if source.id == snap.id:  # the first snapshot: nobody moved yet
+            frame = exports.migration(migration_table(engine, snap.id).iloc[0:0], f)
+        else:
+            frame = exports.migration(migration_between(engine, source, snap), f)
+        extra["from_snapshot_id"] = source.id if source.id != snap.id else None
+    elif name == "members":
         frame = exports.members(customers(engine, snap.id, f.segments), f)
+    elif name == "customer_orders":
+        frame = exports.customer_orders(orders(engine, snap), f)
+        frame["day"] = frame["day"].dt.date
+    elif name == "scores":
+        frame = exports.scores(scores(engine, snap.id), snap.k)
+    else:
+        frame = exports.snapshots(history(engine))
     provenance: dict[str, Any] = {
         "export": name,
         "snapshot_id": snap.id,
         "as_of": snap.as_of,
         "data_window": f"{snap.data_start} .. {snap.data_end}",
         "fitted_at": snap.finished_at,
+        **extra,
         **{f"filter_{k}": v for k, v in f.describe().items()},
         "exported_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "rows": len(frame),
     }
     return frame, provenance
+
+
+def customer_history(engine: Engine, customer_id: str) -> pd.DataFrame:
+    """The customer's segment and features in each published snapshot, newest first."""
+    c, s = SnapshotCustomer, Snapshot
+    frame = _frame(
+        engine,
+        select(
+            s.id.label("snapshot_id"),
+            s.as_of,
+            c.segment_id,
+            c.recency_days,
+            c.frequency,
+            c.monetary,
+        )
+        .join(s, s.id == c.snapshot_id)
+        .where(c.customer_id == customer_id, s.status == "published")
+        .order_by(s.id.desc()),
+    )
+    return frame

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,36 @@ def login(client, email: str = "viewer@example.com", password: str = PASSWORD, *
     data = {"email": email, "password": password, "csrf_token": csrf_token(client)}
     data.update(extra)
     return client.post("/login", data=data)
+
+
+@pytest.fixture
+def dashboard(app, sqlite_engine: Engine):  # type: ignore[no-untyped-def]
+    """The sample imported and two published snapshots (as of 2011-09-30, then the last day),
+    k=3 each, so every page has data, migration included. Returns the two refit outcomes."""
+    from datetime import date
+
+    from db.importer import import_file
+    from db.refit import refit
+
+    import_file(sqlite_engine, SAMPLE)
+    first = refit(sqlite_engine, k=3, as_of=date(2011, 9, 30))
+    second = refit(sqlite_engine, k=3)
+    return first, second
+
+
+@contextmanager
+def as_user(app, email: str = "viewer@example.com") -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Run page callbacks directly, inside a request of the logged-in `email`."""
+    from flask_login import login_user
+    from sqlalchemy import select
+
+    from db.models import User
+    from webapp.auth import SessionUser
+    from webapp.state import state
+
+    with app.server.test_request_context("/_dash-update-component", method="POST"):
+        with state().sessions() as db:
+            user = db.scalar(select(User).where(User.email == email))
+            assert user is not None, email
+            login_user(SessionUser(user))
+        yield

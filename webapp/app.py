@@ -15,21 +15,37 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings, get_settings
 from db.session import make_engine, session_factory
-from webapp import auth
+from webapp import auth, downloads, filters
+from webapp.nav import FILTERED, NAV, nav_id
 from webapp.state import AppState
 
 HERE = Path(__file__).parent
-# Pages in the navbar, in order; a page appears here once its module exists in pages/.
-NAV = [("Overview", "/")]
 
 
 def _navbar() -> dbc.Navbar:
-    links = [dbc.NavItem(dbc.NavLink(label, href=href, active="exact")) for label, href in NAV]
     user = current_user if current_user and current_user.is_authenticated else None
+    links = [
+        dbc.NavItem(
+            # Links that carry the filters get `active` from a callback (their href has a query).
+            dbc.NavLink(
+                label,
+                href=href,
+                active=False if href in FILTERED else "exact",
+                id=nav_id(href),
+                className="text-nowrap px-2",
+            )
+        )
+        for label, href, role in NAV
+        if user is not None and user.has_role(role)
+    ]
     right = []
     if user is not None:
         right = [
-            html.Span(f"{user.email} · {user.role}", className="navbar-text me-3 small"),
+            html.Span(
+                [html.Span(f"{user.email} · ", className="d-none d-xxl-inline"), user.role],
+                className="navbar-text me-2 small text-nowrap",
+                title=user.email,
+            ),
             dbc.Button(
                 "Log out",
                 href="/logout",
@@ -43,7 +59,7 @@ def _navbar() -> dbc.Navbar:
     return dbc.Navbar(
         dbc.Container(
             [
-                dbc.NavbarBrand("Customer segmentation", href="/"),
+                dbc.NavbarBrand("Customer segmentation", href="/", className="fs-6 fw-semibold"),
                 dbc.Nav(links, navbar=True, className="me-auto"),
                 html.Div(right, className="d-flex align-items-center"),
             ],
@@ -59,6 +75,8 @@ def _layout() -> html.Div:
     return html.Div(
         [
             dcc.Location(id="url", refresh="callback-nav"),
+            # Written by the filter controls: the query follows the view without a reload.
+            dcc.Location(id="url-query", refresh=False),
             _navbar(),
             dbc.Container(dash.page_container, fluid=True, className="pb-5"),
         ]
@@ -112,4 +130,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         serve_locally=True,
     )
     app.layout = _layout
+    filters.register(app)
+    downloads.register(app)
     return app

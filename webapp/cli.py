@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy import func, select
 
+from analytics.exports import EXPORTS
 from config import ConfigError, Settings, get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,24 +88,9 @@ def init_db() -> None:
 
 
 def _create_user(email: str, password: str, role: str, update: bool = False) -> str:
-    from db.models import ROLES, User
-    from db.session import session_scope
+    from db.users import create_user
 
-    email = email.strip().lower()
-    if "@" not in email or len(email) > 254:
-        raise ValueError(f"not an email address: {email!r}")
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
-    with session_scope(_engine(get_settings())) as db:
-        user = db.scalar(select(User).where(User.email == email))
-        if user is not None and not update:
-            raise ValueError(f"a user {email} already exists")
-        if user is None:
-            user = User(email=email, role=role, active=True, session_version=0)
-            db.add(user)
-        user.role = role
-        user.password = password
-    return email
+    return create_user(_engine(get_settings()), email, password, role, update)
 
 
 @main.command("create-user")
@@ -378,8 +364,15 @@ def _print_outcome(o: Any) -> None:
     help="Segment as of this day (YYYY-MM-DD); default: the last order day.",
 )
 @click.option("--quiet", "-q", is_flag=True)
+@click.option(
+    "--trigger",
+    type=click.Choice(["cli", "web", "scheduler"]),
+    default="cli",
+    hidden=True,
+    help="Who asked for this refit (recorded in the snapshot).",
+)
 @handled
-def refit_cmd(k_opt: str, as_of: str | None, quiet: bool) -> None:
+def refit_cmd(k_opt: str, as_of: str | None, quiet: bool, trigger: str) -> None:
     """Segment customers and publish a new snapshot."""
     from datetime import date
 
@@ -401,7 +394,7 @@ def refit_cmd(k_opt: str, as_of: str | None, quiet: bool) -> None:
     show = _show_progress(quiet)
     stage_echo = (lambda name: click.echo(f"  ... {name}", err=True)) if show else None
     try:
-        outcome = _run_refit(_engine(get_settings()), k, day, on_stage=stage_echo)
+        outcome = _run_refit(_engine(get_settings()), k, day, trigger=trigger, on_stage=stage_echo)
     except RefitSkipped as exc:
         click.echo(f"skipped: {exc}")
         return
@@ -474,30 +467,14 @@ def scheduler_cmd(once: bool) -> None:
 @handled
 def rename_segment(segment_id: int, name: str) -> None:
     """Give a segment a name of your own; it follows the segment into later snapshots."""
-    from db.models import SegmentLabel, SnapshotSegment
-    from db.session import session_scope
+    from db.snapshots import rename_segment as rename
 
-    name = name.strip()
-    if not 1 <= len(name) <= 80:
-        raise ValueError("a segment name has 1 to 80 characters")
-    with session_scope(_engine(get_settings())) as db:
-        known = db.scalar(
-            select(func.count())
-            .select_from(SnapshotSegment)
-            .where(SnapshotSegment.segment_id == segment_id)
-        )
-        if not known:
-            raise ValueError(f"no segment {segment_id} in any snapshot")
-        label = db.get(SegmentLabel, segment_id) or SegmentLabel(segment_id=segment_id)
-        label.name = name
-        db.add(label)
+    name = rename(_engine(get_settings()), segment_id, name, by="cli")
     click.echo(f"segment {segment_id} is now called {name!r}")
 
 
 @main.command("export")
-@click.argument(
-    "chart", type=click.Choice(["kpis", "segments", "sales", "retention", "migration", "members"])
-)
+@click.argument("chart", type=click.Choice(EXPORTS))
 @click.option("--start", default=None, help="First day (YYYY-MM-DD), inclusive.")
 @click.option("--end", default=None, help="Last day (YYYY-MM-DD), inclusive.")
 @click.option("--segment", "segment_ids", multiple=True, type=int, help="Segment id, repeatable.")
@@ -508,6 +485,20 @@ def rename_segment(segment_id: int, name: str) -> None:
     "--granularity", type=click.Choice(["day", "week", "month"]), default="month", show_default=True
 )
 @click.option("--split-by-segment", is_flag=True, help="Retention per segment.")
+@click.option(
+    "--month",
+    type=click.IntRange(1, 24),
+    default=1,
+    show_default=True,
+    help="retention_trend: months since the first order.",
+)
+@click.option(
+    "--compare-to",
+    type=int,
+    default=None,
+    help="migration: the snapshot customers come from (default: the previous one).",
+)
+@click.option("--customer", default=None, help="customer_orders: the customer id.")
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True
 )
@@ -526,6 +517,9 @@ def export_cmd(
     snapshot_id: int | None,
     granularity: str,
     split_by_segment: bool,
+    month: int,
+    compare_to: int | None,
+    customer: str | None,
     fmt: str,
     out: Path,
 ) -> None:
@@ -546,7 +540,14 @@ def export_cmd(
             ) from None
 
     filters = Filters(
-        day(start, "--start"), day(end, "--end"), tuple(segment_ids), granularity, split_by_segment
+        day(start, "--start"),
+        day(end, "--end"),
+        tuple(segment_ids),
+        granularity,
+        split_by_segment,
+        month=month,
+        compare_to=compare_to,
+        customer=customer,
     )
     settings = get_settings()
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import html
+from dash import dcc, html
 
 
 def money(value: float | None) -> str:
@@ -44,3 +44,143 @@ def empty_state(title: str, body: str) -> dbc.Alert:
         color="light",
         className="border",
     )
+
+
+def info(text: str) -> html.Span:
+    """A small (i) whose tooltip (the title attribute) explains a metric or a chart."""
+    return html.Span(
+        "?",
+        title=text,
+        className="badge rounded-pill text-bg-light border text-secondary ms-1 fw-normal",
+        style={"cursor": "help"},
+    )
+
+
+def chart_card(
+    key: str,
+    title: str,
+    explain: str,
+    body: object,
+    *,
+    exportable: bool = True,
+    footer: object = None,
+) -> dbc.Card:
+    """A chart (or table) with its title, explanation, loading indicator and downloads.
+
+    `key` names the chart; the page's callback writes what it drew into the
+    {"type": "params", "chart": key} store, and the download callback (webapp/downloads.py)
+    recomputes exactly that frame as CSV or XLSX.
+    """
+    buttons = []
+    if exportable:
+        buttons = [
+            dbc.ButtonGroup(
+                [
+                    dbc.Button(
+                        "CSV",
+                        id={"type": "dl-csv", "chart": key},
+                        size="sm",
+                        color="link",
+                        title="Download the data of this chart as CSV",
+                    ),
+                    dbc.Button(
+                        "XLSX",
+                        id={"type": "dl-xlsx", "chart": key},
+                        size="sm",
+                        color="link",
+                        title="Download the data of this chart as an Excel workbook",
+                    ),
+                ],
+                size="sm",
+            ),
+            dcc.Download(id={"type": "download", "chart": key}),
+        ]
+    return dbc.Card(
+        [
+            dbc.CardHeader(
+                html.Div(
+                    [
+                        html.Span([html.Strong(title), info(explain)]),
+                        html.Div(buttons, className="ms-auto"),
+                    ],
+                    className="d-flex align-items-center",
+                ),
+                className="bg-white py-1",
+            ),
+            dbc.CardBody(
+                [
+                    dcc.Loading(body, type="dot", delay_show=300),  # type: ignore[arg-type]
+                    html.Div(
+                        id={"type": "dl-msg", "chart": key}, className="small text-danger mt-1"
+                    ),
+                    dcc.Store(id={"type": "params", "chart": key}),
+                    footer if footer is not None else html.Span(),
+                ],
+                className="p-2",
+            ),
+        ],
+        className="shadow-sm mb-3",
+        id=f"card-{key}",
+    )
+
+
+def graph(graph_id: str, height: int | None = None) -> dcc.Graph:
+    style = {"height": f"{height}px"} if height else {}
+    return dcc.Graph(
+        id=graph_id,
+        config={"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]},
+        style=style,
+    )
+
+
+def no_snapshot(title: str) -> html.Div:
+    return html.Div(
+        [
+            html.H2(title, className="h4"),
+            empty_state(
+                "No snapshot yet",
+                "The dashboard reads snapshots: one per refit of the segmentation. Import "
+                "transactions (`custseg import FILE`, or Admin → Import), then make the first "
+                "snapshot with `custseg refit` (or Model → Refit now, as an admin) and reload "
+                "this page.",
+            ),
+        ]
+    )
+
+
+def can(role: str) -> bool:
+    """Whether the current user has `role` (for showing controls; callbacks check again)."""
+    from flask_login import current_user
+
+    return bool(current_user and current_user.is_authenticated and current_user.has_role(role))
+
+
+def change_text(change: float | None, difference: float | None, metric: str) -> str:
+    """'▲ 12.3%' against the previous period ('▲ 2.1 pts' for rates); '–' when undefined."""
+    if metric == "repeat_rate":
+        if difference is None:
+            return "–"
+        arrow = "▲" if difference > 0 else "▼" if difference < 0 else "="
+        return f"{arrow} {abs(difference) * 100:.1f} pts"
+    if change is None:
+        return "–"
+    arrow = "▲" if change > 0 else "▼" if change < 0 else "="
+    return f"{arrow} {abs(change) * 100:.1f}%"
+
+
+TABLE_FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
+
+
+def table_style(**cell: object) -> dict[str, object]:
+    """Keyword arguments for a DataTable in the app's look (text left, numbers right)."""
+    return {
+        "style_as_list_view": True,
+        "style_cell": {
+            "fontFamily": TABLE_FONT,
+            "fontSize": 13,
+            "padding": "4px 8px",
+            "textAlign": "left",
+            **cell,
+        },
+        "style_header": {"fontWeight": "600", "fontFamily": TABLE_FONT},
+    }

@@ -1,17 +1,20 @@
-"""Overview (/): the headline KPIs for a date range and segments, from the latest snapshot."""
+"""Overview (/): headline KPIs against the previous period, and revenue by segment over time."""
 
 from __future__ import annotations
 
-from datetime import date
+from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, callback, dcc, html
+from dash import Output, callback, html
 
-from analytics.exports import Filters
 from analytics.metrics import DEFINITIONS
 from db import snapshots
-from webapp.components import empty_state, integer, kpi_card, money, percent
+from webapp import charts
+from webapp.components import can, change_text, chart_card, graph, integer, money, no_snapshot
+from webapp.components import percent as pct
+from webapp.filters import CONTROLS, filter_bar, initial, page_header, parse_view
+from webapp.pagekit import HANDLED, auto_granularity, palette, read
 from webapp.state import state
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview · Customer segmentation")
@@ -24,119 +27,134 @@ CARDS = (
     ("gross_revenue", "Gross revenue", money),
     ("net_revenue", "Net revenue", money),
     ("aov", "AOV", money),
-    ("repeat_rate", "Repeat rate", percent),
+    ("repeat_rate", "Repeat rate", pct),
 )
 
 
-def parse_day(value: str | None) -> date | None:
-    if not value:
-        return None
-    return date.fromisoformat(str(value)[:10])
-
-
-def layout(**_query: str) -> html.Div:
-    try:
-        snap = snapshots.get_snapshot(state().engine)
-    except snapshots.NoSnapshot:
-        return html.Div(
+def _card(key: str, label: str, definition: str) -> dbc.Col:
+    return dbc.Col(
+        html.Div(
             [
-                html.H2("Overview"),
-                empty_state(
-                    "No snapshot yet",
-                    "Import transactions (`custseg import FILE` or `custseg demo-data`), then "
-                    "make the first snapshot with `custseg refit`, and reload this page.",
-                ),
-            ]
-        )
-    first, last = snap.data_start, snap.data_end
-    segs = snapshots.segments(state().engine, snap.id)
-    options = [
-        {"label": f"{r.name} ({r.customers:,})", "value": int(r.segment_id)}
-        for r in segs.itertuples()
-    ]
+                html.Div(label, className="text-muted small", title=definition),
+                html.Div("…", className="fs-5 fw-semibold", id=f"kpi-{key}"),
+                html.Div("", className="small", id=f"kpi-{key}-change"),
+            ],
+            className="border rounded p-2 h-100",
+            title=definition,
+        ),
+        xs=6,
+        md=3,
+        xl=True,
+    )
+
+
+def layout(**query: Any) -> html.Div:
+    init = initial(query)
+    if init is None:
+        return no_snapshot("Overview")
+    days = state().settings.active_days
+    cards = dbc.Row(
+        [_card(key, label, DEFINITIONS[key].format(active_days=days)) for key, label, _ in CARDS],
+        className="g-2",
+    )
+    export = can("analyst")
     return html.Div(
         [
-            dbc.Row(
-                [
-                    dbc.Col(html.H2("Overview", className="mb-0"), width="auto"),
-                    dbc.Col(
-                        dcc.DatePickerRange(
-                            id="overview-dates",
-                            min_date_allowed=first,
-                            max_date_allowed=last,
-                            start_date=first,
-                            end_date=last,
-                            display_format="YYYY-MM-DD",
-                        ),
-                        width="auto",
-                    ),
-                    dbc.Col(
-                        dcc.Dropdown(
-                            id="overview-segments",
-                            options=options,
-                            multi=True,
-                            placeholder="All segments",
-                        ),
-                        md=4,
-                    ),
-                    dbc.Col(
-                        html.Small(
-                            f"Snapshot {snap.id} · as of {snap.as_of} · data {first} .. {last}",
-                            className="text-muted",
-                        ),
-                        width="auto",
-                    ),
-                ],
-                className="align-items-center mb-3 g-3",
+            page_header(
+                "Overview",
+                "Headline figures for the period and segments chosen, against the previous "
+                "period of the same length.",
             ),
-            dbc.Row(
-                [
-                    kpi_card(
-                        f"kpi-{key}",
-                        label,
-                        "…",
-                        DEFINITIONS[key].format(active_days=state().settings.active_days),
-                    )
-                    for key, label, _ in CARDS
-                ],
-                className="g-3",
+            filter_bar(init),
+            html.Div(id="overview-message"),
+            chart_card(
+                "overview-kpis",
+                "Headline figures",
+                "Each figure for the chosen period; below it, the change against the period of "
+                "the same length just before. Hover a label for its definition.",
+                html.Div([cards, html.Div(id="overview-compare", className="small mt-2")]),
+                exportable=export,
             ),
-            html.Div(id="overview-note", className="text-muted small"),
+            chart_card(
+                "overview-trend",
+                "Gross revenue by segment",
+                "Gross revenue (positive orders) per day, week or month, stacked by segment.",
+                graph("overview-trend"),
+                exportable=export,
+            ),
         ]
     )
 
 
 @callback(
     [Output(f"kpi-{key}", "children") for key, _, _ in CARDS],
-    Output("overview-note", "children"),
-    Input("overview-dates", "start_date"),
-    Input("overview-dates", "end_date"),
-    Input("overview-segments", "value"),
+    [Output(f"kpi-{key}-change", "children") for key, _, _ in CARDS],
+    Output("overview-compare", "children"),
+    Output("overview-trend", "figure"),
+    Output({"type": "params", "chart": "overview-kpis"}, "data"),
+    Output({"type": "params", "chart": "overview-trend"}, "data"),
+    Output("overview-message", "children"),
+    *CONTROLS,
 )
-def update_kpis(
-    start_date: str | None, end_date: str | None, segment_ids: list[int] | None = None
-) -> list[str]:
-    def unavailable(message: str) -> list[str]:
-        return ["–"] * len(CARDS) + [message]
+def update_overview(start: Any, end: Any, segments: Any, snapshot: Any) -> tuple[Any, ...]:
+    n = len(CARDS)
+    try:
+        view = parse_view(start, end, segments, snapshot)
+        snap = snapshots.get_snapshot(state().engine, view.snapshot_id)
+        kpis, kpi_params = read(view, "kpi_comparison")
+        granularity = auto_granularity(view, snap.data_start, snap.data_end)
+        trend_view = view.with_(granularity=granularity)
+        sales, trend_params = read(trend_view, "sales")
+        pal = palette(view)
+    except HANDLED as exc:
+        blank = charts.empty_figure(str(exc))
+        return (
+            *["–"] * n,
+            *[""] * n,
+            "",
+            blank,
+            None,
+            None,
+            dbc.Alert(str(exc), color="warning", className="py-2"),
+        )
+    rows = kpis.set_index("metric")
+    values, changes = [], []
+    for key, _, fmt in CARDS:
+        row = rows.loc[key]
+        value = _num(row["current"])
+        if fmt is integer and value is not None:
+            value = int(value)
+        values.append(fmt(value))  # type: ignore[operator]
+        diff = _num(row["difference"]) or 0.0
+        text = change_text(_num(row["change"]), _num(row["difference"]), key)
+        good = diff >= 0 if key != "returns" else diff <= 0
+        changes.append(
+            html.Span(text, className=("text-success" if good else "text-danger"))
+            if text != "–"
+            else html.Span("no earlier data", className="text-muted")
+        )
+    first = rows.iloc[0]
+    compare = (
+        f"Period {first['current_start']} to {first['current_end']} (inclusive) against "
+        f"{first['previous_start']} to {first['previous_end']}."
+    )
+    if snap.data_start and first["previous_start"] < snap.data_start:
+        compare += (
+            f" The earlier period starts before the first order ({snap.data_start}), so it "
+            "covers fewer days of data."
+        )
+    return (
+        *values,
+        *changes,
+        compare,
+        charts.revenue_trend(sales, pal, granularity),
+        kpi_params,
+        trend_params,
+        None,
+    )
 
-    try:
-        start, end = parse_day(start_date), parse_day(end_date)
-    except ValueError:
-        return unavailable("The date range is not valid (use YYYY-MM-DD).")
-    if start and end and start > end:
-        return unavailable("The start date is after the end date.")
-    if segment_ids is not None and (
-        not isinstance(segment_ids, list)
-        or not all(isinstance(i, int) and not isinstance(i, bool) for i in segment_ids)
-    ):
-        return unavailable("The segment filter is not valid.")
-    st = state()
-    filters = Filters(start, end, tuple(segment_ids or ()))
-    try:
-        frame, _ = snapshots.export_frame(st.engine, "kpis", filters, None, st.settings.active_days)
-    except (snapshots.NoSnapshot, ValueError) as exc:
-        return unavailable(str(exc))
-    figures = frame.to_dict("records")[0]
-    note = f"Orders from {start or 'the first order'} to {end or 'the last order'}, both inclusive."
-    values = [None if v != v else v for v in (figures[key] for key, _, _ in CARDS)]  # NaN -> None
-    return [fmt(v) for (_, _, fmt), v in zip(CARDS, values, strict=True)] + [note]  # type: ignore[operator]
+
+def _num(value: Any) -> float | None:
+    if value is None or value != value:  # None or NaN
+        return None
+    return float(value)

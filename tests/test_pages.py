@@ -1,0 +1,467 @@
+"""Each page's callbacks, called directly as a logged-in user: given filters, the expected data.
+
+The fixture `dashboard` holds the Online Retail sample and two snapshots (k=3). Charts are
+checked against the export frames (`db.snapshots.export_frame`): what a chart draws is what its
+download holds.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from datetime import date
+
+import openpyxl
+import pandas as pd
+import pytest
+
+from analytics.exports import Filters
+from db import snapshots
+from tests.conftest import DATA, as_user
+from webapp.downloads import build_download
+from webapp.filters import FilterError, parse_view
+
+FULL = ("2010-12-01", "2011-12-09")
+
+
+def frame(sqlite_engine, name: str, **filters) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    snapshot = filters.pop("snapshot", None)
+    return snapshots.export_frame(sqlite_engine, name, Filters(**filters), snapshot)[0]
+
+
+def top_segment(outcome) -> int:  # type: ignore[no-untyped-def]
+    return max(outcome.segments, key=lambda s: s["gross_revenue"])["segment_id"]  # type: ignore[no-any-return]
+
+
+# --- Overview ---------------------------------------------------------------------------------
+
+
+def test_overview_kpis_and_their_change(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from webapp.pages.overview import CARDS, update_overview
+
+    n = len(CARDS)
+    with as_user(app):
+        out = update_overview(*FULL, None, None)
+        assert list(out[:4]) == ["297", "202", "1,286", "275"]
+        assert out[4:8] == ("762,694.99", "734,776.06", "593.08", "64.6%")
+        assert out[-1] is None  # no message
+        # The change against the previous half year, from the kpi_comparison export.
+        out = update_overview("2011-06-10", "2011-12-09", None, None)
+        cmp = frame(sqlite_engine, "kpi_comparison", start=date(2011, 6, 10), end=date(2011, 12, 9))
+        row = cmp.set_index("metric").loc["orders"]
+        assert (row["previous_start"], row["previous_end"]) == (date(2010, 12, 9), date(2011, 6, 9))
+        sign = "▲" if row["change"] > 0 else "▼"
+        assert out[n + 2].children == f"{sign} {abs(row['change']) * 100:.1f}%"
+        assert "2011-06-10 to 2011-12-09" in out[2 * n] and "2010-12-09 to 2011-06-09" in out[2 * n]
+        # The trend chart draws the sales export, weekly for half a year.
+        fig = out[2 * n + 1]
+        sales = frame(
+            sqlite_engine,
+            "sales",
+            start=date(2011, 6, 10),
+            end=date(2011, 12, 9),
+            granularity="week",
+        )
+        drawn = sum(sum(t.y) for t in fig.data)
+        assert drawn == pytest.approx(sales["gross_revenue"].sum())
+        assert out[2 * n + 3]["granularity"] == "week"
+
+
+def test_overview_follows_the_segment_filter(app, dashboard) -> None:  # type: ignore[no-untyped-def]
+    from webapp.pages.overview import update_overview
+
+    first, second = dashboard
+    seg = second.segments[0]
+    with as_user(app):
+        out = update_overview(*FULL, [seg["segment_id"]], second.snapshot_id)
+    assert out[0] == f"{seg['customers']:,}"
+    assert {t.name for t in out[len(out) - 4].data} == {seg["name"]}
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "segments", "snapshot", "message"),
+    [
+        ("2011-13-45", None, None, None, "is not a date"),
+        ("2011-02-01", "2011-01-01", None, None, "start date is after the end date"),
+        (None, None, [999], None, "unknown segment id(s) [999]"),
+        (None, None, ["1; DROP TABLE users"], None, "segment filter is not valid"),
+        (None, None, list(range(100)), None, "segment filter is not valid"),
+        (None, None, [True], None, "segment filter is not valid"),
+        (None, None, None, 999, "no published snapshot 999"),
+        (None, None, None, "1 OR 1=1", "snapshot is not valid"),
+        ("x" * 10_000, None, None, None, "is not a date"),
+        ({"$gt": ""}, None, None, None, "is not a date"),
+    ],
+)
+def test_every_page_refuses_bad_filters_with_a_message(  # type: ignore[no-untyped-def]
+    app, dashboard, start, end, segments, snapshot, message
+) -> None:
+    from webapp.pages import customers, migration, model, overview, retention, sales
+    from webapp.pages import segments as segments_page
+
+    calls = [
+        overview.update_overview,
+        segments_page.update_segments,
+        retention.update_retention,
+        sales.update_sales,
+    ]
+    with as_user(app, "analyst@example.com"):
+        for fn in calls:
+            out = fn(start, end, segments, snapshot)  # type: ignore[operator]
+            alert = out[-1]
+            assert message in str(alert.children), (fn.__name__, alert)
+        # Pages that ignore the dates still check the segments and the snapshot.
+        if "date" not in message:
+            moved = migration.update_migration(None, None, segments, snapshot, 1)
+            assert message in str(moved[-1])
+            assert message in customers.members(None, None, segments, snapshot)[2]
+        if "snapshot" in message:
+            assert message in str(model.update_model(None, None, None, snapshot)[-1].children)
+
+
+# --- Segments ---------------------------------------------------------------------------------
+
+
+def test_segments_page_draws_the_exports(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from webapp.pages.segments import update_segments
+
+    with as_user(app):
+        shares, heat, table, scatter, p1, p2, p3, p4, msg = update_segments(*FULL, None, None)
+    assert msg is None
+    seg = frame(sqlite_engine, "segments")
+    assert sorted(shares.data[0].customdata) == sorted(seg["segment_id"])
+    assert list(shares.data[1].x) == list(seg["revenue_share"].iloc[::-1])
+    prof = frame(sqlite_engine, "profiles")
+    assert len(heat.data[0].y) == len(seg)
+    ratio = prof.set_index(["segment_id", "feature"])["ratio_to_average"]
+    sid = int(seg["segment_id"].iloc[0])
+    assert heat.data[0].text[0][1] == f"{ratio[(sid, 'frequency')]:.2g}×"
+    sample = frame(sqlite_engine, "customer_sample")
+    assert sum(len(t.x) for t in scatter.data) == 3 * len(sample)  # three panels
+    assert p1["export"] == "segments" and p2["export"] == "profiles"
+    assert p4["export"] == "customer_sample"
+    assert seg["name"].iloc[0] in str(table)
+
+
+def test_a_click_on_a_segment_filters_the_dashboard(app, dashboard) -> None:  # type: ignore[no-untyped-def]
+    from dash import no_update
+
+    from webapp.pages.segments import select_segment
+
+    click = {"points": [{"customdata": 2}]}
+    with as_user(app):
+        assert select_segment(click, []) == [2]
+        assert select_segment(click, [2]) == []  # a second click clears
+        assert select_segment({"points": [{"customdata": "x"}]}, []) is no_update
+        assert select_segment({"bad": 1}, []) is no_update
+
+
+def test_rename_is_for_analysts(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from webapp.pages.segments import rename
+
+    _, second = dashboard
+    sid = second.segments[0]["segment_id"]
+    with as_user(app, "viewer@example.com"):
+        msg, count = rename(1, sid, "Hacked")
+        assert "analyst role" in msg.children
+    assert "Hacked" not in set(snapshots.segments(sqlite_engine, second.snapshot_id)["name"])
+    with as_user(app, "analyst@example.com"):
+        msg, count = rename(1, sid, "  VIP   customers ", 0)
+        assert count == 1 and "VIP customers" in msg.children
+        assert "1 to 80" in rename(1, sid, "x" * 81, 1)[0].children
+        assert "no segment 999" in rename(1, 999, "Ghost", 1)[0].children
+    names = snapshots.segments(sqlite_engine, second.snapshot_id).set_index("segment_id")["name"]
+    assert names[sid] == "VIP customers"
+
+
+# --- Retention, sales, migration ----------------------------------------------------------------
+
+
+def test_retention_page(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from webapp.pages.retention import update_retention
+
+    with as_user(app):
+        heat, trend, repeat, hp, tp, rp, msg = update_retention(*FULL, None, None, "all", 2)
+    assert msg is None
+    ret = frame(sqlite_engine, "retention", start=date(2010, 12, 1), end=date(2011, 12, 9))
+    first_row = ret[ret["cohort"] == ret["cohort"].min()].sort_values("months_since_first")
+    assert list(heat.data[0].z[0][: len(first_row)]) == pytest.approx(list(first_row["retention"]))
+    assert heat.data[0].y[0].startswith("2010-12 (56)")  # the brief's figure: cohort size 56
+    assert tp["month"] == 2 and hp["export"] == "retention"
+    trend_frame = frame(
+        sqlite_engine, "retention_trend", start=date(2010, 12, 1), end=date(2011, 12, 9), month=2
+    )
+    assert sum(len(t.y) for t in trend.data) == len(trend_frame)
+    rates = frame(sqlite_engine, "repeat_rate", start=date(2010, 12, 1), end=date(2011, 12, 9))
+    assert sorted(repeat.data[0].y) == sorted(rates["repeat_rate"])
+    with as_user(app):
+        one = dashboard[1].segments[0]["segment_id"]
+        heat_one = update_retention(*FULL, None, None, str(one), 1)
+        assert heat_one[3]["segments"] == [one]
+        assert "month must be" in str(update_retention(*FULL, None, None, "all", 99)[-1].children)
+        assert "not valid" in str(update_retention(*FULL, None, None, "<b>", 1)[-1].children)
+
+
+def test_sales_page(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from webapp.pages.sales import update_sales
+
+    with as_user(app):
+        time_fig, share, aov, sp, _, ap, msg = update_sales(
+            "2011-01-01", "2011-12-09", None, None, "week"
+        )
+        assert "period must be one of" in str(update_sales(*FULL, None, None, "year")[-1].children)
+    assert msg is None and sp["granularity"] == "week"
+    sales = frame(
+        sqlite_engine, "sales", start=date(2011, 1, 1), end=date(2011, 12, 9), granularity="week"
+    )
+    revenue_traces = [t for t in time_fig.data if t.yaxis == "y"]
+    assert sum(sum(t.y) for t in revenue_traces) == pytest.approx(sales["gross_revenue"].sum())
+    aov_traces = [t for t in time_fig.data if t.yaxis == "y3"]
+    assert sum(len(t.y) for t in aov_traces) == len(sales)
+    dist = frame(sqlite_engine, "aov_distribution", start=date(2011, 1, 1), end=date(2011, 12, 9))
+    assert sorted(b.median[0] for b in aov.data) == pytest.approx(sorted(dist["median"]))
+    assert ap["export"] == "aov_distribution"
+
+
+def test_migration_page(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from webapp.pages.migration import update_migration
+
+    first, second = dashboard
+    with as_user(app):
+        sankey, matrix, p1, _, summary, msg = update_migration(
+            None, None, None, second.snapshot_id, first.snapshot_id, "customers"
+        )
+        same = update_migration(None, None, None, second.snapshot_id, second.snapshot_id)
+        assert "two different snapshots" in str(same[-1].children)
+        assert "measure" in str(update_migration(None, None, None, None, 1, "profit")[-1].children)
+    assert msg is None and p1["compare_to"] == first.snapshot_id
+    moves = frame(sqlite_engine, "migration", compare_to=first.snapshot_id)
+    assert sum(sankey.data[0].link.value) == moves["customers"].sum()
+    assert moves["customers"].sum() == 297 + int(
+        moves.loc[moves["to_segment"] == -1, "customers"].sum()
+    )
+    assert sum(map(sum, matrix.data[0].z)) == moves["customers"].sum()
+    assert "moved into" in str(summary.children)
+
+
+def test_migration_with_one_snapshot_explains_what_to_do(app, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from db.importer import import_file
+    from db.refit import refit
+    from tests.conftest import SAMPLE
+    from webapp.pages.migration import update_migration
+
+    import_file(sqlite_engine, SAMPLE)
+    refit(sqlite_engine, k=3)
+    with as_user(app):
+        out = update_migration(None, None, None, None, None)
+    assert "Only one snapshot so far" in str(out[-1].children)
+
+
+# --- Customers ----------------------------------------------------------------------------------
+
+
+def test_customer_lookup(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from webapp.pages.customers import lookup
+
+    customer = str(snapshots.customers(sqlite_engine, dashboard[1].snapshot_id)["customer_id"][0])
+    with as_user(app):
+        result, params = lookup(1, customer, None)
+        orders = frame(sqlite_engine, "customer_orders", customer=customer)
+        text = str(result)
+        assert f"{(orders['total'] > 0).sum():,} orders" in text
+        assert params == {**params, "export": "customer_orders", "customer": customer}
+        assert "No customer" in str(lookup(1, "nobody", None)[0].children)
+        assert "not valid" in str(lookup(1, "x" * 500, None)[0].children)
+        assert "not valid" in str(lookup(1, ["a"], None)[0].children)
+
+
+def test_member_list_is_for_analysts_and_paged(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from webapp.pages.customers import PAGE_SIZE, members
+
+    seg = dashboard[1].segments[0]
+    with as_user(app, "viewer@example.com"):
+        rows, pages, count, params = members(None, None, [seg["segment_id"]], None, 0)
+        assert rows == [] and "analyst role" in count and params is None
+    with as_user(app, "analyst@example.com"):
+        rows, pages, count, params = members(None, None, [seg["segment_id"]], None, 1)
+        assert count.startswith(f"{seg['customers']:,} customers")
+        assert pages == -(-seg["customers"] // PAGE_SIZE)
+        every = frame(sqlite_engine, "members", segments=(seg["segment_id"],))
+        expected = list(every["customer_id"].iloc[PAGE_SIZE : 2 * PAGE_SIZE])
+        assert [r["customer_id"] for r in rows] == expected
+        assert "page must be" in members(None, None, None, None, -1)[2]
+
+
+# --- Model, admin -------------------------------------------------------------------------------
+
+
+def test_model_page(app, dashboard) -> None:  # type: ignore[no-untyped-def]
+    from webapp.pages.model import update_model
+
+    with as_user(app):
+        fig, features, quality, history, sp, hp, msg = update_model(None, None, None, None)
+    assert msg is None
+    assert [r["snapshot_id"] for r in history] == [2, 1]
+    assert all(r["status"] == "published" for r in history)
+    assert "log1p" in str(features) and "32,421" in str(quality)
+    # Fitted with k=3 (fixed): one score per panel, marked as the chosen k.
+    assert [list(t.x) for t in fig.data] == [[3]] * 4
+    assert list(fig.data[1].text) == ["chosen k=3"]
+
+
+def test_refit_now_is_for_admins_and_runs_in_the_background(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from webapp.refit_ui import poll, start
+
+    with as_user(app, "analyst@example.com"):
+        msg, disabled = start(1)
+        assert "admin role" in msg.children and disabled is True
+    with as_user(app, "admin@example.com"):
+        msg, disabled = start(1)
+        assert msg.startswith("Refit started") and disabled is False
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            text, value, style, stop = poll(1, msg)
+            if stop:
+                break
+            assert text.startswith("Refitting: ") and 0 < value < 100
+            time.sleep(0.5)
+        assert "Snapshot 3 published" in str(text.children)
+    snap = snapshots.get_snapshot(sqlite_engine)
+    assert (snap.id, snap.trigger) == (3, "web")
+
+
+def test_admin_manages_users_and_nobody_else(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from db.users import list_users
+    from webapp.pages.admin import change_users, show_users
+
+    with as_user(app, "analyst@example.com"):
+        msg, _ = change_users(
+            1, None, None, None, "x@example.com", "long enough pw", "admin", None, None, 0
+        )
+        assert "admin role" in msg.children
+        assert show_users(0) == ([], [])
+    assert "x@example.com" not in set(list_users(sqlite_engine)["email"])
+    users = list_users(sqlite_engine).set_index("email")["id"]
+    with as_user(app, "admin@example.com"):
+
+        def act(trigger: str, *args):  # type: ignore[no-untyped-def]
+            with _Triggered(trigger):
+                return change_users(1, 1, 1, 1, *args)
+
+        msg, n = act("admin-add", "New@Example.com", "long enough pw", "analyst", None, None, 0)
+        assert "new@example.com (analyst) added" in msg.children and n == 1
+        msg, _ = act("admin-add", "new@example.com", "long enough pw", "analyst", None, None, 1)
+        assert "already exists" in msg.children
+        msg, _ = act("admin-add", "short@example.com", "short", "viewer", None, None, 1)
+        assert "at least 10 characters" in msg.children
+        msg, _ = act(
+            "admin-set-role", None, None, None, int(users["admin@example.com"]), "viewer", 1
+        )
+        assert "cannot remove your own admin role" in msg.children
+        msg, _ = act(
+            "admin-deactivate", None, None, None, int(users["viewer@example.com"]), None, 1
+        )
+        assert "deactivated" in msg.children
+        rows, options = show_users(2)
+    status = {r["email"]: r["status"] for r in rows}
+    assert status["viewer@example.com"] == "deactivated" and status["new@example.com"] == "active"
+
+
+class _Triggered:
+    """Pretend Dash's callback context was triggered by `component_id` (for direct calls)."""
+
+    def __init__(self, component_id: str) -> None:
+        self.component_id = component_id
+
+    def __enter__(self) -> None:
+        from unittest import mock
+
+        import dash
+
+        self._patch = mock.patch.object(
+            type(dash.ctx), "triggered_id", new_callable=mock.PropertyMock
+        )
+        self._patch.start().return_value = self.component_id
+
+    def __exit__(self, *exc: object) -> None:
+        self._patch.stop()
+
+
+def _upload(text: str) -> str:
+    return "data:text/csv;base64," + base64.b64encode(text.encode()).decode()
+
+
+def test_admin_upload_imports_with_the_cli_checks(app, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from webapp.pages.admin import upload
+
+    good = "customer_id,order_id,ordered_at,amount,category,country\nc1,o1,2024-01-02,10.5,,\n"
+    bad = "customer_id,order_id,ordered_at,amount\nc1,o1,2024-01-02,ten\n"
+    with as_user(app, "analyst@example.com"):
+        assert upload(_upload(good), "a.csv", False) == "Import needs the admin role."
+    with as_user(app, "admin@example.com"):
+        report = upload(_upload(good), "a.csv", False)
+        assert (
+            report.startswith("Imported a.csv (normalized layout)")
+            and "lines imported: 1" in report
+        )
+        assert "already imported" in upload(_upload(good), "a.csv", False)
+        refused = upload(_upload(bad), "b.csv", False)
+        assert refused.startswith("Not imported (nothing was written)") and "amount" in refused
+        assert "not a CSV file" in upload(_upload(good), "evil.exe", False)
+        assert "damaged" in upload("data:text/csv;base64,@@@", "c.csv", False)
+        raw = (DATA / "online_retail_raw_2010-12-01_09.csv").read_text()
+        assert "online-retail layout" in upload(_upload(raw), "raw.csv", False)
+
+
+# --- Downloads ----------------------------------------------------------------------------------
+
+
+def test_a_download_holds_exactly_the_chart_data(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from flask_login import current_user
+
+    from webapp.pages.sales import update_sales
+
+    with as_user(app, "analyst@example.com"):
+        out = update_sales("2011-03-01", "2011-08-31", None, None, "month")
+        params = out[3]
+        data, name = build_download(params, "csv", current_user)
+        xlsx, xname = build_download(params, "xlsx", current_user)
+    assert name == "sales_snapshot2.csv" and xname.endswith(".xlsx")
+    text = data.decode()
+    head = [line for line in text.splitlines() if line.startswith("#")]
+    assert "# filter_start: 2011-03-01" in head and "# snapshot_id: 2" in head
+    assert "# exported_by: analyst@example.com" in head
+    got = pd.read_csv(io.StringIO(text), comment="#")
+    drawn = [t for t in out[0].data if t.yaxis == "y"]
+    assert got["gross_revenue"].sum() == pytest.approx(sum(sum(t.y) for t in drawn))
+    assert len(got) == sum(len(t.x) for t in drawn)
+    book = openpyxl.load_workbook(io.BytesIO(xlsx))
+    assert book.sheetnames == ["data", "provenance"]
+    assert book["data"].max_row == len(got) + 1
+
+
+def test_downloads_check_role_params_and_cap(app, dashboard, settings) -> None:  # type: ignore[no-untyped-def]
+    from flask_login import current_user
+
+    params = parse_view(*FULL, None, None).params("members")
+    with as_user(app, "viewer@example.com"):
+        with pytest.raises(PermissionError, match="analyst role"):
+            build_download(params, "csv", current_user)
+    with as_user(app, "analyst@example.com"):
+        for tampered in (
+            None,
+            {**params, "export": "users"},
+            {**params, "segments": ["1 OR 1=1"]},
+            {**params, "start": "2011-99-01"},
+            {**params, "month": 10**9},
+            {**params, "customer": "x" * 1000},
+        ):
+            with pytest.raises((FilterError, ValueError)):
+                build_download(tampered, "csv", current_user)
+        with pytest.raises(ValueError, match="format"):
+            build_download(params, "exe", current_user)
+        st = app.server.extensions["custseg"]
+        st.settings = st.settings.model_copy(update={"export_row_cap": 10})
+        with pytest.raises(ValueError, match="297 rows is over the export cap of 10"):
+            build_download(params, "csv", current_user)

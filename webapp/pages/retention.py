@@ -1,0 +1,178 @@
+"""Retention (/retention): cohort heatmap, month-m retention across cohorts, repeat rates.
+
+The date range selects cohorts (the month of a customer's first positive order) and counts
+their activity up to the end of the range; see the brief's metric definitions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, callback, dcc, html
+
+from analytics.exports import MAX_RETENTION_MONTH
+from db import snapshots
+from webapp import charts
+from webapp.components import can, chart_card, graph, no_snapshot
+from webapp.filters import (
+    CONTROLS,
+    FilterError,
+    filter_bar,
+    initial,
+    page_header,
+    parse_int,
+    parse_segments,
+    parse_view,
+)
+from webapp.pagekit import HANDLED, palette, read
+from webapp.state import state
+
+dash.register_page(__name__, path="/retention", name="Retention", title="Retention")
+
+ALL = "all"
+
+
+def layout(**query: Any) -> html.Div:
+    init = initial(query)
+    if init is None:
+        return no_snapshot("Retention")
+    export = can("analyst")
+    segs = snapshots.segments(state().engine, init.snap.id)
+    heat_options = [{"label": "All customers in the filter", "value": ALL}] + [
+        {"label": r.name, "value": str(int(r.segment_id))} for r in segs.itertuples()
+    ]
+    return html.Div(
+        [
+            page_header(
+                "Retention",
+                "Do customers come back? Cohorts are the month of a customer's first order; the "
+                "date range picks the cohorts and counts their orders up to its end.",
+            ),
+            filter_bar(init),
+            html.Div(id="retention-message"),
+            chart_card(
+                "retention-heatmap",
+                "Cohort retention",
+                "Row: customers whose first positive order was in that month (size in brackets). "
+                "Column m: the share of them with a positive order m months later. Month 0 is "
+                "100% by definition.",
+                html.Div(
+                    [
+                        dbc.Row(
+                            [
+                                dbc.Col(html.Small("Heatmap of"), width="auto"),
+                                dbc.Col(
+                                    dcc.Dropdown(
+                                        id="retention-of",
+                                        options=heat_options,
+                                        value=ALL,
+                                        clearable=False,
+                                        searchable=False,
+                                    ),
+                                    md=4,
+                                ),
+                            ],
+                            className="g-2 align-items-center mb-2",
+                        ),
+                        graph("retention-heatmap"),
+                    ]
+                ),
+                exportable=export,
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        chart_card(
+                            "retention-trend",
+                            "Month-m retention by cohort",
+                            "For each cohort and segment, the share of customers who ordered "
+                            "again m months after their first order. Only cohorts for which "
+                            "month m has happened within the range.",
+                            html.Div(
+                                [
+                                    dbc.Row(
+                                        [
+                                            dbc.Col(html.Small("Month m ="), width="auto"),
+                                            dbc.Col(
+                                                dbc.Input(
+                                                    id="retention-month",
+                                                    type="number",
+                                                    min=1,
+                                                    max=MAX_RETENTION_MONTH,
+                                                    step=1,
+                                                    value=1,
+                                                    size="sm",
+                                                    debounce=True,
+                                                ),
+                                                width=2,
+                                            ),
+                                        ],
+                                        className="g-2 align-items-center mb-2",
+                                    ),
+                                    graph("retention-trend"),
+                                ]
+                            ),
+                            exportable=export,
+                        ),
+                        lg=7,
+                    ),
+                    dbc.Col(
+                        chart_card(
+                            "retention-repeat",
+                            "Repeat purchase rate",
+                            "Share of each segment's customers with two or more positive orders "
+                            "in the date range.",
+                            graph("retention-repeat"),
+                            exportable=export,
+                        ),
+                        lg=5,
+                    ),
+                ]
+            ),
+        ]
+    )
+
+
+@callback(
+    Output("retention-heatmap", "figure"),
+    Output("retention-trend", "figure"),
+    Output("retention-repeat", "figure"),
+    Output({"type": "params", "chart": "retention-heatmap"}, "data"),
+    Output({"type": "params", "chart": "retention-trend"}, "data"),
+    Output({"type": "params", "chart": "retention-repeat"}, "data"),
+    Output("retention-message", "children"),
+    *CONTROLS,
+    Input("retention-of", "value"),
+    Input("retention-month", "value"),
+)
+def update_retention(
+    start: Any, end: Any, segments: Any, snapshot: Any, heat_of: Any = ALL, month: Any = 1
+) -> tuple[Any, ...]:
+    try:
+        view = parse_view(start, end, segments, snapshot)
+        heat_view = view
+        if heat_of not in (None, ALL):
+            if not isinstance(heat_of, str) or not heat_of.lstrip("-").isdigit():
+                raise FilterError("The heatmap's segment is not valid.")
+            (one,) = parse_segments([int(heat_of)])
+            heat_view = view.with_(segments=(one,))
+        m = parse_int(month if month is not None else 1, 1, MAX_RETENTION_MONTH, "month")
+        heat, heat_params = read(heat_view, "retention")
+        trend, trend_params = read(view.with_(month=m), "retention_trend")
+        repeat, repeat_params = read(view, "repeat_rate")
+        pal = palette(view)
+    except HANDLED as exc:
+        blank = charts.empty_figure(str(exc))
+        alert = dbc.Alert(str(exc), color="warning", className="py-2")
+        return blank, blank, blank, None, None, None, alert
+    return (
+        charts.retention_heatmap(heat),
+        charts.retention_trend(trend, pal, m),
+        charts.repeat_rate_bars(repeat, pal),
+        heat_params,
+        trend_params,
+        repeat_params,
+        None,
+    )

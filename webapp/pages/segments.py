@@ -1,0 +1,275 @@
+"""Segments (/segments): how big and valuable each segment is, and what sets it apart.
+
+A click on a segment's bar filters the whole dashboard to that segment (a second click clears
+it). Analysts can rename a segment; the name follows it into later snapshots.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+import pandas as pd
+from dash import Input, Output, State, callback, dcc, html, no_update
+from flask_login import current_user
+
+from db import snapshots
+from webapp import charts
+from webapp.components import can, chart_card, graph, money, no_snapshot, percent
+from webapp.filters import (
+    CONTROLS,
+    FilterError,
+    filter_bar,
+    initial,
+    page_header,
+    parse_segments,
+    parse_snapshot,
+    parse_view,
+)
+from webapp.pagekit import HANDLED, palette, read
+from webapp.state import state
+
+dash.register_page(__name__, path="/segments", name="Segments", title="Segments")
+
+RENAME_ROLE = "analyst"
+
+
+def layout(**query: Any) -> html.Div:
+    init = initial(query)
+    if init is None:
+        return no_snapshot("Segments")
+    export = can("analyst")
+    rename = []
+    if can(RENAME_ROLE):
+        rename = [
+            dbc.Row(
+                [
+                    dbc.Col(
+                        dcc.Dropdown(
+                            id="rename-segment", placeholder="Segment to rename", clearable=False
+                        ),
+                        md=4,
+                    ),
+                    dbc.Col(
+                        dbc.Input(
+                            id="rename-name", placeholder="New name", maxLength=80, type="text"
+                        ),
+                        md=4,
+                    ),
+                    dbc.Col(dbc.Button("Rename", id="rename-go", size="sm"), width="auto"),
+                    dbc.Col(html.Small(id="rename-message"), md=True),
+                ],
+                className="g-2 align-items-center mt-2",
+            )
+        ]
+    return html.Div(
+        [
+            page_header(
+                "Segments",
+                "Who the segments are: size, value and how each differs from the average "
+                "customer. Click a segment's bar to filter every page to it.",
+            ),
+            filter_bar(init, dates=False),
+            html.Div(id="segments-message"),
+            dcc.Store(id="segments-renamed", data=0),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        chart_card(
+                            "segments-shares",
+                            "Share of customers and of revenue",
+                            "Light bars: the segment's share of all segmented customers. Dark "
+                            "bars: its share of their gross revenue. Click a bar to filter the "
+                            "dashboard to that segment; click again to clear.",
+                            graph("segments-shares"),
+                            exportable=export,
+                        ),
+                        lg=5,
+                    ),
+                    dbc.Col(
+                        chart_card(
+                            "segments-profiles",
+                            "How each segment differs from the average customer",
+                            "Each cell: the segment's mean of a feature divided by the mean of "
+                            "all customers (2× = twice the average): blue above the average, "
+                            "red below.",
+                            graph("segments-profiles"),
+                            exportable=export,
+                        ),
+                        lg=7,
+                    ),
+                ]
+            ),
+            chart_card(
+                "segments-table",
+                "The segments",
+                "Name and description of each segment, from its profile. Medians per customer; "
+                "the centre of the K-Means cluster in original units under 'Centroid'.",
+                html.Div(id="segments-table"),
+                exportable=export,
+                footer=html.Div(rename),
+            ),
+            chart_card(
+                "segments-scatter",
+                "Customers in recency, frequency and spend",
+                "A fixed sample of up to 400 customers per segment. Frequency and spend on log "
+                "scales.",
+                graph("segments-scatter"),
+                exportable=export,
+            ),
+        ]
+    )
+
+
+def _table(frame: pd.DataFrame, profiles: pd.DataFrame, pal: charts.Palette) -> dbc.Table:
+    centroids = {
+        (int(r.segment_id), r.feature): r.centroid
+        for r in profiles.itertuples()
+        if r.centroid is not None and r.centroid == r.centroid
+    }
+    head = html.Thead(
+        html.Tr(
+            [
+                html.Th("Segment"),
+                html.Th("Customers", className="text-end"),
+                html.Th("Revenue share", className="text-end"),
+                html.Th("AOV", className="text-end"),
+                html.Th("Recency (days)", className="text-end"),
+                html.Th("Orders", className="text-end"),
+                html.Th("Spend", className="text-end"),
+                html.Th("Centroid (R / F / M)", className="text-end"),
+            ]
+        )
+    )
+    rows = []
+    for r in frame.itertuples():
+        sid = int(r.segment_id)
+        cen = [centroids.get((sid, f)) for f in ("recency_days", "frequency", "monetary")]
+        cen_text = " / ".join("–" if v is None else f"{v:,.1f}" for v in cen)
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(
+                        [
+                            html.Span("■ ", style={"color": pal.color(sid)}),
+                            html.Strong(r.name),
+                            html.Span(f" #{sid}", className="text-muted small"),
+                            html.Div(r.description, className="small text-muted"),
+                        ]
+                    ),
+                    html.Td(f"{r.customers:,} ({r.share:.0%})", className="text-end"),
+                    html.Td(percent(r.revenue_share), className="text-end"),
+                    html.Td(money(r.aov), className="text-end"),
+                    html.Td(f"{r.recency_days:,.0f}", className="text-end"),
+                    html.Td(f"{r.frequency:,.0f}", className="text-end"),
+                    html.Td(money(r.monetary), className="text-end"),
+                    html.Td(cen_text, className="text-end small"),
+                ]
+            )
+        )
+    return dbc.Table([head, html.Tbody(rows)], hover=True, size="sm", className="mb-0")
+
+
+@callback(
+    Output("segments-shares", "figure"),
+    Output("segments-profiles", "figure"),
+    Output("segments-table", "children"),
+    Output("segments-scatter", "figure"),
+    Output({"type": "params", "chart": "segments-shares"}, "data"),
+    Output({"type": "params", "chart": "segments-profiles"}, "data"),
+    Output({"type": "params", "chart": "segments-table"}, "data"),
+    Output({"type": "params", "chart": "segments-scatter"}, "data"),
+    Output("segments-message", "children"),
+    *CONTROLS,
+    Input("segments-renamed", "data"),
+)
+def update_segments(
+    start: Any, end: Any, segments: Any, snapshot: Any, _renamed: Any = None
+) -> tuple[Any, ...]:
+    try:
+        view = parse_view(start, end, segments, snapshot)
+        # Sizes and profiles are the snapshot's: the date range does not change them.
+        view = view.with_(start=None, end=None)
+        seg, seg_params = read(view, "segments")
+        prof, prof_params = read(view, "profiles")
+        sample, sample_params = read(view, "customer_sample")
+        pal = palette(view)
+    except HANDLED as exc:
+        blank = charts.empty_figure(str(exc))
+        alert = dbc.Alert(str(exc), color="warning", className="py-2")
+        return blank, blank, None, blank, None, None, None, None, alert
+    return (
+        charts.segment_shares(seg, pal),
+        charts.profile_heatmap(prof, pal),
+        _table(seg, prof, pal),
+        charts.customer_scatter(sample, pal),
+        seg_params,
+        prof_params,
+        seg_params,
+        sample_params,
+        None,
+    )
+
+
+@callback(
+    Output("f-segments", "value", allow_duplicate=True),
+    Input("segments-shares", "clickData"),
+    State("f-segments", "value"),
+    prevent_initial_call=True,
+)
+def select_segment(click: Any, selected: Any) -> Any:
+    """A click on a bar filters the dashboard to that segment; clicking it again clears."""
+    try:
+        point = click["points"][0]
+        sid = point["customdata"]
+        current = parse_segments(selected)
+        (sid,) = parse_segments([sid])
+    except (FilterError, KeyError, IndexError, TypeError, ValueError):
+        return no_update
+    return [] if current == (sid,) else [sid]
+
+
+@callback(
+    Output("rename-segment", "options"),
+    Input("f-snapshot", "value"),
+    Input("segments-renamed", "data"),
+)
+def rename_options(snapshot: Any, _renamed: Any) -> list[dict[str, Any]]:
+    try:
+        snap = snapshots.get_snapshot(state().engine, parse_snapshot(snapshot))
+    except (FilterError, snapshots.NoSnapshot):
+        return []
+    segs = snapshots.segments(state().engine, snap.id)
+    return [
+        {"label": f"#{r.segment_id} {r.name}", "value": int(r.segment_id)}
+        for r in segs.itertuples()
+    ]
+
+
+@callback(
+    Output("rename-message", "children"),
+    Output("segments-renamed", "data"),
+    Input("rename-go", "n_clicks"),
+    State("rename-segment", "value"),
+    State("rename-name", "value"),
+    State("segments-renamed", "data"),
+    prevent_initial_call=True,
+)
+def rename(clicks: Any, segment_id: Any, name: Any, count: Any = 0) -> tuple[Any, Any]:
+    """Analysts only: checked here, not just by hiding the form."""
+    if not clicks:
+        return no_update, no_update
+    if not (current_user.is_authenticated and current_user.has_role(RENAME_ROLE)):
+        return html.Span("Renaming needs the analyst role.", className="text-danger"), no_update
+    try:
+        (sid,) = parse_segments([segment_id]) if segment_id is not None else (None,)
+        if sid is None:
+            raise FilterError("Choose a segment to rename.")
+        if not isinstance(name, str):
+            raise FilterError("Type the new name.")
+        new = snapshots.rename_segment(state().engine, sid, name, by=current_user.email)
+    except (FilterError, ValueError) as exc:
+        return html.Span(str(exc), className="text-danger"), no_update
+    done = html.Span(f"Segment {sid} is now called “{new}”.", className="text-success")
+    return done, (count or 0) + 1 if isinstance(count, int) else 1

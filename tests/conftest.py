@@ -195,3 +195,11 @@ def as_user(app, email: str = "viewer@example.com") -> Iterator[None]:  # type: 
             assert user is not None, email
             login_user(SessionUser(user))
         yield
+
+
+def page(name: str):  # type: ignore[no-untyped-def]
+    """A page module as the app loaded it (`pages.<name>`). Importing `webapp.pages.<name>`
+    directly would register the page a second time and break the next app."""
+    import sys
+
+    return sys.modules[f"pages.{name}"]

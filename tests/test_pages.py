@@ -18,7 +18,7 @@ import pytest
 
 from analytics.exports import Filters
 from db import snapshots
-from tests.conftest import DATA, as_user
+from tests.conftest import DATA, as_user, page
 from webapp.downloads import build_download
 from webapp.filters import FilterError, parse_view
 
@@ -38,7 +38,7 @@ def top_segment(outcome) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_overview_kpis_and_their_change(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    from webapp.pages.overview import CARDS, update_overview
+    CARDS, update_overview = page("overview").CARDS, page("overview").update_overview
 
     n = len(CARDS)
     with as_user(app):
@@ -69,7 +69,7 @@ def test_overview_kpis_and_their_change(app, dashboard, sqlite_engine) -> None: 
 
 
 def test_overview_follows_the_segment_filter(app, dashboard) -> None:  # type: ignore[no-untyped-def]
-    from webapp.pages.overview import update_overview
+    update_overview = page("overview").update_overview
 
     first, second = dashboard
     seg = second.segments[0]
@@ -97,8 +97,10 @@ def test_overview_follows_the_segment_filter(app, dashboard) -> None:  # type: i
 def test_every_page_refuses_bad_filters_with_a_message(  # type: ignore[no-untyped-def]
     app, dashboard, start, end, segments, snapshot, message
 ) -> None:
-    from webapp.pages import customers, migration, model, overview, retention, sales
-    from webapp.pages import segments as segments_page
+    customers, migration, model, overview, retention, sales, segments_page = (
+        page(n)
+        for n in ("customers", "migration", "model", "overview", "retention", "sales", "segments")
+    )
 
     calls = [
         overview.update_overview,
@@ -124,7 +126,7 @@ def test_every_page_refuses_bad_filters_with_a_message(  # type: ignore[no-untyp
 
 
 def test_segments_page_draws_the_exports(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    from webapp.pages.segments import update_segments
+    update_segments = page("segments").update_segments
 
     with as_user(app):
         shares, heat, table, scatter, p1, p2, p3, p4, msg = update_segments(*FULL, None, None)
@@ -147,7 +149,7 @@ def test_segments_page_draws_the_exports(app, dashboard, sqlite_engine) -> None:
 def test_a_click_on_a_segment_filters_the_dashboard(app, dashboard) -> None:  # type: ignore[no-untyped-def]
     from dash import no_update
 
-    from webapp.pages.segments import select_segment
+    select_segment = page("segments").select_segment
 
     click = {"points": [{"customdata": 2}]}
     with as_user(app):
@@ -158,7 +160,7 @@ def test_a_click_on_a_segment_filters_the_dashboard(app, dashboard) -> None:  # 
 
 
 def test_rename_is_for_analysts(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    from webapp.pages.segments import rename
+    rename = page("segments").rename
 
     _, second = dashboard
     sid = second.segments[0]["segment_id"]
@@ -179,7 +181,7 @@ def test_rename_is_for_analysts(app, dashboard, sqlite_engine) -> None:  # type:
 
 
 def test_retention_page(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    from webapp.pages.retention import update_retention
+    update_retention = page("retention").update_retention
 
     with as_user(app):
         heat, trend, repeat, hp, tp, rp, msg = update_retention(*FULL, None, None, "all", 2)
@@ -204,7 +206,7 @@ def test_retention_page(app, dashboard, sqlite_engine) -> None:  # type: ignore[
 
 
 def test_sales_page(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    from webapp.pages.sales import update_sales
+    update_sales = page("sales").update_sales
 
     with as_user(app):
         time_fig, share, aov, sp, _, ap, msg = update_sales(
@@ -225,7 +227,7 @@ def test_sales_page(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-u
 
 
 def test_migration_page(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    from webapp.pages.migration import update_migration
+    update_migration = page("migration").update_migration
 
     first, second = dashboard
     with as_user(app):
@@ -249,7 +251,8 @@ def test_migration_with_one_snapshot_explains_what_to_do(app, sqlite_engine) -> 
     from db.importer import import_file
     from db.refit import refit
     from tests.conftest import SAMPLE
-    from webapp.pages.migration import update_migration
+
+    update_migration = page("migration").update_migration
 
     import_file(sqlite_engine, SAMPLE)
     refit(sqlite_engine, k=3)
@@ -262,7 +265,7 @@ def test_migration_with_one_snapshot_explains_what_to_do(app, sqlite_engine) -> 
 
 
 def test_customer_lookup(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    from webapp.pages.customers import lookup
+    lookup = page("customers").lookup
 
     customer = str(snapshots.customers(sqlite_engine, dashboard[1].snapshot_id)["customer_id"][0])
     with as_user(app):
@@ -277,7 +280,7 @@ def test_customer_lookup(app, dashboard, sqlite_engine) -> None:  # type: ignore
 
 
 def test_member_list_is_for_analysts_and_paged(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    from webapp.pages.customers import PAGE_SIZE, members
+    PAGE_SIZE, members = page("customers").PAGE_SIZE, page("customers").members
 
     seg = dashboard[1].segments[0]
     with as_user(app, "viewer@example.com"):
@@ -297,7 +300,7 @@ def test_member_list_is_for_analysts_and_paged(app, dashboard, sqlite_engine) ->
 
 
 def test_model_page(app, dashboard) -> None:  # type: ignore[no-untyped-def]
-    from webapp.pages.model import update_model
+    update_model = page("model").update_model
 
     with as_user(app):
         fig, features, quality, history, sp, hp, msg = update_model(None, None, None, None)
@@ -333,7 +336,8 @@ def test_refit_now_is_for_admins_and_runs_in_the_background(app, dashboard, sqli
 
 def test_admin_manages_users_and_nobody_else(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     from db.users import list_users
-    from webapp.pages.admin import change_users, show_users
+
+    change_users, show_users = page("admin").change_users, page("admin").show_users
 
     with as_user(app, "analyst@example.com"):
         msg, _ = change_users(
@@ -393,7 +397,7 @@ def _upload(text: str) -> str:
 
 
 def test_admin_upload_imports_with_the_cli_checks(app, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    from webapp.pages.admin import upload
+    upload = page("admin").upload
 
     good = "customer_id,order_id,ordered_at,amount,category,country\nc1,o1,2024-01-02,10.5,,\n"
     bad = "customer_id,order_id,ordered_at,amount\nc1,o1,2024-01-02,ten\n"
@@ -420,7 +424,7 @@ def test_admin_upload_imports_with_the_cli_checks(app, sqlite_engine) -> None:  
 def test_a_download_holds_exactly_the_chart_data(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     from flask_login import current_user
 
-    from webapp.pages.sales import update_sales
+    update_sales = page("sales").update_sales
 
     with as_user(app, "analyst@example.com"):
         out = update_sales("2011-03-01", "2011-08-31", None, None, "month")

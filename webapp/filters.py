@@ -305,7 +305,9 @@ def filter_bar(init: Initial, segments: bool = True, dates: bool = True) -> html
         placeholder="All segments",
         style={} if segments else {"display": "none"},
     )
-    items.append(dbc.Col(seg_dropdown, md=4, className="" if segments else "d-none"))
+    items.append(
+        dbc.Col(seg_dropdown, className="" if segments else "d-none", style={"minWidth": "220px"})
+    )
     items.append(
         dbc.Col(
             html.Div(
@@ -317,8 +319,9 @@ def filter_bar(init: Initial, segments: bool = True, dates: bool = True) -> html
                     searchable=False,
                 ),
                 title="Snapshot: one refit of the segmentation (its as-of date)",
+                style={"width": "230px"},
             ),
-            md=3,
+            width="auto",
         )
     )
     return html.Div(

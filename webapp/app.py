@@ -10,12 +10,13 @@ import dash_bootstrap_components as dbc
 from dash import Dash, dcc, html
 from flask import Flask
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings, get_settings
 from db.session import make_engine, session_factory
-from webapp import auth
+from webapp import auth, security
 from webapp.state import AppState
 
 HERE = Path(__file__).parent
@@ -30,14 +31,22 @@ def _navbar() -> dbc.Navbar:
     if user is not None:
         right = [
             html.Span(f"{user.email} · {user.role}", className="navbar-text me-3 small"),
-            dbc.Button(
-                "Log out",
-                href="/logout",
-                external_link=True,
-                size="sm",
-                color="light",
-                outline=True,
-                id="logout",
+            # A POST with a CSRF token: a link or image on another site cannot log users out.
+            html.Form(
+                [
+                    dcc.Input(type="hidden", name="csrf_token", value=generate_csrf()),
+                    dbc.Button(
+                        "Log out",
+                        type="submit",
+                        size="sm",
+                        color="light",
+                        outline=True,
+                        id="logout",
+                    ),
+                ],
+                method="POST",
+                action="/logout",
+                className="d-inline",
             ),
         ]
     return dbc.Navbar(
@@ -112,4 +121,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         serve_locally=True,
     )
     app.layout = _layout
+    security.init_app(app)
     return app

@@ -72,3 +72,18 @@ def logout(client: Any) -> Any:
     """Log out as the navbar does: POST /logout with the CSRF token of the confirm form."""
     token = form_token(client.get("/logout").get_data(as_text=True))
     return client.post("/logout", data={"csrf_token": token})
+
+
+def browser_errors(dash_duo: Any) -> list[str]:
+    """The browser console's errors since the last call (Chromium)."""
+    return [
+        str(entry.get("message", ""))
+        for entry in dash_duo.driver.get_log("browser")
+        if entry.get("level") == "SEVERE"
+    ]
+
+
+def csp_violations(dash_duo: Any) -> list[str]:
+    """Console errors that say the Content-Security-Policy blocked something."""
+    words = ("Content Security Policy", "Content-Security-Policy", "unsafe-eval", "Refused to")
+    return [m for m in browser_errors(dash_duo) if any(w in m for w in words)]

@@ -8,6 +8,7 @@ from selenium.webdriver.common.by import By
 from db.importer import import_file
 from db.refit import refit
 from tests.conftest import PASSWORD, SAMPLE
+from tests.helpers import csp_violations
 
 pytestmark = pytest.mark.browser
 
@@ -27,3 +28,4 @@ def test_login_through_the_form_and_see_the_sample_kpis(dash_duo, app, sqlite_en
     assert dash_duo.find_element("#kpi-gross_revenue").text == "762,694.99"
     assert dash_duo.find_element("#kpi-repeat_rate").text == "64.6%"
     assert not dash_duo.driver.find_elements(By.CSS_SELECTOR, "input[type=password]")
+    assert csp_violations(dash_duo) == []  # Dash runs under the Content-Security-Policy

@@ -25,7 +25,14 @@ from sqlalchemy import Engine, func, select
 from db.importer import ImportRejected, import_file
 from db.models import ImportBatch, Snapshot, SnapshotCustomer, Transaction, User
 from db.refit import refit
-from tests.conftest import PASSWORD, SAMPLE, add_user, login, make_settings
+from tests.conftest import (
+    PASSWORD,
+    SAMPLE,
+    add_user,
+    forget_page_duplicates,
+    login,
+    make_settings,
+)
 from tests.helpers import callback_body, callback_spec, form_token, post_callback
 
 ROLES = ("viewer", "analyst", "admin")
@@ -57,6 +64,7 @@ def build_app(tmp_path: Path, engine: Engine, users: bool = True, **overrides: A
     from webapp.app import create_app
     from webapp.auth import limiter
 
+    forget_page_duplicates()
     url = engine.url.render_as_string(hide_password=False)
     app = create_app(make_settings(tmp_path, url, **overrides), engine)
     limiter.reset()

@@ -39,6 +39,9 @@ EXPORTS = (
     "snapshots",
 )
 GRANULARITIES = ("day", "week", "month")
+# Filter dates outside these days are refused: far enough for any shop, near enough that a
+# range and the period of equal length before it stay within what pandas can represent.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2100, 12, 31)
 MAX_RETENTION_MONTH = 24
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "|", "%")
 
@@ -433,8 +436,10 @@ def to_bytes(frame: pd.DataFrame, fmt: str, provenance: dict[str, Any]) -> bytes
     """The file content of an export: CSV (comment header) or XLSX (data + provenance sheet)."""
     safe = neutralize(frame)
     if fmt == "csv":
-        head = "".join(f"# {k}: {v}\n" for k, v in provenance.items())
-        return (head + safe.to_csv(index=False)).encode("utf-8")
+        # CRLF rows (RFC 4180): the writer then quotes any cell holding a bare CR, which a
+        # spreadsheet would otherwise read as a new row starting with what follows the CR.
+        head = "".join(f"# {k}: {v}\r\n" for k, v in provenance.items())
+        return (head + safe.to_csv(index=False, lineterminator="\r\n")).encode("utf-8")
     if fmt == "xlsx":
         buf = io.BytesIO()
         prov = neutralize(

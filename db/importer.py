@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -132,6 +133,12 @@ def _prescan(path: Path, encoding: str) -> _Prescan:
                     f"{name}, row {row}: not valid {encoding} (bytes {bad!r}); save the file "
                     f"as {encoding} or pass --encoding"
                 ) from None
+            if b"\x00" in block:  # valid utf-8, but PostgreSQL text cannot hold it
+                row = newlines + block[: block.index(b"\x00")].count(b"\n") + 1
+                raise ImportRejected(
+                    f"{name}, row {row}: contains a NUL byte; this looks like a binary file, "
+                    "not a CSV text file"
+                )
             if not first_line:
                 first_line = block.split(b"\n", 1)[0]
             newlines += block.count(b"\n")
@@ -165,18 +172,34 @@ def _prescan(path: Path, encoding: str) -> _Prescan:
 def _chunks(
     path: Path, columns: Mapping[str, str], encoding: str, size: int
 ) -> Iterator[pd.DataFrame]:
-    return pd.read_csv(
+    # Every column is parsed (no usecols): only then does the parser refuse a line with more
+    # fields than the header (an unquoted comma), instead of silently dropping the rest.
+    used = list(dict.fromkeys(columns.values()))
+    for chunk in pd.read_csv(
         path,
         dtype=str,
         keep_default_na=False,
         na_filter=False,
         skip_blank_lines=False,
-        usecols=list(dict.fromkeys(columns.values())),
         chunksize=size,
         encoding=encoding,
         encoding_errors="strict",
         skipinitialspace=False,
-    )
+    ):
+        yield chunk[used]
+
+
+def _parser_error(exc: Exception) -> str:
+    """pandas' tokenizer message, in the words of the rest of the import errors."""
+    text = str(exc).strip()
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if found:
+        expected, line, saw = found.groups()
+        return (
+            f"row {line} has {saw} fields, the header has {expected} "
+            "(a value with a comma needs double quotes)"
+        )
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def write_lines(conn: Connection, batch_id: int, lines: pd.DataFrame) -> None:
@@ -286,7 +309,7 @@ def import_file(
                 if progress:
                     progress(len(raw))
         except pd.errors.ParserError as exc:
-            raise ImportRejected(f"{name}: not a readable CSV file: {exc}") from None
+            raise ImportRejected(f"{name}: not a readable CSV file: {_parser_error(exc)}") from None
         except UnicodeDecodeError as exc:
             raise ImportRejected(f"{name}: not valid {encoding}: {exc}") from None
         except ValueError as exc:  # e.g. usecols not found after a header change

@@ -218,7 +218,9 @@ def _write(
                 previous_id=previous.snapshot_id if previous else None,
             )
         )
-        # Keep the latest `keep` published snapshots; the one just published is the newest.
+        # Keep the latest `keep` published snapshots; the one just published is the newest. The
+        # one it replaces stays too, until the next publish: a page that picked it a moment ago
+        # is still reading its rows.
         old = (
             conn.execute(
                 select(Snapshot.id)
@@ -229,7 +231,8 @@ def _write(
             .scalars()
             .all()
         )
-        old = [i for i in old if i != snapshot_id]
+        spared = {snapshot_id, previous.snapshot_id if previous else None}
+        old = [i for i in old if i not in spared]
         if old:  # child rows go with them (ON DELETE CASCADE)
             conn.execute(delete(Snapshot).where(Snapshot.id.in_(old)))
     return timings

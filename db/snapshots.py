@@ -279,6 +279,12 @@ def export_frame(
         raise ValueError(f"unknown export {name!r}: choose one of {', '.join(exports.EXPORTS)}")
     if f.start and f.end and f.start > f.end:
         raise ValueError(f"--start {f.start} is after --end {f.end}")
+    for day in (f.start, f.end):
+        if day is not None and not exports.FIRST_DAY <= day <= exports.LAST_DAY:
+            raise ValueError(
+                f"{day} is outside the dates a filter accepts "
+                f"({exports.FIRST_DAY} to {exports.LAST_DAY})"
+            )
     snap = get_snapshot(engine, snapshot_id)
     validate_segments(engine, snap.id, f.segments)
     extra: dict[str, Any] = {}

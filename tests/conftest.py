@@ -132,11 +132,21 @@ def add_user(engine: Engine, email: str, role: str = "viewer", password: str = P
         db.add(user)
 
 
+def forget_page_duplicates() -> None:
+    """A test that imports `webapp.pages.x` registers that page a second time under this name;
+    Dash would then refuse every later app for duplicate paths."""
+    import dash
+
+    for name in [n for n in dash.page_registry if n.startswith("webapp.pages.")]:
+        dash.page_registry.pop(name)
+
+
 @pytest.fixture
 def app(settings: Settings, sqlite_engine: Engine):  # type: ignore[no-untyped-def]
     from webapp.app import create_app
     from webapp.auth import limiter
 
+    forget_page_duplicates()
     dash_app = create_app(settings, sqlite_engine)
     limiter.reset()
     for role in ("viewer", "analyst", "admin"):

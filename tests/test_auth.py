@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import PASSWORD, login
+from tests.helpers import logout
 
 PUBLIC = {"/login", "/static/<path:filename>", "/health"}
 
@@ -90,7 +91,7 @@ def test_logout_invalidates_the_old_session_cookie(app) -> None:  # type: ignore
     login(client)
     cookie = client.get_cookie("custseg_session")
     assert cookie is not None
-    client.get("/logout")
+    assert logout(client).status_code == 302
     assert client.get("/_dash-layout").status_code == 401
     replay = app.server.test_client()
     replay.set_cookie("custseg_session", cookie.value)

@@ -12,22 +12,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import as_user, login, page
+from tests.helpers import callback_body
 from webapp.filters import query_string
 
 PAGES = ("/", "/segments", "/retention", "/sales", "/migration", "/customers", "/model")
-
-
-def _outputs(spec: str) -> list[dict[str, Any]]:
-    outs = []
-    for part in spec.removeprefix("..").removesuffix("..").split("..."):
-        ident, prop = part.rsplit(".", 1)
-        outs.append(
-            {
-                "id": json.loads(ident) if ident.startswith("{") else ident,
-                "property": prop.split("@")[0],
-            }
-        )
-    return outs
 
 
 def callbacks(client) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
@@ -36,24 +24,9 @@ def callbacks(client) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
 
 def post(client, cb: dict[str, Any], values: dict[str, Any]):  # type: ignore[no-untyped-def]
     """POST one callback with `values` ({"id.property": value}); other inputs None."""
-
-    def fill(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = []
-        for item in items:
-            key = f"{item['id']}.{item['property']}"
-            out.append({**item, "value": values.get(key)})
-        return out
-
-    outs = _outputs(cb["output"])
-    inputs = fill(cb["inputs"])
-    payload = {
-        "output": cb["output"],
-        "outputs": outs if cb["output"].startswith("..") else outs[0],
-        "inputs": inputs,
-        "state": fill(cb["state"]),
-        "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs[:1]],
-    }
-    return client.post("/_dash-update-component", json=payload)
+    body = callback_body(cb, values, values)
+    body["changedPropIds"] = body["changedPropIds"][:1]
+    return client.post("/_dash-update-component", json=body)
 
 
 def page_callbacks(client) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]

@@ -92,6 +92,8 @@ def test_overview_follows_the_segment_filter(app, dashboard) -> None:  # type: i
         (None, None, None, "1 OR 1=1", "snapshot is not valid"),
         ("x" * 10_000, None, None, None, "is not a date"),
         ({"$gt": ""}, None, None, None, "is not a date"),
+        ("2011-01-01' OR '1'='1", None, None, None, "is not a date"),
+        (None, "9999-12-31", None, None, "must lie between 1970-01-01 and 2100-12-31"),
     ],
 )
 def test_every_page_refuses_bad_filters_with_a_message(  # type: ignore[no-untyped-def]

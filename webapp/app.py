@@ -10,12 +10,13 @@ import dash_bootstrap_components as dbc
 from dash import Dash, dcc, html
 from flask import Flask
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings, get_settings
 from db.session import make_engine, session_factory
-from webapp import auth, downloads, filters
+from webapp import auth, downloads, filters, security
 from webapp.nav import FILTERED, NAV, nav_id
 from webapp.state import AppState
 
@@ -46,14 +47,22 @@ def _navbar() -> dbc.Navbar:
                 className="navbar-text me-2 small text-nowrap",
                 title=user.email,
             ),
-            dbc.Button(
-                "Log out",
-                href="/logout",
-                external_link=True,
-                size="sm",
-                color="light",
-                outline=True,
-                id="logout",
+            # A POST with a CSRF token: a link or image on another site cannot log users out.
+            html.Form(
+                [
+                    dcc.Input(type="hidden", name="csrf_token", value=generate_csrf()),
+                    dbc.Button(
+                        "Log out",
+                        type="submit",
+                        size="sm",
+                        color="light",
+                        outline=True,
+                        id="logout",
+                    ),
+                ],
+                method="POST",
+                action="/logout",
+                className="d-inline",
             ),
         ]
     return dbc.Navbar(
@@ -132,4 +141,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.layout = _layout
     filters.register(app)
     downloads.register(app)
+    security.init_app(app)
     return app

@@ -27,7 +27,6 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf.csrf import generate_csrf, validate_csrf
 from sqlalchemy import select
-from werkzeug.wrappers.response import Response as WerkzeugResponse
 from wtforms.validators import ValidationError
 
 from db.models import User
@@ -128,7 +127,11 @@ def login() -> Any:
 
 
 @bp.route("/logout", methods=["GET", "POST"])
-def logout() -> WerkzeugResponse:
+def logout() -> Any:
+    """POST with the CSRF token logs out; GET only asks, so a cross-site link cannot."""
+    if request.method == "GET" or not _csrf_ok():
+        status = 200 if request.method == "GET" else 400
+        return render_template("logout.html", csrf_token=generate_csrf()), status
     if current_user.is_authenticated:
         # Ends every session of this user: a copied cookie stops working too.
         with state().sessions() as db:
@@ -139,6 +142,14 @@ def logout() -> WerkzeugResponse:
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))
+
+
+def _csrf_ok() -> bool:
+    try:
+        validate_csrf(request.form.get("csrf_token", ""))
+    except ValidationError:
+        return False
+    return True
 
 
 def _is_api(path: str) -> bool:

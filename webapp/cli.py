@@ -18,6 +18,8 @@ from analytics.exports import EXPORTS
 from config import ConfigError, Settings, get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+# Ids are database integers: out of this range they could only fail inside the database driver.
+DB_ID = click.IntRange(0, 2**31 - 1)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -477,9 +479,9 @@ def rename_segment(segment_id: int, name: str) -> None:
 @click.argument("chart", type=click.Choice(EXPORTS))
 @click.option("--start", default=None, help="First day (YYYY-MM-DD), inclusive.")
 @click.option("--end", default=None, help="Last day (YYYY-MM-DD), inclusive.")
-@click.option("--segment", "segment_ids", multiple=True, type=int, help="Segment id, repeatable.")
+@click.option("--segment", "segment_ids", multiple=True, type=DB_ID, help="Segment id, repeatable.")
 @click.option(
-    "--snapshot", "snapshot_id", type=int, default=None, help="Snapshot id (default: latest)."
+    "--snapshot", "snapshot_id", type=DB_ID, default=None, help="Snapshot id (default: latest)."
 )
 @click.option(
     "--granularity", type=click.Choice(["day", "week", "month"]), default="month", show_default=True

@@ -8,6 +8,7 @@ checked here on the server before any query runs (`parse_view`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -17,7 +18,7 @@ from urllib.parse import urlencode
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from analytics.exports import GRANULARITIES, MAX_RETENTION_MONTH, Filters
+from analytics.exports import FIRST_DAY, GRANULARITIES, LAST_DAY, MAX_RETENTION_MONTH, Filters
 from db import snapshots
 from db.models import Snapshot
 from webapp.nav import FILTERED, nav_id
@@ -25,7 +26,10 @@ from webapp.state import state
 
 PRESETS = (("30", "30 days"), ("90", "90 days"), ("ytd", "Year to date"), ("all", "All"))
 MAX_SEGMENTS = 64
-MAX_TEXT = 64  # longest customer id or date string a callback accepts
+MAX_TEXT = 64  # longest customer id a callback accepts
+DAY = re.compile(
+    r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?"
+)  # as the date picker sends
 CONTROLS = (
     Input("f-dates", "start_date"),
     Input("f-dates", "end_date"),
@@ -41,12 +45,15 @@ class FilterError(ValueError):
 def parse_day(value: object, label: str = "date") -> date | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > MAX_TEXT:
+    if not isinstance(value, str) or not DAY.fullmatch(value):
         raise FilterError(f"The {label} is not a date (use YYYY-MM-DD).")
     try:
-        return date.fromisoformat(value[:10])
+        day = date.fromisoformat(value[:10])
     except ValueError:
         raise FilterError(f"The {label} {value[:20]!r} is not a date (use YYYY-MM-DD).") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise FilterError(f"The {label} must lie between {FIRST_DAY} and {LAST_DAY}.")
+    return day
 
 
 def _is_int(value: object) -> bool:

@@ -1,0 +1,893 @@
+"""Hardening: the attacks that hit BI apps, tried against this one.
+
+Sessions and login throttling, every route behind login, roles on the server, tampered callback
+requests and SQL injection in filters, formulas in exports, hostile import files and text, and
+the browser security headers. Snapshot faults are in test_snapshot_integrity.py; the checks
+that need a browser (CSP in practice, script in data) are in test_browser_security.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import re
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import dash
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, func, select
+
+from db.importer import ImportRejected, import_file
+from db.models import ImportBatch, Snapshot, SnapshotCustomer, Transaction, User
+from db.refit import refit
+from tests.conftest import (
+    PASSWORD,
+    SAMPLE,
+    add_user,
+    forget_page_duplicates,
+    login,
+    make_settings,
+)
+from tests.helpers import callback_body, callback_spec, form_token, post_callback
+
+ROLES = ("viewer", "analyst", "admin")
+# The brief's pages: probed whether or not their module exists yet.
+BRIEF_PAGES = (
+    "/",
+    "/segments",
+    "/retention",
+    "/sales",
+    "/migration",
+    "/customers",
+    "/model",
+    "/admin",
+)
+DASH_ENDPOINTS = (
+    "/_dash-layout",
+    "/_dash-dependencies",
+    "/_dash-update-component",
+    "/_reload-hash",
+    "/_favicon.ico",
+    "/_dash-component-suites/dash/dash-renderer/build/dash_renderer.min.js",
+)
+KPIS = "kpi-customers"
+ROUTER = "_pages_content"
+
+
+def build_app(tmp_path: Path, engine: Engine, users: bool = True, **overrides: Any) -> Any:
+    """The app on `engine` with settings `overrides`, its three users, a fresh rate limiter."""
+    from webapp.app import create_app
+    from webapp.auth import limiter
+
+    forget_page_duplicates()
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(make_settings(tmp_path, url, **overrides), engine)
+    limiter.reset()
+    if users:
+        for role in ROLES:
+            add_user(engine, f"{role}@example.com", role)
+    return app
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One SQLite shop for the read-only tests of this module: the sample, one snapshot."""
+    from db.migrate import upgrade
+    from db.session import make_engine
+
+    tmp = tmp_path_factory.mktemp("shop")
+    engine = make_engine(f"sqlite:///{tmp / 'shop.db'}")
+    upgrade(engine)
+    import_file(engine, SAMPLE)
+    outcome = refit(engine, k=3)
+    app = build_app(tmp, engine)
+    yield app, engine, outcome
+    engine.dispose()
+
+
+def data_markers(engine: Engine) -> list[str]:
+    """Strings that only a response carrying shop data would contain."""
+    from db import snapshots
+
+    snap = snapshots.get_snapshot(engine)
+    names = snapshots.segments(engine, snap.id)["name"].tolist()
+    ids = snapshots.customers(engine, snap.id)["customer_id"].head(20).tolist()
+    return [*names, *ids, "kpi-customers", "react-entry-point"]
+
+
+def walk(node: Any) -> Any:
+    """Every dict inside a Dash layout JSON."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+def navbar_token(client: Any) -> str:
+    layout = client.get("/_dash-layout").get_json()
+    for node in walk(layout):
+        if node.get("name") == "csrf_token" and node.get("value"):
+            return str(node["value"])
+    raise AssertionError("the navbar has no logout form with a CSRF token")
+
+
+def table_counts(engine: Engine) -> tuple[int, ...]:
+    with engine.connect() as conn:
+        return tuple(
+            conn.execute(select(func.count()).select_from(model)).scalar_one()
+            for model in (User, Transaction, ImportBatch, Snapshot, SnapshotCustomer)
+        )
+
+
+# --- 1. Authentication and sessions -----------------------------------------------------------
+
+
+def _fail_login(client: Any, email: str, addr: str = "127.0.0.1", **headers: str) -> Any:
+    token = form_token(client.get("/login", environ_base={"REMOTE_ADDR": addr}).get_data(True))
+    return client.post(
+        "/login",
+        data={"email": email, "password": "wrong password!", "csrf_token": token},
+        environ_base={"REMOTE_ADDR": addr},
+        headers=headers,
+    )
+
+
+def _good_login(client: Any, email: str, addr: str = "127.0.0.1", **headers: str) -> Any:
+    token = form_token(client.get("/login", environ_base={"REMOTE_ADDR": addr}).get_data(True))
+    return client.post(
+        "/login",
+        data={"email": email, "password": PASSWORD, "csrf_token": token},
+        environ_base={"REMOTE_ADDR": addr},
+        headers=headers,
+    )
+
+
+def test_failed_logins_from_one_address_are_limited_whatever_x_forwarded_for_says(
+    tmp_path: Path, sqlite_engine: Engine
+) -> None:
+    app = build_app(tmp_path, sqlite_engine, login_rate_limit="3 per minute")
+    client = app.server.test_client()
+    for i in range(3):  # three accounts, three forged client addresses, one real address
+        resp = _fail_login(
+            client, f"nobody{i}@example.com", "10.0.0.7", **{"X-Forwarded-For": f"1.2.3.{i}"}
+        )
+        assert resp.status_code == 401
+    blocked = _good_login(
+        client, "viewer@example.com", "10.0.0.7", **{"X-Forwarded-For": "9.9.9.9"}
+    )
+    assert blocked.status_code == 429 and "Too many failed attempts" in blocked.get_data(True)
+    assert client.get("/_dash-layout").status_code == 401  # the right password did not get in
+    other = app.server.test_client()
+    assert _good_login(other, "analyst@example.com", "10.0.0.8").status_code == 302
+
+
+def test_failed_logins_for_one_account_are_limited_across_addresses(
+    tmp_path: Path, sqlite_engine: Engine
+) -> None:
+    app = build_app(tmp_path, sqlite_engine, login_rate_limit="3 per minute")
+    client = app.server.test_client()
+    for i in range(3):
+        assert _fail_login(client, "Viewer@Example.com ", f"10.1.0.{i}").status_code == 401
+    assert _good_login(client, "viewer@example.com", "10.1.0.99").status_code == 429
+    assert _good_login(client, "analyst@example.com", "10.1.0.99").status_code == 302
+
+
+def test_behind_a_configured_proxy_each_client_address_has_its_own_limit(
+    tmp_path: Path, sqlite_engine: Engine
+) -> None:
+    app = build_app(tmp_path, sqlite_engine, login_rate_limit="3 per minute", trusted_proxies=1)
+    client = app.server.test_client()
+    proxy = "10.2.0.1"
+    for i in range(6):  # six clients behind one proxy, two failures each: none is limited
+        for j in range(2):
+            resp = _fail_login(
+                client, f"c{i}-{j}@example.com", proxy, **{"X-Forwarded-For": f"5.5.5.{i}"}
+            )
+            assert resp.status_code == 401
+    _fail_login(client, "x@example.com", proxy, **{"X-Forwarded-For": "5.5.5.0"})
+    limited = _good_login(client, "viewer@example.com", proxy, **{"X-Forwarded-For": "5.5.5.0"})
+    assert limited.status_code == 429
+    fresh = app.server.test_client()
+    ok = _good_login(fresh, "viewer@example.com", proxy, **{"X-Forwarded-For": "5.5.5.77"})
+    assert ok.status_code == 302
+
+
+def test_session_cookie_is_secure_when_configured_and_its_lifetime_is_bounded(
+    tmp_path: Path, sqlite_engine: Engine
+) -> None:
+    app = build_app(tmp_path, sqlite_engine, cookie_secure=True, session_hours=2)
+    resp = login(app.server.test_client())
+    cookie = resp.headers["Set-Cookie"]
+    assert "custseg_session=" in cookie
+    assert all(flag in cookie for flag in ("Secure", "HttpOnly", "SameSite=Lax"))
+    expires = parsedate_to_datetime(re.search(r"Expires=([^;]+)", cookie).group(1))  # type: ignore[union-attr]
+    left = expires - datetime.now(UTC)
+    assert timedelta(hours=1, minutes=55) < left <= timedelta(hours=2, minutes=1)
+
+
+def test_plain_http_deployment_does_not_mark_the_cookie_secure(client: Any) -> None:
+    cookie = login(client).headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "Secure" not in cookie
+
+
+def test_login_starts_a_new_session(client: Any) -> None:
+    client.get("/login")
+    with client.session_transaction() as sess:
+        sess["planted"] = "by someone else"
+    before = client.get_cookie("custseg_session").value
+    assert login(client).status_code == 302
+    with client.session_transaction() as sess:
+        assert "planted" not in sess and "_user_id" in sess
+    assert client.get_cookie("custseg_session").value != before
+
+
+def test_password_change_and_deactivation_end_existing_sessions(
+    app: Any, sqlite_engine: Engine
+) -> None:
+    from db.session import session_scope
+
+    first, second = app.server.test_client(), app.server.test_client()
+    login(first)
+    login(second, email="analyst@example.com")
+    with session_scope(sqlite_engine) as db:
+        user = db.scalar(select(User).where(User.email == "viewer@example.com"))
+        user.password = "a brand new password"  # type: ignore[union-attr]
+        other = db.scalar(select(User).where(User.email == "analyst@example.com"))
+        other.active = False  # type: ignore[union-attr]
+    assert first.get("/_dash-layout").status_code == 401
+    assert second.get("/_dash-layout").status_code == 401
+    assert login(app.server.test_client(), password="a brand new password").status_code == 302
+
+
+def test_logout_is_a_post_with_the_navbar_csrf_token(app: Any) -> None:
+    client = app.server.test_client()
+    login(client)
+    token = navbar_token(client)
+    page = client.get("/logout")  # what a cross-site link or <img> can do: nothing
+    assert page.status_code == 200 and "Log out?" in page.get_data(True)
+    assert client.get("/_dash-layout").status_code == 200
+    assert client.post("/logout").status_code == 400  # a cross-site form has no token
+    stranger = app.server.test_client()
+    login(stranger, email="admin@example.com")
+    foreign = client.post("/logout", data={"csrf_token": navbar_token(stranger)})
+    assert foreign.status_code == 400  # a token of another session does not count
+    assert client.get("/_dash-layout").status_code == 200
+    done = client.post("/logout", data={"csrf_token": token})
+    assert done.status_code == 302 and done.headers["Location"] == "/login"
+    assert client.get("/_dash-layout").status_code == 401
+    assert stranger.get("/_dash-layout").status_code == 200  # other users stay logged in
+
+
+def test_anonymous_logout_asks_for_login(client: Any) -> None:
+    assert client.get("/logout").headers["Location"].startswith("/login")
+    assert client.post("/logout").status_code == 401
+
+
+NEXT_OFFSITE = [
+    "https://evil.example",
+    "http://evil.example/login",
+    "//evil.example",
+    "///evil.example",
+    "////evil.example/x",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/\\/evil.example",
+    "\\/evil.example",
+    "javascript:alert(1)",
+    "JavaScript:alert(1)",
+    " javascript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "http:/evil.example",
+    "https:evil.example",
+    "//evil.example@localhost",
+    "/\t/evil.example",
+    "/\r\nLocation: https://evil.example",
+    " //evil.example",
+    "evil.example",
+    "%2F%2Fevil.example",
+    "ftp://evil.example",
+]
+
+
+@pytest.mark.parametrize("target", NEXT_OFFSITE)
+def test_next_never_leaves_the_site(client: Any, target: str) -> None:
+    resp = login(client, next=target)
+    assert resp.status_code == 302 and resp.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("target", ["/segments", "/sales?start=2011-01-01&segment=2", "/%2F%2Fx"])
+def test_next_keeps_local_paths(client: Any, target: str) -> None:
+    assert login(client, next=target).headers["Location"] == target
+
+
+def test_login_form_escapes_a_reflected_next(client: Any) -> None:
+    page = client.get('/login?next=/"><script>alert(1)</script>').get_data(True)
+    assert "<script>alert(1)" not in page
+    assert "&#34;&gt;&lt;script&gt;" in page
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "SECRET_KEY is not set"),  # CUSTSEG_ENV unset means production
+        ({"CUSTSEG_ENV": "production", "SECRET_KEY": "changeme"}, "known default"),
+        ({"SECRET_KEY": "CHANGE_ME_TO_A_COMPLEX_RANDOM_SECRET"}, "known default"),
+        ({"SECRET_KEY": "\x02\x01thisismyscretkey\x01\x02\\e\\y\\y\\h"}, "known default"),
+        ({"SECRET_KEY": "short-but-random-9f2"}, "shorter than"),
+        ({"SECRET_KEY": "k" * 48, "CUSTSEG_DEBUG": "1"}, "DEBUG must be off"),
+    ],
+)
+def test_production_wsgi_refuses_to_start_without_a_real_key_or_with_debug(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    import importlib
+    import sys
+
+    from config import ConfigError
+    from config.settings import get_settings
+
+    for name in ("CUSTSEG_ENV", "SECRET_KEY", "CUSTSEG_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/w.db")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    sys.modules.pop("wsgi", None)
+    try:
+        with pytest.raises(ConfigError, match=message):
+            importlib.import_module("wsgi")
+        from webapp.cli import main
+
+        served = CliRunner().invoke(main, ["serve"])
+        assert served.exit_code == 1 and message in served.output
+        assert "Traceback" not in served.output
+    finally:
+        sys.modules.pop("wsgi", None)
+        get_settings.cache_clear()
+
+
+# --- 2. Every route protected, roles on the server --------------------------------------------
+
+SAMPLE_ARGS = {"filename": "bootstrap.min.css", "package_name": "dash", "path": "segments"}
+
+
+def concrete(rule: str) -> str:
+    """A URL for a url_map rule: each <converter:name> replaced by a plausible value."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", lambda m: SAMPLE_ARGS.get(m.group(1), "x.js"), rule)
+
+
+def anonymous_probes(app: Any, real_asset: str) -> list[tuple[str, str]]:
+    """(method, path) for every rule of the url_map, Dash's endpoints and every page."""
+    public = {"/login", "/static/<path:filename>", "/health"}
+    probes: list[tuple[str, str]] = []
+    for rule in app.server.url_map.iter_rules():
+        if rule.rule in public:
+            continue
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            probes.append((method, concrete(rule.rule)))
+    probes += [("GET", p) for p in DASH_ENDPOINTS] + [("POST", "/_dash-update-component")]
+    probes.append(("GET", real_asset))
+    pages = {p["path"] for p in dash.page_registry.values()} | set(BRIEF_PAGES)
+    for page in dash.page_registry.values():
+        if page.get("path_template"):
+            pages.add(re.sub(r"<[^<>]+>", "1", page["path_template"]))
+    for path in sorted(pages):
+        probes += [("GET", path), ("GET", f"{path}?start=2011-01-01&segment=1&snapshot=1")]
+    return probes
+
+
+def test_anonymous_gets_401_or_a_redirect_and_no_data_from_every_route(shop: Any) -> None:
+    app, engine, _ = shop
+    insider = app.server.test_client()
+    login(insider)
+    index = insider.get("/").get_data(True)
+    real_asset = re.findall(r'src="(/_dash-component-suites/[^"]+)"', index)[0]
+    assert insider.get(real_asset).status_code == 200
+    markers = data_markers(engine)
+    client = app.server.test_client()
+    probes = anonymous_probes(app, real_asset)
+    for method, path in probes:
+        body = {"output": f"{KPIS}.children", "inputs": []} if method == "POST" else None
+        resp = client.open(path, method=method, json=body)
+        assert resp.status_code in (302, 401), (method, path, resp.status_code)
+        if resp.status_code == 302:
+            assert resp.headers["Location"].startswith("/login")
+        else:
+            assert resp.is_json and resp.get_json() == {"error": "authentication required"}
+        text = resp.get_data(True)
+        assert len(text) < 1_000 and not any(m in text for m in markers), (method, path)
+    assert len(probes) >= 30
+
+
+def test_every_role_gets_every_page_it_may_see(shop: Any) -> None:
+    app, _, _ = shop
+    pages = {p["path"]: p for p in dash.page_registry.values()}
+    for role in ROLES:
+        client = app.server.test_client()
+        login(client, email=f"{role}@example.com")
+        for endpoint in ("/_dash-layout", "/_dash-dependencies"):
+            assert client.get(endpoint).status_code == 200
+        for path in sorted(set(pages) | set(BRIEF_PAGES)):
+            assert client.get(path).status_code == 200, (role, path)
+            resp = post_callback(client, ROUTER, {"_pages_location.pathname": path})
+            assert resp.status_code == 200, (role, path)
+            needed = pages.get(path, {}).get("role")
+            refused = "This page needs the" in resp.get_data(True)
+            assert refused == bool(needed and ROLES.index(role) < ROLES.index(needed)), path
+
+
+def test_a_page_role_and_a_callback_role_are_enforced_on_the_server(
+    tmp_path: Path, sqlite_engine: Engine
+) -> None:
+    from dash import Input, Output, html
+
+    from webapp.security import protect_pages, require_role
+
+    app = build_app(tmp_path, sqlite_engine)
+    dash.register_page(
+        "tests.admin_only_page",
+        path="/zz-admin-only",
+        layout=html.Div("secret admin data"),
+        role="admin",
+    )
+    try:
+        protect_pages()
+
+        @app.callback(Output("zz-members", "children"), Input("zz-go", "n_clicks"))
+        @require_role("analyst")
+        def members(_: Any) -> str:
+            return "member list"
+
+        for role, page_ok, callback_ok in (
+            ("viewer", False, False),
+            ("analyst", False, True),
+            ("admin", True, True),
+        ):
+            client = app.server.test_client()
+            login(client, email=f"{role}@example.com")
+            page = post_callback(client, ROUTER, {"_pages_location.pathname": "/zz-admin-only"})
+            assert ("secret admin data" in page.get_data(True)) is page_ok, role
+            call = post_callback(client, "zz-members", {"zz-go.n_clicks": 1})
+            assert call.status_code == (200 if callback_ok else 403), role
+            assert ("member list" in call.get_data(True)) is callback_ok
+    finally:
+        dash.page_registry.pop("tests.admin_only_page", None)
+
+
+# --- 3. Callback input validation -------------------------------------------------------------
+
+
+def tampered_bodies(spec: dict[str, Any]) -> dict[str, Any]:
+    good = callback_body(spec)
+    without = lambda key: {k: v for k, v in good.items() if k != key}  # noqa: E731
+    return {
+        "no output": without("output"),
+        "unknown output": {**good, "output": "users.children"},
+        "output is a number": {**good, "output": 5},
+        "inputs is text": {**good, "inputs": "x"},
+        "no inputs": without("inputs"),
+        "too few inputs": {**good, "inputs": good["inputs"][:1]},
+        "too many inputs": {**good, "inputs": good["inputs"] * 2},
+        "inputs without ids": {**good, "inputs": [{"value": 1}] * len(good["inputs"])},
+        "inputs of another component": {
+            **good,
+            "inputs": [{**i, "id": "users"} for i in good["inputs"]],
+        },
+        "inputs are numbers": {**good, "inputs": [1] * len(good["inputs"])},
+        "state is text": {**good, "state": "x"},
+        "outputs is text": {**good, "outputs": "x"},
+        "outputs empty": {**good, "outputs": []},
+        "changedPropIds is text": {**good, "changedPropIds": "abc"},
+        "body is a list": [good],
+        "body is text": "x",
+        "body is null": None,
+    }
+
+
+def test_tampered_callback_requests_get_a_clear_400(shop: Any) -> None:
+    app, _, _ = shop
+    app.server.config["PROPAGATE_EXCEPTIONS"] = False  # a crash must show as a 500 here
+    client = app.server.test_client()
+    login(client)
+    bodies = tampered_bodies(callback_spec(client, KPIS)) | {
+        f"router {name}": body
+        for name, body in tampered_bodies(callback_spec(client, ROUTER)).items()
+    }
+    for name, body in bodies.items():
+        resp = client.post("/_dash-update-component", json=body)
+        assert resp.status_code == 400, name
+        assert resp.get_json()["error"].startswith("bad callback request"), name
+    for raw, ctype in (("{not json", "application/json"), ("output=x", "text/plain")):
+        resp = client.post("/_dash-update-component", data=raw, content_type=ctype)
+        assert resp.status_code == 400
+    for value in (5, {"a": 1}, ["/"], "javascript:alert(1)", "https://evil.example/"):
+        resp = post_callback(client, ROUTER, {"_pages_location.pathname": value})
+        assert resp.status_code == 400, value
+    for value in ("/../../etc/passwd", "/" + "a" * 50_000, "/%00", "/<script>"):
+        resp = post_callback(client, ROUTER, {"_pages_location.pathname": value})
+        assert resp.status_code == 200 and "404" in resp.get_data(True)
+
+
+SQL_PAYLOADS: list[Any] = [
+    "' OR 1=1 --",
+    "1 OR 1=1",
+    "1; DROP TABLE users",
+    "1); DROP TABLE users; --",
+    "'; DELETE FROM snapshots; --",
+    "' UNION SELECT email, password_hash, 1, 1 FROM users --",
+    '" OR ""="',
+    "2011-01-01' OR '1'='1",
+    "2011-01-01; DROP TABLE transactions",
+    "1' AND pg_sleep(5) --",
+    "%",
+    "_",
+    "\\",
+    "\x00",
+    "../../etc/passwd",
+    "<script>alert(1)</script>",
+    "9" * 500,
+    "",
+    "NaN",
+    "-1",
+    "2011-02-30",
+    "0000-00-00",
+    "9999-12-31",
+    2**63,
+    -(2**63) - 1,
+    1e308,
+    True,
+    [],
+    {},
+    {"$gt": ""},
+    [[1]],
+    list(range(5_000)),
+]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_injection_payloads_in_the_overview_filters_are_handled(
+    request: pytest.FixtureRequest, tmp_path: Path, database: str
+) -> None:
+    engine: Engine = request.getfixturevalue(f"{'sqlite' if database == 'sqlite' else 'pg'}_engine")
+    import_file(engine, SAMPLE)
+    refit(engine, k=3)
+    app = build_app(tmp_path, engine)
+    app.server.config["PROPAGATE_EXCEPTIONS"] = False
+    client = app.server.test_client()
+    login(client)
+    before = table_counts(engine)
+    clean = post_callback(client, KPIS, {}).get_json()["response"]
+    assert clean[KPIS]["children"] == "297"
+    slots = (
+        lambda p: {"f-dates.start_date": p},
+        lambda p: {"f-dates.end_date": p},
+        lambda p: {"f-segments.value": p},
+        lambda p: {"f-segments.value": [p]},
+    )
+    tried = 0
+    for payload in SQL_PAYLOADS:
+        for slot in slots:
+            resp = post_callback(client, KPIS, slot(payload))
+            tried += 1
+            assert resp.status_code in (200, 204, 400), (payload, resp.status_code)
+            if resp.status_code == 200:
+                out = resp.get_json()["response"]
+                figure = out[KPIS]["children"]
+                assert figure == "–" or figure.replace(",", "").isdigit(), payload
+                assert int(figure.replace(",", "").replace("–", "0")) <= 297
+    assert tried == 4 * len(SQL_PAYLOADS)
+    assert table_counts(engine) == before
+    assert post_callback(client, KPIS, {}).get_json()["response"] == clean
+
+
+def test_export_command_refuses_injection_in_its_filters(
+    shop: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from config.settings import get_settings
+    from webapp.cli import main
+
+    _, engine, _ = shop
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("CUSTSEG_ENV", "development")
+    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    before = table_counts(engine)
+    runner = CliRunner()
+    out = str(tmp_path / "x.csv")
+    try:
+        for args in (
+            ["--segment", "1; DROP TABLE users"],
+            ["--segment", "' OR 1=1 --"],
+            ["--start", "2011-01-01' OR '1'='1"],
+            ["--end", "1; DROP TABLE users"],
+            ["--snapshot", "1 OR 1=1"],
+            ["--granularity", "month; DROP TABLE users"],
+        ):
+            result = runner.invoke(main, ["export", "sales", *args, "--out", out])
+            assert result.exit_code == 2 and "Traceback" not in result.output, args
+        for args in (["--segment", "99999999999999999999"], ["--snapshot", "99999999999999999999"]):
+            result = runner.invoke(main, ["export", "sales", *args, "--out", out])
+            assert result.exit_code in (1, 2), (args, result.output)
+            assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert not Path(out).exists()
+    finally:
+        get_settings.cache_clear()
+    assert table_counts(engine) == before
+
+
+# --- 4. Export safety -------------------------------------------------------------------------
+
+HOSTILE_TEXT = [
+    "=1+2",
+    '=HYPERLINK("https://evil.example","click")',
+    "+33 1 23",
+    "-2+3",
+    "@SUM(A1:A2)",
+    "\t=1+2",
+    "\r=1+2",
+    "|calc",
+    "%0A=1+2",
+    "=cmd|' /C calc'!A0",
+]
+
+
+def test_formula_prefixes_are_neutralized_in_csv_and_xlsx(tmp_path: Path) -> None:
+    import openpyxl
+    import pandas as pd
+
+    from analytics.exports import FORMULA_PREFIXES, to_bytes
+
+    assert set(FORMULA_PREFIXES) == {"=", "+", "-", "@", "\t", "\r", "|", "%"}
+    frame = pd.DataFrame(
+        {
+            "name": HOSTILE_TEXT,
+            "amount": [-5.0, -0.25, -1e6, 0.0, 3.5, -7.0, 1.0, -2.0, 0.5, -9.0],
+            "count": [-1, -2, 3, 4, -5, 6, 7, -8, 9, 10],
+        }
+    )
+    text = to_bytes(frame, "csv", {"export": "test"}).decode()
+    back = pd.read_csv(io.StringIO(text), comment="#", dtype=str, keep_default_na=False)
+    assert back.columns.tolist() == ["name", "amount", "count"]
+    assert back["name"].tolist() == ["'" + t for t in HOSTILE_TEXT]
+    assert back["amount"].tolist() == [str(v) for v in frame["amount"]]  # no apostrophe
+    assert back["count"].tolist() == [str(v) for v in frame["count"]]
+    path = tmp_path / "x.xlsx"
+    path.write_bytes(to_bytes(frame, "xlsx", {"export": "test", "note": "=1+2"}))
+    book = openpyxl.load_workbook(path)
+    sheet = book["data"]
+    names = [c for c in sheet["A"][1:]]
+    assert [c.value for c in names] == ["'" + t for t in HOSTILE_TEXT]
+    assert all(c.data_type == "s" for c in names)
+    for col in ("B", "C"):
+        cells = sheet[col][1:]
+        assert all(c.data_type == "n" for c in cells)
+    assert [c.value for c in sheet["B"][1:]] == frame["amount"].tolist()
+    assert [c.value for c in sheet["C"][1:]] == frame["count"].tolist()
+    for ws in book.worksheets:
+        for row in ws.iter_rows():
+            assert not any(c.data_type == "f" for c in row), ws.title
+    assert "'=1+2" in [c.value for c in book["provenance"]["B"]]
+
+
+def test_hostile_customer_ids_come_out_of_the_member_export_inert(
+    tmp_path: Path, sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openpyxl
+    import pandas as pd
+
+    from config.settings import get_settings
+    from webapp.cli import main
+
+    ids = ["=1+2", "+331234", "-7", "@SUM(A1)", "|calc", "%0A", "=cmd|' /C calc'!A0", "\t=2"]
+    lines = [
+        f'"{cid}",o{i}{j},2024-0{j + 1}-05,{10 + i},,'
+        for i, cid in enumerate(ids)
+        for j in range(3)
+    ]
+    path = tmp_path / "hostile.csv"
+    path.write_text(
+        "customer_id,order_id,ordered_at,amount,category,country\n" + "\n".join(lines) + "\n"
+    )
+    import_file(sqlite_engine, path)
+    refit(sqlite_engine, k=2)
+    monkeypatch.setenv("DATABASE_URL", str(sqlite_engine.url))
+    monkeypatch.setenv("CUSTSEG_ENV", "development")
+    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        csv_out, xlsx_out = tmp_path / "m.csv", tmp_path / "m.xlsx"
+        assert runner.invoke(main, ["export", "members", "--out", str(csv_out)]).exit_code == 0
+        args = ["export", "members", "--format", "xlsx", "--out", str(xlsx_out)]
+        assert runner.invoke(main, args).exit_code == 0
+    finally:
+        get_settings.cache_clear()
+    with sqlite_engine.connect() as conn:  # as stored (the importer trims blanks)
+        stored = set(conn.execute(select(Transaction.customer_id).distinct()).scalars())
+    assert len(stored) == len(ids)
+    back = pd.read_csv(csv_out, comment="#", dtype=str, keep_default_na=False)
+    assert sorted(back["customer_id"]) == sorted("'" + i for i in stored)
+    sheet = openpyxl.load_workbook(xlsx_out)["data"]
+    cells = sheet["A"][1:]
+    assert sorted(c.value for c in cells) == sorted("'" + i for i in stored)
+    assert all(c.data_type == "s" for c in cells)
+    assert all(c.data_type == "n" for c in sheet["D"][1:])  # frequency stays a number
+
+
+def test_export_row_cap_refuses_with_a_clear_message(
+    shop: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from config.settings import get_settings
+    from webapp.cli import main
+
+    _, engine, _ = shop
+    monkeypatch.setenv("DATABASE_URL", str(engine.url))
+    monkeypatch.setenv("CUSTSEG_ENV", "development")
+    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("CUSTSEG_EXPORT_ROW_CAP", "100")
+    get_settings.cache_clear()
+    out = tmp_path / "members.csv"
+    try:
+        result = CliRunner().invoke(main, ["export", "members", "--out", str(out)])
+        small = CliRunner().invoke(main, ["export", "segments", "--out", str(tmp_path / "s.csv")])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "297 rows is over the export cap of 100 (CUSTSEG_EXPORT_ROW_CAP)" in result.output
+    assert not out.exists()
+    assert small.exit_code == 0
+
+
+# --- 5. Import and display safety -------------------------------------------------------------
+
+
+def test_a_request_over_the_upload_limit_gets_413(tmp_path: Path, sqlite_engine: Engine) -> None:
+    app = build_app(tmp_path, sqlite_engine, max_upload_mb=1)
+    client = app.server.test_client()
+    login(client)
+    contents = "data:text/csv;base64," + base64.b64encode(b"x" * (1024 * 1024)).decode()
+    resp = client.post(
+        "/_dash-update-component",
+        json={"output": "upload.contents", "inputs": [{"value": contents}]},
+    )
+    assert resp.status_code == 413
+    assert resp.get_json() == {"error": "the request is over 1 MB (CUSTSEG_MAX_UPLOAD_MB)"}
+
+
+HEADER = "customer_id,order_id,ordered_at,amount,category,country\n"
+GOOD = "c1,o1,2024-01-05T10:00:00,12.50,toys,France\n"
+BAD_FILES: list[tuple[str, bytes, str]] = [
+    ("nul.csv", (HEADER + GOOD + "c2,o2,2024-01-06,3,a\x00b,\n").encode(), "row 3: contains a NUL"),
+    (
+        "unquoted_comma.csv",
+        (HEADER + GOOD + "c2,o2,2024-01-06,3,Toys, Games,France\n").encode(),
+        "row 3 has 7 fields, the header has 6",
+    ),
+    ("utf16.csv", (HEADER + GOOD).encode("utf-16"), "row 1: not valid utf-8"),
+    ("archive.csv", b"PK\x03\x04\x14\x00" + bytes(range(256)) * 4, "not valid utf-8"),
+    ("nan.csv", (HEADER + GOOD + "c2,o2,2024-01-06,nan,,\n").encode(), "column amount"),
+    ("inf.csv", (HEADER + GOOD + "c2,o2,2024-01-06,1e309,,\n").encode(), "column amount"),
+    ("year.csv", (HEADER + GOOD + "c2,o2,99999-01-06,3,,\n").encode(), "column ordered_at"),
+    ("fewer.csv", (HEADER + GOOD + "c2,o2,2024-01-06\n").encode(), "row 3"),
+    ("excel.csv", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 64, "not valid utf-8"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_more_bad_files_are_rejected_clearly_and_nothing_is_written(
+    engine: Engine, tmp_path: Path, name: str, content: bytes, expected: str
+) -> None:
+    import_file(engine, SAMPLE)
+    before = table_counts(engine)
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ImportRejected) as info:
+        import_file(engine, path)
+    assert expected in str(info.value) and name in str(info.value)
+    assert "Traceback" not in str(info.value)
+    assert table_counts(engine) == before
+
+
+XSS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '"><svg onload=alert(1)>']
+
+
+def test_text_from_data_travels_as_text_not_markup(tmp_path: Path, sqlite_engine: Engine) -> None:
+    from db.models import SegmentLabel
+    from db.session import session_scope
+
+    lines = [
+        f'"{x}",o{i}{j},2024-0{j + 1}-05,{10 + i},"{x}","{x}"'
+        for i, x in enumerate(XSS)
+        for j in range(2)
+    ]
+    path = tmp_path / "xss.csv"
+    path.write_text(HEADER + GOOD + "\n".join(lines) + "\n")
+    import_file(sqlite_engine, path)
+    outcome = refit(sqlite_engine, k=2)
+    with session_scope(sqlite_engine) as db:
+        db.add(SegmentLabel(segment_id=outcome.segments[0]["segment_id"], name=XSS[1]))
+    app = build_app(tmp_path, sqlite_engine)
+    client = app.server.test_client()
+    login(client)
+    resp = post_callback(client, ROUTER, {"_pages_location.pathname": "/"})
+    assert resp.status_code == 200 and resp.mimetype == "application/json"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    labels = [
+        opt["label"]
+        for node in walk(resp.get_json())
+        if node.get("props", {}).get("id") == "f-segments"
+        for opt in node["props"]["options"]
+    ]
+    assert any(label.startswith(XSS[1]) for label in labels)  # the name, as a plain string
+    for node in walk(resp.get_json()):
+        assert "dangerously_allow_html" not in node.get("props", {})
+
+
+def test_no_page_renders_raw_html() -> None:
+    """Dash and Jinja escape text; these switch it off, so none may appear in webapp/."""
+    root = Path(__file__).parent.parent / "webapp"
+    forbidden = re.compile(
+        r"dangerously_allow_html\s*=\s*True|dangerouslySetInnerHTML|Markup\(|\|\s*safe\b"
+        r"|autoescape\s+false|html\.Iframe\([^)]*srcDoc"
+    )
+    hits = [
+        f"{path.relative_to(root)}:{n}"
+        for path in [*root.rglob("*.py"), *root.rglob("*.html"), *root.rglob("*.js")]
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if forbidden.search(line) and path.name != "security.py"
+    ]
+    assert hits == []
+
+
+# --- 7. Headers -------------------------------------------------------------------------------
+
+
+def test_security_headers_are_on_every_kind_of_response(shop: Any) -> None:
+    app, _, _ = shop
+    anon, client = app.server.test_client(), app.server.test_client()
+    login(client)
+    responses = {
+        "login form": anon.get("/login"),
+        "redirect": anon.get("/sales"),
+        "401": anon.get("/_dash-layout"),
+        "health": anon.get("/health"),
+        "static": anon.get("/static/bootstrap.min.css"),
+        "index": client.get("/"),
+        "layout": client.get("/_dash-layout"),
+        "callback": post_callback(client, KPIS, {}),
+        "logout form": client.get("/logout"),
+    }
+    for name, resp in responses.items():
+        h = resp.headers
+        csp = h.get("Content-Security-Policy", "")
+        assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp, name
+        assert "'unsafe-inline'" not in csp.split("script-src", 1)[1].split(";")[0], name
+        assert "'unsafe-eval'" not in csp, name
+        assert h.get("X-Content-Type-Options") == "nosniff", name
+        assert h.get("X-Frame-Options") == "DENY", name
+        assert h.get("Referrer-Policy") == "same-origin", name
+    for name in ("index", "layout", "callback", "login form"):
+        assert responses[name].headers["Cache-Control"] == "no-store", name
+
+
+def test_the_csp_hashes_cover_every_inline_script_dash_serves(shop: Any) -> None:
+    app, _, _ = shop
+    client = app.server.test_client()
+    login(client)
+    resp = client.get("/")
+    csp = resp.headers["Content-Security-Policy"]
+    html = re.sub(r"<!--.*?-->", "", resp.get_data(True), flags=re.S)  # comments never run
+    inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>(.*?)</script>", html, re.S)
+    executable = [body for attrs, body in inline if "application/json" not in attrs]
+    assert len(executable) >= 2  # the renderer and the page-title clientside callback
+    for body in executable:
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in csp, body[:60]

@@ -124,6 +124,26 @@ def test_sales_share_and_the_three_panels() -> None:
     assert list(share.data[0].y) == pytest.approx([150 / 160, 1.0])
 
 
+def test_returns_only_customers_are_not_drawn_but_kept_in_the_data() -> None:
+    o = pd.concat(
+        [
+            orders(),
+            pd.DataFrame(
+                {
+                    "customer_id": ["z"],
+                    "segment_id": [0],
+                    "total": [-5.0],
+                    "day": [pd.Timestamp("2024-01-09")],
+                }
+            ),
+        ]
+    )
+    sales = exports.sales(o, Filters(granularity="month"))
+    assert 0 in set(sales["segment_id"])  # its net revenue is in the download
+    for fig in (charts.revenue_trend(sales, PAL, "month"), charts.revenue_share(sales, PAL)):
+        assert "No segment (returns only)" not in {t.name for t in fig.data}
+
+
 def retention_table() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -222,6 +242,7 @@ def test_empty_frames_draw_an_explanation_not_an_error() -> None:
         columns=[
             "segment_id",
             "period",
+            "orders",
             "gross_revenue",
             "revenue_share",
             "from_segment",

@@ -80,8 +80,18 @@ def empty_figure(message: str, height: int = 360) -> go.Figure:
     return _base(fig, height)
 
 
+def _drawn(sales: pd.DataFrame) -> pd.DataFrame:
+    """Segment 0 holds the returns of customers without a positive order: it has no gross
+    revenue or orders to draw (its net revenue is in the download)."""
+    zero = sales["segment_id"] == 0
+    if zero.any() and not sales.loc[zero, "orders"].any():
+        return sales[~zero]
+    return sales
+
+
 def revenue_trend(sales: pd.DataFrame, pal: Palette, granularity: str) -> go.Figure:
     """Gross revenue per period, stacked by segment (the `sales` export)."""
+    sales = _drawn(sales)
     if sales.empty:
         return empty_figure("No orders match the filters.")
     fig = go.Figure()
@@ -298,6 +308,7 @@ def repeat_rate_bars(rates: pd.DataFrame, pal: Palette) -> go.Figure:
 
 def sales_over_time(sales: pd.DataFrame, pal: Palette, granularity: str) -> go.Figure:
     """Revenue, orders and AOV per period, one line per segment, sharing the time axis."""
+    sales = _drawn(sales)
     if sales.empty:
         return empty_figure("No orders match the filters.", height=620)
     rows = (
@@ -331,6 +342,7 @@ def sales_over_time(sales: pd.DataFrame, pal: Palette, granularity: str) -> go.F
 
 def revenue_share(sales: pd.DataFrame, pal: Palette) -> go.Figure:
     """Each segment's share of each period's gross revenue."""
+    sales = _drawn(sales)
     if sales.empty:
         return empty_figure("No orders match the filters.")
     fig = go.Figure()
@@ -360,6 +372,7 @@ def aov_boxes(dist: pd.DataFrame, pal: Palette) -> go.Figure:
         fig.add_trace(
             go.Box(
                 name=pal.name(sid),
+                x=[pal.name(sid)],
                 q1=[row["q1"]],
                 median=[row["median"]],
                 q3=[row["q3"]],

@@ -326,7 +326,7 @@ def filter_bar(init: Initial, segments: bool = True, dates: bool = True) -> html
                     searchable=False,
                 ),
                 title="Snapshot: one refit of the segmentation (its as-of date)",
-                style={"width": "230px"},
+                style={"width": "270px"},
             ),
             width="auto",
         )

@@ -36,7 +36,7 @@ def layout(**query: Any) -> html.Div:
                 "Revenue, orders and AOV over time",
                 "Per period and segment: gross revenue (positive orders), number of positive "
                 "orders, and AOV = gross revenue / positive orders. Returns count only in net "
-                "revenue (in the download).",
+                "revenue (in the download, where customers with only returns are segment 0).",
                 html.Div(
                     [
                         dbc.RadioItems(

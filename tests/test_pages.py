@@ -475,3 +475,20 @@ def test_downloads_check_role_params_and_cap(app, dashboard, settings) -> None: 
         st.settings = st.settings.model_copy(update={"export_row_cap": 10})
         with pytest.raises(ValueError, match="297 rows is over the export cap of 10"):
             build_download(params, "csv", current_user)
+
+
+def test_page_choices_follow_the_snapshot_selector(app, dashboard) -> None:  # type: ignore[no-untyped-def]
+    heatmap_choices = page("retention").heatmap_choices
+    earlier_choices = page("migration").earlier_choices
+    first, second = dashboard
+    with as_user(app):
+        options, value = heatmap_choices(first.snapshot_id, "999")
+        assert value == "all"
+        assert {o["value"] for o in options[1:]} == {str(s["segment_id"]) for s in first.segments}
+        assert len(options) == 1 + len(first.segments)
+        assert earlier_choices(second.snapshot_id)[1] == first.snapshot_id
+        assert earlier_choices(first.snapshot_id) == (
+            [{"label": "#2 · 2011-12-09 (latest)", "value": 2}],
+            None,
+        )
+        assert earlier_choices("x") == ([], None)

@@ -181,3 +181,21 @@ def update_migration(
         html.P(lead + summary(moves, target_segs), className="mb-0"),
         None,
     )
+
+
+@callback(
+    Output("migration-from", "options"),
+    Output("migration-from", "value"),
+    Input("f-snapshot", "value"),
+    prevent_initial_call=True,
+)
+def earlier_choices(snapshot: Any) -> tuple[list[dict[str, Any]], Any]:
+    """The earlier snapshot defaults to the one before the snapshot selected above."""
+    try:
+        target = snapshots.get_snapshot(state().engine, parse_snapshot(snapshot))
+    except (FilterError, snapshots.NoSnapshot):
+        return [], None
+    snaps = snapshots.published(state().engine)
+    options = [o for o in snapshot_options(snaps) if o["value"] != target.id]
+    earlier = [s.id for s in snaps if s.id < target.id]
+    return options, earlier[0] if earlier else None

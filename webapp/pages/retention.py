@@ -10,7 +10,7 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, State, callback, dcc, html
 
 from analytics.exports import MAX_RETENTION_MONTH
 from db import snapshots
@@ -24,6 +24,7 @@ from webapp.filters import (
     page_header,
     parse_int,
     parse_segments,
+    parse_snapshot,
     parse_view,
 )
 from webapp.pagekit import HANDLED, palette, read
@@ -34,15 +35,19 @@ dash.register_page(__name__, path="/retention", name="Retention", title="Retenti
 ALL = "all"
 
 
+def _heat_options(snapshot_id: int) -> list[dict[str, str]]:
+    segs = snapshots.segments(state().engine, snapshot_id)
+    return [{"label": "All customers in the filter", "value": ALL}] + [
+        {"label": r.name, "value": str(int(r.segment_id))} for r in segs.itertuples()
+    ]
+
+
 def layout(**query: Any) -> html.Div:
     init = initial(query)
     if init is None:
         return no_snapshot("Retention")
     export = can("analyst")
-    segs = snapshots.segments(state().engine, init.snap.id)
-    heat_options = [{"label": "All customers in the filter", "value": ALL}] + [
-        {"label": r.name, "value": str(int(r.segment_id))} for r in segs.itertuples()
-    ]
+    heat_options = _heat_options(init.snap.id)
     return html.Div(
         [
             page_header(
@@ -176,3 +181,21 @@ def update_retention(
         repeat_params,
         None,
     )
+
+
+@callback(
+    Output("retention-of", "options"),
+    Output("retention-of", "value"),
+    Input("f-snapshot", "value"),
+    State("retention-of", "value"),
+    prevent_initial_call=True,
+)
+def heatmap_choices(snapshot: Any, current: Any) -> tuple[list[dict[str, str]], str]:
+    """The heatmap's segments follow the snapshot selector."""
+    try:
+        snap = snapshots.get_snapshot(state().engine, parse_snapshot(snapshot))
+    except (FilterError, snapshots.NoSnapshot):
+        return [{"label": "All customers in the filter", "value": ALL}], ALL
+    options = _heat_options(snap.id)
+    keep = current if any(o["value"] == current for o in options) else ALL
+    return options, keep

@@ -11,12 +11,14 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
+import numpy as np
 import pandas as pd
 
 from analytics.aggregates import rollup
 from analytics.metrics import kpis as kpi_figures
+from analytics.orderindex import OrderIndex
 from analytics.segmentation import PROFILE_FEATURES
 
 # The brief's six exports first; then one per further chart, so every chart's data can be taken
@@ -89,8 +91,13 @@ def _in_days(frame: pd.DataFrame, f: Filters, column: str = "day") -> pd.DataFra
     return frame[mask]
 
 
-def kpis(orders: pd.DataFrame, f: Filters, active_days: int = 90) -> pd.DataFrame:
+Orders: TypeAlias = pd.DataFrame | OrderIndex  # the frame (reference) or its sorted index (fast)
+
+
+def kpis(orders: Orders, f: Filters, active_days: int = 90) -> pd.DataFrame:
     """orders: customer_id, segment_id, day, total."""
+    if isinstance(orders, OrderIndex):
+        return pd.DataFrame([orders.kpis(f.start, f.end, f.segments, active_days).as_dict()])
     o = _in_segments(orders, f.segments)
     o = o.assign(ordered_at=pd.to_datetime(o["day"]))
     figures = kpi_figures(o, f.start, f.end, active_days).as_dict()
@@ -115,10 +122,13 @@ def segments(profiles: pd.DataFrame, f: Filters) -> pd.DataFrame:
     return _in_segments(profiles, f.segments)[cols].reset_index(drop=True)
 
 
-def sales(orders: pd.DataFrame, f: Filters) -> pd.DataFrame:
-    """Per period x segment: orders, customers, gross and net revenue, AOV."""
+def sales(orders: Orders, f: Filters) -> pd.DataFrame:
+    """Per period x segment: orders, customers, gross and net revenue, AOV, revenue share."""
     if f.granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}")
+    keys = ["period", "segment_id"]
+    if isinstance(orders, OrderIndex):
+        return _sales_columns(orders.sales(f.start, f.end, f.segments, f.granularity))
     o = _in_days(_in_segments(orders, f.segments), f)
     day = pd.to_datetime(o["day"])
     if f.granularity == "day":
@@ -127,8 +137,11 @@ def sales(orders: pd.DataFrame, f: Filters) -> pd.DataFrame:
         period = day - pd.to_timedelta(day.dt.dayofweek, unit="D")
     else:
         period = day.dt.to_period("M").dt.to_timestamp()
+    return _sales_columns(rollup(o.assign(period=period.dt.date), keys).reset_index())
+
+
+def _sales_columns(out: pd.DataFrame) -> pd.DataFrame:
     keys = ["period", "segment_id"]
-    out = rollup(o.assign(period=period.dt.date), keys).reset_index()
     out["aov"] = (out["gross_revenue"] / out["orders"].where(out["orders"] > 0)).round(4)
     period_total = out.groupby("period")["gross_revenue"].transform("sum")
     out["revenue_share"] = (out["gross_revenue"] / period_total.where(period_total > 0)).round(6)
@@ -185,9 +198,10 @@ def members(customers: pd.DataFrame, f: Filters) -> pd.DataFrame:
         "first_order_day",
         "last_order_day",
     ]
-    return (
-        _in_segments(customers, f.segments)[cols].sort_values("customer_id").reset_index(drop=True)
-    )
+    out = _in_segments(customers, f.segments)[cols]
+    if not out["customer_id"].is_monotonic_increasing:
+        out = out.sort_values("customer_id")
+    return out.reset_index(drop=True)
 
 
 KPI_ORDER = (
@@ -210,7 +224,7 @@ def previous_period(start: date, end: date) -> tuple[date, date]:
 
 
 def kpi_comparison(
-    orders: pd.DataFrame, f: Filters, first: date, last: date, active_days: int = 90
+    orders: Orders, f: Filters, first: date, last: date, active_days: int = 90
 ) -> pd.DataFrame:
     """Each KPI in the period and in the previous period of equal length, with the change.
 
@@ -304,11 +318,19 @@ def customer_sample(
     return pd.concat(parts)[cols].sort_values(["segment_id", "customer_id"]).reset_index(drop=True)
 
 
-def aov_distribution(orders: pd.DataFrame, f: Filters) -> pd.DataFrame:
+def aov_distribution(orders: Orders, f: Filters) -> pd.DataFrame:
     """Per segment: the distribution of positive order totals in the period (box-plot figures)."""
+    cols = ["segment_id", "orders", "mean", "min", "p05", "q1", "median", "q3", "p95", "max"]
+    if isinstance(orders, OrderIndex):
+        rows = []
+        for sid, values in sorted(orders.order_values(f.start, f.end, f.segments).items()):
+            q = np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95])
+            rows.append([sid, len(values), values.mean(), values.min(), *q, values.max()])
+        out = pd.DataFrame(rows, columns=cols)
+        out[cols[2:]] = out[cols[2:]].astype(float).round(4)
+        return out
     o = _in_days(_in_segments(orders, f.segments), f)
     o = o[o["total"] > 0]
-    cols = ["segment_id", "orders", "mean", "min", "p05", "q1", "median", "q3", "p95", "max"]
     if o.empty:
         return pd.DataFrame(columns=cols)
     g = o.groupby("segment_id")["total"]
@@ -345,8 +367,9 @@ def retention_trend(table: pd.DataFrame, f: Filters) -> pd.DataFrame:
     if f.end:
         end_month = pd.Timestamp(f.end).to_period("M").to_timestamp()
     else:
-        active = cohort + t["months_since_first"].map(lambda m: pd.DateOffset(months=int(m)))
-        end_month = active.max()
+        months = cohort.dt.year * 12 + cohort.dt.month - 1 + t["months_since_first"]
+        last = int(months.max())
+        end_month = pd.Timestamp(year=last // 12, month=last % 12 + 1, day=1)
     sizes = (
         t.assign(cohort=cohort)[["cohort", "segment_id", "cohort_size"]]
         .drop_duplicates(["cohort", "segment_id"])
@@ -370,8 +393,10 @@ def retention_trend(table: pd.DataFrame, f: Filters) -> pd.DataFrame:
     return out[cols].sort_values(["segment_id", "cohort"]).reset_index(drop=True)
 
 
-def repeat_rate(orders: pd.DataFrame, f: Filters) -> pd.DataFrame:
+def repeat_rate(orders: Orders, f: Filters) -> pd.DataFrame:
     """Per segment: customers with a positive order in the period, those with two or more."""
+    if isinstance(orders, OrderIndex):
+        return orders.repeat_rate(f.start, f.end, f.segments)
     o = _in_days(_in_segments(orders, f.segments), f)
     o = o[o["total"] > 0]
     cols = ["segment_id", "customers", "repeat_customers", "repeat_rate"]
@@ -384,12 +409,15 @@ def repeat_rate(orders: pd.DataFrame, f: Filters) -> pd.DataFrame:
     return out.reset_index()[cols]
 
 
-def customer_orders(orders: pd.DataFrame, f: Filters) -> pd.DataFrame:
+def customer_orders(orders: Orders, f: Filters) -> pd.DataFrame:
     """Every order of customer `f.customer` up to the snapshot's as-of date (returns included)."""
     cols = ["customer_id", "day", "segment_id", "total"]
     if not f.customer:
         raise ValueError("customer_orders needs a customer id")
-    o = orders[orders["customer_id"] == f.customer]
+    if isinstance(orders, OrderIndex):
+        o = orders.customer_orders(f.customer)
+    else:
+        o = orders[orders["customer_id"] == f.customer]
     return o[cols].sort_values("day").reset_index(drop=True)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from analytics import aggregates, exports
 from analytics.exports import Filters
+from analytics.orderindex import OrderIndex
 from db.models import (
     SegmentLabel,
     Snapshot,
@@ -110,21 +111,24 @@ def published(engine: Engine) -> list[Snapshot]:
 
 def orders(engine: Engine, snap: Snapshot) -> pd.DataFrame:
     """Every order of the snapshot with its customer's segment (`day` as a timestamp)."""
+    o = SnapshotOrder
+    frame = _frame(
+        engine,
+        select(o.customer_id, o.segment_id, o.day, o.total).where(o.snapshot_id == snap.id),
+    )
+    if frame.empty:
+        frame = pd.DataFrame(columns=["customer_id", "segment_id", "day", "total"])
+    frame["segment_id"] = frame["segment_id"].astype(int)
+    frame["day"] = pd.to_datetime(frame["day"])
+    frame["total"] = frame["total"].astype(float)
+    return frame
 
-    def load() -> pd.DataFrame:
-        o = SnapshotOrder
-        frame = _frame(
-            engine,
-            select(o.customer_id, o.segment_id, o.day, o.total).where(o.snapshot_id == snap.id),
-        )
-        if frame.empty:
-            frame = pd.DataFrame(columns=["customer_id", "segment_id", "day", "total"])
-        frame["segment_id"] = frame["segment_id"].astype(int)
-        frame["day"] = pd.to_datetime(frame["day"])
-        frame["total"] = frame["total"].astype(float)
-        return frame
 
-    return _cached(engine, snap, "orders", load)  # type: ignore[no-any-return]
+def order_index(engine: Engine, snap: Snapshot) -> OrderIndex:
+    """The snapshot's orders as sorted arrays, read once per process (see analytics/orderindex)."""
+    return _cached(  # type: ignore[no-any-return]
+        engine, snap, "orders", lambda: OrderIndex.build(orders(engine, snap))
+    )
 
 
 def retention_table(engine: Engine, snapshot_id: int) -> pd.DataFrame:
@@ -174,9 +178,24 @@ def customers(engine: Engine, snapshot_id: int, segment_ids: tuple[int, ...] = (
 
 
 def cached_customers(engine: Engine, snap: Snapshot) -> pd.DataFrame:
-    return _cached(  # type: ignore[no-any-return]
-        engine, snap, "customers", lambda: customers(engine, snap.id)
-    )
+    """Every customer of the snapshot, sorted by customer id, read once per process."""
+
+    def load() -> pd.DataFrame:
+        frame = customers(engine, snap.id).sort_values("customer_id", kind="stable")
+        return frame.reset_index(drop=True)
+
+    return _cached(engine, snap, "customers", load)  # type: ignore[no-any-return]
+
+
+def members_page(
+    engine: Engine, snap: Snapshot, segment_ids: tuple[int, ...], page: int, size: int
+) -> tuple[pd.DataFrame, int]:
+    """One page of the `members` export (same order), and how many members there are."""
+    frame = cached_customers(engine, snap)
+    if segment_ids:
+        frame = frame[frame["segment_id"].isin(segment_ids)]
+    part = exports.members(frame.iloc[page * size : (page + 1) * size], Filters())
+    return part, len(frame)
 
 
 def cached_retention(engine: Engine, snap: Snapshot) -> pd.DataFrame:
@@ -263,7 +282,11 @@ def rename_segment(engine: Engine, segment_id: int, name: str, by: str | None = 
 
 
 def validate_segments(engine: Engine, snapshot_id: int, segment_ids: tuple[int, ...]) -> None:
-    known = set(segments(engine, snapshot_id)["segment_id"].astype(int))
+    _check_segments(segments(engine, snapshot_id), snapshot_id, segment_ids)
+
+
+def _check_segments(segs: pd.DataFrame, snapshot_id: int, segment_ids: tuple[int, ...]) -> None:
+    known = set(segs["segment_id"].astype(int))
     unknown = sorted(set(segment_ids) - known)
     if unknown:
         raise ValueError(
@@ -272,9 +295,20 @@ def validate_segments(engine: Engine, snapshot_id: int, segment_ids: tuple[int, 
 
 
 def export_frame(
-    engine: Engine, name: str, f: Filters, snapshot_id: int | None = None, active_days: int = 90
+    engine: Engine,
+    name: str,
+    f: Filters,
+    snapshot_id: int | None = None,
+    active_days: int = 90,
+    *,
+    snap: Snapshot | None = None,
+    segs: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The data of export `name` and its provenance: what a chart shows and its download holds."""
+    """The data of export `name` and its provenance: what a chart shows and its download holds.
+
+    `snap` and `segs` (the snapshot and its `segments`) save a page that draws several charts
+    the same lookups; without them they are read here.
+    """
     if name not in exports.EXPORTS:
         raise ValueError(f"unknown export {name!r}: choose one of {', '.join(exports.EXPORTS)}")
     if f.start and f.end and f.start > f.end:
@@ -285,32 +319,52 @@ def export_frame(
                 f"{day} is outside the dates a filter accepts "
                 f"({exports.FIRST_DAY} to {exports.LAST_DAY})"
             )
-    snap = get_snapshot(engine, snapshot_id)
-    validate_segments(engine, snap.id, f.segments)
+    if snap is None or (snapshot_id is not None and snap.id != snapshot_id):
+        snap = get_snapshot(engine, snapshot_id)
+        segs = None
+    if segs is None:
+        segs = segments(engine, snap.id)
+    _check_segments(segs, snap.id, f.segments)
     extra: dict[str, Any] = {}
     if name == "kpis":
-        frame = exports.kpis(orders(engine, snap), f, active_days)
+        frame = exports.kpis(order_index(engine, snap), f, active_days)
     elif name == "kpi_comparison":
         assert snap.data_start is not None and snap.data_end is not None
         frame = exports.kpi_comparison(
-            orders(engine, snap), f, snap.data_start, snap.data_end, active_days
+            order_index(engine, snap), f, snap.data_start, snap.data_end, active_days
         )
     elif name == "segments":
-        frame = exports.segments(segments(engine, snap.id), f)
+        frame = exports.segments(segs, f)
     elif name == "profiles":
-        frame = exports.profiles(cached_customers(engine, snap), segments(engine, snap.id), f)
+        # Computed once per snapshot for every segment; the names are today's (renames).
+        every = _cached(
+            engine,
+            snap,
+            "profiles",
+            lambda: exports.profiles(cached_customers(engine, snap), segs, Filters()),
+        )
+        frame = every[every["segment_id"].isin(f.segments)] if f.segments else every.copy()
+        names = dict(zip(segs["segment_id"], segs["name"], strict=True))
+        frame["name"] = frame["segment_id"].map(names)
+        frame = frame.reset_index(drop=True)
     elif name == "customer_sample":
-        frame = exports.customer_sample(cached_customers(engine, snap), f)
+        every = _cached(
+            engine,
+            snap,
+            "customer_sample",
+            lambda: exports.customer_sample(cached_customers(engine, snap), Filters()),
+        )
+        frame = exports.customer_sample(every, f) if f.segments else every.copy()
     elif name == "sales":
-        frame = exports.sales(orders(engine, snap), f)
+        frame = exports.sales(order_index(engine, snap), f)
     elif name == "aov_distribution":
-        frame = exports.aov_distribution(orders(engine, snap), f)
+        frame = exports.aov_distribution(order_index(engine, snap), f)
     elif name == "retention":
         frame = exports.retention(cached_retention(engine, snap), f)
     elif name == "retention_trend":
         frame = exports.retention_trend(cached_retention(engine, snap), f)
     elif name == "repeat_rate":
-        frame = exports.repeat_rate(orders(engine, snap), f)
+        frame = exports.repeat_rate(order_index(engine, snap), f)
     elif name == "migration":
         if f.compare_to is not None:
             source = get_snapshot(engine, f.compare_to)
@@ -324,9 +378,9 @@ def export_frame(
             frame = exports.migration(migration_between(engine, source, snap), f)
         extra["from_snapshot_id"] = source.id if source.id != snap.id else None
     elif name == "members":
-        frame = exports.members(customers(engine, snap.id, f.segments), f)
+        frame = exports.members(cached_customers(engine, snap), f)
     elif name == "customer_orders":
-        frame = exports.customer_orders(orders(engine, snap), f)
+        frame = exports.customer_orders(order_index(engine, snap), f)
         frame["day"] = frame["day"].dt.date
     elif name == "scores":
         frame = exports.scores(scores(engine, snap.id), snap.k)

@@ -222,20 +222,25 @@ def members(start: Any, end: Any, segments: Any, snapshot: Any, page: Any = 0) -
     try:
         view = parse_view(None, None, segments, snapshot)
         n = parse_int(page if page is not None else 0, 0, MAX_PAGE, "page")
-        frame, params = read(view, "members")
+        engine = state().engine
+        snap = snapshots.get_snapshot(engine, view.snapshot_id)
+        snapshots.validate_segments(engine, snap.id, view.filters.segments)
+        # One page of the `members` export; the download holds them all.
+        part, total = snapshots.members_page(engine, snap, view.filters.segments, n, PAGE_SIZE)
+        params = view.params("members")
         pal = palette(view)
     except HANDLED as exc:
         return [], 0, str(exc), None
-    part = frame.iloc[n * PAGE_SIZE : (n + 1) * PAGE_SIZE].copy()
+    part = part.copy()
     part["segment_id"] = [pal.name(int(i)) for i in part["segment_id"]]
     part["monetary"] = part["monetary"].round(2)
     part["aov"] = part["aov"].round(2)
     part["last_order_day"] = part["last_order_day"].astype(str)
-    pages = max(1, -(-len(frame) // PAGE_SIZE))
+    pages = max(1, -(-total // PAGE_SIZE))
     which = (
         ", ".join(pal.name(s) for s in view.filters.segments)
         if view.filters.segments
         else "all segments"
     )
-    count = f"{len(frame):,} customers in {which}."
+    count = f"{total:,} customers in {which}."
     return part[[c for c, _, _ in MEMBER_COLUMNS]].to_dict("records"), pages, count, params

@@ -13,12 +13,10 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Output, callback, dash_table, html
 
-from db import snapshots
 from webapp import charts, refit_ui
 from webapp.components import can, chart_card, graph, no_snapshot, table_style
 from webapp.filters import CONTROLS, filter_bar, initial, page_header, parse_view
-from webapp.pagekit import HANDLED, read
-from webapp.state import state
+from webapp.pagekit import HANDLED, read, snapshot_of
 
 dash.register_page(__name__, path="/model", name="Model", title="Model")
 
@@ -206,7 +204,7 @@ def _quality(snap: Any) -> Any:
 def update_model(start: Any, end: Any, segments: Any, snapshot: Any) -> tuple[Any, ...]:
     try:
         view = parse_view(None, None, None, snapshot)
-        snap = snapshots.get_snapshot(state().engine, view.snapshot_id)
+        snap = snapshot_of(view)
         scores, scores_params = read(view, "scores")
         history, history_params = read(view, "snapshots")
     except HANDLED as exc:

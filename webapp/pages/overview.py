@@ -9,12 +9,11 @@ import dash_bootstrap_components as dbc
 from dash import Output, callback, html
 
 from analytics.metrics import DEFINITIONS
-from db import snapshots
 from webapp import charts
 from webapp.components import can, change_text, chart_card, graph, integer, money, no_snapshot
 from webapp.components import percent as pct
 from webapp.filters import CONTROLS, filter_bar, initial, page_header, parse_view
-from webapp.pagekit import HANDLED, auto_granularity, palette, read
+from webapp.pagekit import HANDLED, auto_granularity, palette, read, snapshot_of
 from webapp.state import state
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview · Customer segmentation")
@@ -100,7 +99,7 @@ def update_overview(start: Any, end: Any, segments: Any, snapshot: Any) -> tuple
     n = len(CARDS)
     try:
         view = parse_view(start, end, segments, snapshot)
-        snap = snapshots.get_snapshot(state().engine, view.snapshot_id)
+        snap = snapshot_of(view)
         kpis, kpi_params = read(view, "kpi_comparison")
         granularity = auto_granularity(view, snap.data_start, snap.data_end)
         trend_view = view.with_(granularity=granularity)

@@ -1,0 +1,101 @@
+"""The fast path (analytics/orderindex.py) gives the reference figures, on random shops.
+
+The reference: `analytics.metrics.kpis` and the DataFrame versions of the exports.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics import exports
+from analytics.exports import Filters
+from analytics.orderindex import OrderIndex, period_end, period_start
+
+
+def shop(seed: int, n: int = 3_000) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    customers = rng.integers(0, 400, n)
+    segment_of = rng.integers(1, 5, 400)
+    days = pd.Timestamp("2023-11-20") + pd.to_timedelta(rng.integers(0, 500, n), unit="D")
+    totals = np.round(rng.lognormal(3, 1, n), 2)
+    totals[rng.random(n) < 0.08] *= -1  # returns
+    totals[rng.random(n) < 0.01] = 0.0
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{c:04d}" for c in customers],
+            "segment_id": segment_of[customers],
+            "day": days,
+            "total": totals,
+        }
+    )
+
+
+def ranges(rng: np.random.Generator) -> list[tuple[date | None, date | None]]:
+    out: list[tuple[date | None, date | None]] = [(None, None)]
+    for _ in range(12):
+        a = date(2023, 11, 1) + timedelta(days=int(rng.integers(0, 540)))
+        b = a + timedelta(days=int(rng.integers(0, 200)))
+        out.append((a, b))
+    out += [
+        (date(2024, 3, 1), None),
+        (None, date(2024, 2, 29)),
+        (date(2024, 5, 5), date(2024, 5, 5)),
+    ]
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kpis_sales_and_rates_equal_the_reference(seed: int) -> None:
+    orders = shop(seed)
+    index = OrderIndex.build(orders)
+    rng = np.random.default_rng(seed)
+    for start, end in ranges(rng):
+        for segs in ((), (2,), (1, 3)):
+            for granularity in ("day", "week", "month"):
+                f = Filters(start, end, segs, granularity)
+                fast, ref = exports.sales(index, f), exports.sales(orders, f)
+                pd.testing.assert_frame_equal(fast, ref, check_dtype=False, obj=str(f))
+            f = Filters(start, end, segs)
+            pd.testing.assert_frame_equal(
+                exports.kpis(index, f, 30), exports.kpis(orders, f, 30), check_dtype=False
+            )
+            pd.testing.assert_frame_equal(
+                exports.repeat_rate(index, f), exports.repeat_rate(orders, f), check_dtype=False
+            )
+            pd.testing.assert_frame_equal(
+                exports.aov_distribution(index, f),
+                exports.aov_distribution(orders, f),
+                check_dtype=False,
+            )
+
+
+def test_customer_orders_and_empty_ranges() -> None:
+    orders = shop(4)
+    index = OrderIndex.build(orders)
+    f = Filters(customer="c0007")
+    fast, ref = exports.customer_orders(index, f), exports.customer_orders(orders, f)
+    pd.testing.assert_frame_equal(
+        fast, ref.sort_values("day", kind="stable").reset_index(drop=True), check_dtype=False
+    )
+    assert exports.customer_orders(index, Filters(customer="nobody")).empty
+    none = Filters(date(2030, 1, 1), date(2030, 2, 1))
+    assert exports.kpis(index, none).iloc[0]["customers"] == 0
+    assert exports.sales(index, none).empty and exports.aov_distribution(index, none).empty
+
+
+def test_periods() -> None:
+    days = np.array([(date(2024, 2, d) - date(1970, 1, 1)).days for d in (1, 4, 5, 29)])
+    monday = period_start(days, "week")
+    assert [str(np.datetime64(int(d), "D")) for d in monday] == [
+        "2024-01-29",
+        "2024-01-29",
+        "2024-02-05",
+        "2024-02-26",
+    ]
+    month = period_start(days, "month")
+    assert {str(np.datetime64(int(d), "D")) for d in month} == {"2024-02-01"}
+    assert str(np.datetime64(int(period_end(month[:1], "month")[0]), "D")) == "2024-02-29"

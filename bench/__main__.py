@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from bench import data
-from bench.database import DEFAULT_SERVER, fresh_database
+from bench.database import DEFAULT_SERVER, fresh_database, has_transactions
 from bench.harness import REGISTRY, Context, run, write_json
 from bench.stages import ORDER
 
@@ -29,6 +30,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="PostgreSQL server; a fresh database is made on it per run (default: %(default)s)",
     )
     p.add_argument("--keep", action="store_true", help="keep the run's database (prints its URL)")
+    p.add_argument(
+        "--reuse",
+        metavar="URL",
+        help="use this existing database instead (kept; its transactions, if any, count as "
+        "imported): for iterating on one stage at L without re-importing",
+    )
     p.add_argument("--repeat", type=int, default=None, help="repetitions (default S/M 3, L 2)")
     p.add_argument("--seed", type=int, default=42, help="seed of the generated shop (M, L)")
     return p.parse_args(argv)
@@ -39,9 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in ORDER if not args.only or n in args.only]
     dataset = data.prepare(args.scale, args.seed)
     repeat = args.repeat or DEFAULT_REPEAT[args.scale]
-    with fresh_database(args.database_url, args.scale, keep=args.keep) as url:
+    database = (
+        nullcontext(args.reuse)
+        if args.reuse
+        else fresh_database(args.database_url, args.scale, keep=args.keep)
+    )
+    with database as url:
         ctx = Context(args.scale, dataset, url, repeat)
-        if args.keep:
+        if args.reuse:
+            ctx.imported = has_transactions(ctx.libpq_url)
+        elif args.keep:
             ctx.log(f"database kept: {url}")
         results = run(ctx, names)
     write_json(results, args.out)

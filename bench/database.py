@@ -56,3 +56,8 @@ def truncate_all(libpq_url: str) -> None:
             "RESTART IDENTITY CASCADE"
         )
         conn.execute("VACUUM ANALYZE")
+
+
+def has_transactions(libpq_url: str) -> bool:
+    with psycopg.connect(libpq_url) as conn:
+        return conn.execute("SELECT EXISTS (SELECT 1 FROM transactions)").fetchone() == (True,)

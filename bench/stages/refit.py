@@ -85,6 +85,26 @@ def _latest_timings(libpq_url: str) -> tuple[dict[str, float], int, int]:
     return dict(row[0]), int(row[1]), int(row[2])
 
 
+def ari_vs_planted(libpq_url: str, dataset_path: Path) -> float | None:
+    """Adjusted Rand index of the latest snapshot's segments against the planted ones."""
+    planted_path = dataset_path.with_name(dataset_path.stem + ".segments.csv")
+    if not planted_path.is_file():
+        return None
+    import pandas as pd
+    from sklearn.metrics import adjusted_rand_score
+
+    planted = pd.read_csv(planted_path, dtype=str)
+    with psycopg.connect(libpq_url) as conn:
+        rows = conn.execute(
+            "SELECT customer_id, segment_id FROM snapshot_customers WHERE snapshot_id = "
+            "(SELECT max(id) FROM snapshots WHERE status = 'published')"
+        ).fetchall()
+    found = pd.DataFrame(rows, columns=["customer_id", "segment_id"]).merge(
+        planted, on="customer_id"
+    )
+    return round(float(adjusted_rand_score(found["planted_segment"], found["segment_id"])), 4)
+
+
 def _groupby_s(libpq_url: str) -> float:
     with psycopg.connect(libpq_url) as conn:
         started = time.perf_counter()
@@ -102,6 +122,9 @@ def run(ctx: Context) -> dict[str, Any]:
         "DATABASE_URL": ctx.database_url,
         "CUSTSEG_ENV": "production",
         "SECRET_KEY": secrets.token_hex(32),
+        # Keep one snapshot: from the second run on, publishing also deletes the previous
+        # snapshot's rows, as every refit does in steady state (default: keep the latest 5).
+        "CUSTSEG_SNAPSHOTS_KEEP": "1",
     }
     runs: list[dict[str, Any]] = []
     baseline: list[float] = []
@@ -136,6 +159,7 @@ def run(ctx: Context) -> dict[str, Any]:
         },
         "k": runs[-1]["k"],
         "customers": runs[-1]["customers"],
+        "ari_vs_planted": ari_vs_planted(ctx.libpq_url, ctx.dataset.path),
         "baseline_rfm_groupby_s": round(groupby, 3),
         "wall_vs_rfm_groupby": round(wall / groupby, 2),
         "runs": runs,

@@ -99,7 +99,17 @@ def run_refit(
     clock = _Clock()
     stage = on_stage or (lambda _name: None)
     stage("features")
-    feats, left_out = customer_features(orders, breadth, as_of)
+    # Customers as integer codes (in id order) in every group-by below: the ids are hashed once
+    # here instead of in each of a dozen group-bys (6 of 17 s at 4.3M orders).
+    codes, uniques = pd.factorize(orders["customer_id"], sort=True)
+    keyed = pd.DataFrame(
+        {"customer_id": codes, "ordered_at": orders["ordered_at"], "total": orders["total"]}
+    )
+    feats, left_out = customer_features(keyed, None, as_of)
+    feat_codes = feats.index.to_numpy()
+    feats.index = pd.Index(uniques.take(feat_codes), name="customer_id")
+    if breadth is not None:
+        feats["category_breadth"] = breadth.reindex(feats.index).fillna(0).astype(int)
     if len(feats) < 3:
         raise ValueError(
             f"only {len(feats)} customers with a positive order up to {as_of}: "
@@ -124,11 +134,11 @@ def run_refit(
     clock.lap("profiles")
 
     stage("aggregates")
-    seg_of = feats["segment_id"]
     # Customers with only returns have no segment (0): their orders count in the totals
     # (returns, net revenue) and in no segment.
-    with_seg = orders.copy()
-    with_seg["segment_id"] = with_seg["customer_id"].map(seg_of).fillna(UNSEGMENTED).astype(int)
+    seg_by_code = np.full(len(uniques), UNSEGMENTED, dtype=np.int64)
+    seg_by_code[feat_codes] = feats["segment_id"].to_numpy()
+    with_seg = keyed.assign(segment_id=seg_by_code[codes])
     sales = aggregates.sales_daily(with_seg)
     retention = aggregates.retention(with_seg)
     customers = feats.reset_index().rename(columns={"index": "customer_id"})
@@ -142,10 +152,10 @@ def run_refit(
         )
     order_rows = pd.DataFrame(
         {
-            "customer_id": with_seg["customer_id"],
+            "customer_id": orders["customer_id"],
             "segment_id": with_seg["segment_id"],
-            "day": with_seg["ordered_at"].dt.date,
-            "total": with_seg["total"],
+            "day": orders["ordered_at"].dt.normalize(),  # a date, as datetime64 (no objects)
+            "total": orders["total"],
         }
     )
     clock.lap("aggregates")

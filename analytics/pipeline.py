@@ -102,9 +102,13 @@ def run_refit(
     # Customers as integer codes (in id order) in every group-by below: the ids are hashed once
     # here instead of in each of a dozen group-bys (6 of 17 s at 4.3M orders).
     codes, uniques = pd.factorize(orders["customer_id"], sort=True)
-    keyed = pd.DataFrame(
-        {"customer_id": codes, "ordered_at": orders["ordered_at"], "total": orders["total"]}
-    )
+    # One order of rows whatever order they came in (the database returns them unsorted):
+    # by customer, time and total; rows equal in all three are interchangeable here.
+    stamps = orders["ordered_at"].to_numpy(dtype="datetime64[us]")
+    totals = orders["total"].to_numpy(dtype=float)
+    order = np.lexsort((totals, stamps.view(np.int64), codes))
+    codes, stamps, totals = codes[order], stamps[order], totals[order]
+    keyed = pd.DataFrame({"customer_id": codes, "ordered_at": stamps, "total": totals})
     feats, left_out = customer_features(keyed, None, as_of)
     feat_codes = feats.index.to_numpy()
     feats.index = pd.Index(uniques.take(feat_codes), name="customer_id")
@@ -150,12 +154,16 @@ def run_refit(
         migration = pd.DataFrame(
             columns=["from_segment", "to_segment", "customers", "gross_revenue"]
         )
+    # In day order (a stable sort): PostgreSQL then appends to its (snapshot_id, day) index
+    # instead of inserting all over it, 15 -> 11 s for 4.3M orders.
+    days = stamps.astype("datetime64[D]")
+    by_day = np.argsort(days, kind="stable")
     order_rows = pd.DataFrame(
         {
-            "customer_id": orders["customer_id"],
-            "segment_id": with_seg["segment_id"],
-            "day": orders["ordered_at"].dt.normalize(),  # a date, as datetime64 (no objects)
-            "total": orders["total"],
+            "customer_id": uniques.take(codes[by_day]),
+            "segment_id": with_seg["segment_id"].to_numpy()[by_day],
+            "day": days[by_day].astype("datetime64[s]"),  # a date, as datetime64 (no objects)
+            "total": totals[by_day],
         }
     )
     clock.lap("aggregates")
@@ -163,8 +171,8 @@ def run_refit(
     quality = dict(data_quality or {})
     quality["customers_left_out"] = left_out
     quality["customers_segmented"] = int(len(feats))
-    quality["returns_orders"] = int((orders["total"] <= 0).sum())
-    quality["zero_total_orders"] = int((orders["total"] == 0).sum())
+    quality["returns_orders"] = int((totals <= 0).sum())
+    quality["zero_total_orders"] = int((totals == 0).sum())
     quality["outliers"] = {
         "treatment": "log1p, then clipped to the 0.1 and 99.9 percentiles before "
         "standardizing; kept in every metric",

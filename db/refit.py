@@ -177,7 +177,7 @@ def _load(engine: Engine, as_of: date) -> tuple[pd.DataFrame, pd.Series, dict[st
     so the server works on them in parallel (at 10M lines the breadth query alone takes ~9 s).
     """
     if engine.dialect.name != "postgresql":
-        orders = load_orders(engine, end=as_of)
+        orders = load_orders(engine, end=as_of, with_order_id=False)
         return (
             orders,
             category_breadth(engine, as_of),
@@ -188,7 +188,7 @@ def _load(engine: Engine, as_of: date) -> tuple[pd.DataFrame, pd.Series, dict[st
         breadth = pool.submit(category_breadth, engine, as_of)
         quality = pool.submit(data_quality, engine, as_of)
         previous = pool.submit(_previous, engine)
-        orders = load_orders(engine, end=as_of)
+        orders = load_orders(engine, end=as_of, with_order_id=False)
         return orders, breadth.result(), quality.result(), previous.result()
 
 

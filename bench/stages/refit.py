@@ -3,7 +3,8 @@
 Peak RSS is the child's `ru_maxrss` from wait4() (the kernel's high-water mark), cross-checked
 by polling the RSS with psutil every 50 ms. The stage times are the ones the refit stores in
 `snapshots.timings`. The first run has no previous snapshot; later runs match segments to the
-previous one and compute the migration table, as a scheduled refit does. Baseline in the same
+previous one, compute the migration table and delete the snapshot before it (the stage keeps
+one), as every refit does in steady state. Baseline in the same
 run: the per-customer RFM `GROUP BY` over the raw transactions in PostgreSQL, the query any
 segmentation must at least run.
 """

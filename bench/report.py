@@ -1,6 +1,7 @@
 """Write the latest results into bench/README.md (a table) and bench/results/refit.png (a plot).
 
-python -m bench.report [RESULT.json ...]   (default: bench/results/{M,L}.json, if present)
+python -m bench.report [RESULT.json ...]
+    (default: bench/results/{M,L}-before.json and {M,L}.json, those present)
 
 The table sits between the `bench:results` markers of bench/README.md; everything else in the
 README is left alone. Each stage contributes rows through `ROWS` (one entry per stage), so a new
@@ -53,12 +54,12 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
     "refit": [
         ("refit.wall_s (median)", "refit.wall_s", "s", "<= 60 at L"),
         ("refit.peak_rss_mb (max)", "refit.peak_rss_mb", "MB", "<= 4,096 at L"),
-        ("  load", "refit.stages_s.load", "s", ""),
-        ("  features", "refit.stages_s.features", "s", ""),
-        ("  clustering", "refit.stages_s.clustering", "s", ""),
-        ("  profiles", "refit.stages_s.profiles", "s", ""),
-        ("  aggregates", "refit.stages_s.aggregates", "s", ""),
-        ("  write", "refit.stages_s.write", "s", ""),
+        ("stage load", "refit.stages_s.load", "s", ""),
+        ("stage features", "refit.stages_s.features", "s", ""),
+        ("stage clustering", "refit.stages_s.clustering", "s", ""),
+        ("stage profiles", "refit.stages_s.profiles", "s", ""),
+        ("stage aggregates", "refit.stages_s.aggregates", "s", ""),
+        ("stage write", "refit.stages_s.write", "s", ""),
         ("RFM GROUP BY in PostgreSQL (baseline)", "refit.baseline_rfm_groupby_s", "s", ""),
         ("refit wall / RFM GROUP BY", "refit.wall_vs_rfm_groupby", "x", ""),
         ("k chosen", "refit.k", "", ""),
@@ -142,7 +143,8 @@ def load(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    paths = [Path(a) for a in args] or [RESULTS / f"{s}.json" for s in ("M", "L")]
+    default = [RESULTS / f"{s}{v}.json" for s in ("M", "L") for v in ("-before", "")]
+    paths = [Path(a) for a in args] or default
     docs = load(paths)
     if not docs:
         print("no results to report", file=sys.stderr)

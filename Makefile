@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8050
+SCALE  ?= M
 
-.PHONY: run test lint bench clean help
+.PHONY: run test lint bench bench-smoke clean help
 
 help:
 	@echo "make run    create .venv, set up the database, import the sample, serve on :$(PORT)"
 	@echo "make test   install test tools, Chromium, find PostgreSQL, run lint + the whole suite"
-	@echo "make bench  run the benchmark suite (see bench/README.md)"
+	@echo "make bench  run the benchmark suite at SCALE=S|M|L (default M; see bench/README.md)"
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,10 @@ $(BIN)/.installed: pyproject.toml
 
 $(BIN)/.test-installed: $(BIN)/.installed
 	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	touch $@
 
 run: export CUSTSEG_ENV := $(or $(CUSTSEG_ENV),development)
@@ -37,6 +42,17 @@ lint: $(BIN)/.test-installed
 test: $(BIN)/.test-installed browser lint
 	TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
 	  $(BIN)/pytest $(PYTEST_ARGS)
+
+# A fresh database per run on the PostgreSQL that .ci/ensure-postgres finds (or starts).
+bench: $(BIN)/.bench-installed
+	$(BIN)/python -m bench --scale $(SCALE) --out bench/results/$(SCALE).json \
+	  --database-url "$$(.ci/ensure-postgres)" $(BENCH_ARGS)
+	$(BIN)/python -m bench.report
+
+# CI: scale S once, so the suite cannot rot; it checks the result keys, never a time.
+bench-smoke: $(BIN)/.bench-installed
+	$(BIN)/python -m bench --scale S --repeat 1 --out build/bench-S.json \
+	  --database-url "$$(.ci/ensure-postgres)"
 
 clean:
 	rm -rf $(VENV) instance/*.db

@@ -99,7 +99,21 @@ def run_refit(
     clock = _Clock()
     stage = on_stage or (lambda _name: None)
     stage("features")
-    feats, left_out = customer_features(orders, breadth, as_of)
+    # Customers as integer codes (in id order) in every group-by below: the ids are hashed once
+    # here instead of in each of a dozen group-bys (6 of 17 s at 4.3M orders).
+    codes, uniques = pd.factorize(orders["customer_id"], sort=True)
+    # One order of rows whatever order they came in (the database returns them unsorted):
+    # by customer, time and total; rows equal in all three are interchangeable here.
+    stamps = orders["ordered_at"].to_numpy(dtype="datetime64[us]")
+    totals = orders["total"].to_numpy(dtype=float)
+    order = np.lexsort((totals, stamps.view(np.int64), codes))
+    codes, stamps, totals = codes[order], stamps[order], totals[order]
+    keyed = pd.DataFrame({"customer_id": codes, "ordered_at": stamps, "total": totals})
+    feats, left_out = customer_features(keyed, None, as_of)
+    feat_codes = feats.index.to_numpy()
+    feats.index = pd.Index(uniques.take(feat_codes), name="customer_id")
+    if breadth is not None:
+        feats["category_breadth"] = breadth.reindex(feats.index).fillna(0).astype(int)
     if len(feats) < 3:
         raise ValueError(
             f"only {len(feats)} customers with a positive order up to {as_of}: "
@@ -124,11 +138,11 @@ def run_refit(
     clock.lap("profiles")
 
     stage("aggregates")
-    seg_of = feats["segment_id"]
     # Customers with only returns have no segment (0): their orders count in the totals
     # (returns, net revenue) and in no segment.
-    with_seg = orders.copy()
-    with_seg["segment_id"] = with_seg["customer_id"].map(seg_of).fillna(UNSEGMENTED).astype(int)
+    seg_by_code = np.full(len(uniques), UNSEGMENTED, dtype=np.int64)
+    seg_by_code[feat_codes] = feats["segment_id"].to_numpy()
+    with_seg = keyed.assign(segment_id=seg_by_code[codes])
     sales = aggregates.sales_daily(with_seg)
     retention = aggregates.retention(with_seg)
     customers = feats.reset_index().rename(columns={"index": "customer_id"})
@@ -140,12 +154,16 @@ def run_refit(
         migration = pd.DataFrame(
             columns=["from_segment", "to_segment", "customers", "gross_revenue"]
         )
+    # In day order (a stable sort): PostgreSQL then appends to its (snapshot_id, day) index
+    # instead of inserting all over it, 15 -> 11 s for 4.3M orders.
+    days = stamps.astype("datetime64[D]")
+    by_day = np.argsort(days, kind="stable")
     order_rows = pd.DataFrame(
         {
-            "customer_id": with_seg["customer_id"],
-            "segment_id": with_seg["segment_id"],
-            "day": with_seg["ordered_at"].dt.date,
-            "total": with_seg["total"],
+            "customer_id": uniques.take(codes[by_day]),
+            "segment_id": with_seg["segment_id"].to_numpy()[by_day],
+            "day": days[by_day].astype("datetime64[s]"),  # a date, as datetime64 (no objects)
+            "total": totals[by_day],
         }
     )
     clock.lap("aggregates")
@@ -153,8 +171,8 @@ def run_refit(
     quality = dict(data_quality or {})
     quality["customers_left_out"] = left_out
     quality["customers_segmented"] = int(len(feats))
-    quality["returns_orders"] = int((orders["total"] <= 0).sum())
-    quality["zero_total_orders"] = int((orders["total"] == 0).sum())
+    quality["returns_orders"] = int((totals <= 0).sum())
+    quality["zero_total_orders"] = int((totals == 0).sum())
     quality["outliers"] = {
         "treatment": "log1p, then clipped to the 0.1 and 99.9 percentiles before "
         "standardizing; kept in every metric",

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.metrics import davies_bouldin_score
+from threadpoolctl import threadpool_limits
 
 MODEL_FEATURES = ("recency_days", "frequency", "monetary")
 PROFILE_FEATURES = (
@@ -138,36 +139,56 @@ class Transform:
 
 
 def silhouette(x: np.ndarray, labels: np.ndarray, chunk: int = 256) -> float:
-    """Mean silhouette coefficient (Euclidean), as sklearn's `silhouette_score`.
+    """Mean silhouette coefficient (Euclidean), as sklearn's `silhouette_score`."""
+    return silhouettes(x, [labels], chunk)[0]
 
-    Distances are formed chunk by chunk in float32 and summed per cluster with one matrix
-    product, which is several times faster than the generic implementation for low-dimensional
-    data; `tests/test_segmentation.py` checks it against sklearn.
+
+def silhouettes(x: np.ndarray, label_sets: list[np.ndarray], chunk: int = 256) -> list[float]:
+    """Mean silhouette coefficient (Euclidean) of each labelling of the same points.
+
+    Distances are formed once, chunk by chunk in float32, and summed per cluster of every
+    labelling with one matrix product against their stacked one-hot matrices: the pairwise
+    distances, the costly part, are shared by all the k tried. Several times faster than
+    sklearn's generic `silhouette_score` for low-dimensional data; `tests/test_refit.py` checks
+    it against sklearn.
     """
     x = np.asarray(x, dtype=np.float32)
-    _, lab = np.unique(labels, return_inverse=True)
-    k = int(lab.max()) + 1
-    onehot = np.zeros((len(x), k), dtype=np.float32)
-    onehot[np.arange(len(x)), lab] = 1.0
-    counts = onehot.sum(axis=0)
-    sq = (x * x).sum(axis=1)
-    scores = np.empty(len(x), dtype=np.float64)
-    for start in range(0, len(x), chunk):
+    n = len(x)
+    codes, offsets, counts = [], [0], []
+    for labels in label_sets:
+        _, lab = np.unique(labels, return_inverse=True)
+        codes.append(lab.reshape(-1))
+        k = int(lab.max()) + 1
+        offsets.append(offsets[-1] + k)
+        counts.append(np.bincount(lab.reshape(-1), minlength=k).astype(np.float32))
+    onehot = np.zeros((n, offsets[-1]), dtype=np.float32)
+    for j, lab in enumerate(codes):
+        onehot[np.arange(n), offsets[j] + lab] = 1.0
+    sq = (x * x).sum(axis=1, keepdims=True)
+    ones = np.ones_like(sq)
+    # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b as one product: [-2a, |a|^2, 1] . [b, 1, |b|^2]
+    right = np.hstack([x, ones, sq]).T.copy()
+    left = np.hstack([-2.0 * x, sq, ones])
+    totals = np.zeros(len(label_sets), dtype=np.float64)
+    for start in range(0, n, chunk):
         part = x[start : start + chunk]
-        d2 = sq[start : start + chunk, None] + sq[None, :] - 2.0 * (part @ x.T)
+        d2 = left[start : start + chunk] @ right
         np.maximum(d2, 0.0, out=d2)
-        sums = np.sqrt(d2) @ onehot  # (chunk, k): distance sums to each cluster
-        own = lab[start : start + chunk]
+        np.sqrt(d2, out=d2)
+        all_sums = d2 @ onehot  # (chunk, sum of k): distance sums to each cluster
         rows = np.arange(len(part))
-        own_count = counts[own] - 1
-        a = np.where(own_count > 0, sums[rows, own] / np.maximum(own_count, 1), 0.0)
-        mean_other = sums / counts
-        mean_other[rows, own] = np.inf
-        b = mean_other.min(axis=1)
-        s = (b - a) / np.maximum(a, b)
-        s[own_count == 0] = 0.0  # singletons score 0, as in sklearn
-        scores[start : start + chunk] = s
-    return float(scores.mean())
+        for j, lab in enumerate(codes):
+            sums = all_sums[:, offsets[j] : offsets[j + 1]]
+            own = lab[start : start + chunk]
+            own_count = counts[j][own] - 1
+            a = np.where(own_count > 0, sums[rows, own] / np.maximum(own_count, 1), 0.0)
+            mean_other = sums / counts[j]
+            mean_other[rows, own] = np.inf
+            b = mean_other.min(axis=1)
+            s = (b - a) / np.maximum(a, b)
+            s[own_count == 0] = 0.0  # singletons score 0, as in sklearn
+            totals[j] += float(s.sum(dtype=np.float64))
+    return [float(t / n) for t in totals]
 
 
 @dataclass
@@ -175,13 +196,20 @@ class KSelection:
     k: int
     labels: np.ndarray
     centers: np.ndarray  # model space
-    scores: pd.DataFrame  # k, silhouette, inertia, davies_bouldin
+    scores: pd.DataFrame  # k, silhouette, inertia, davies_bouldin (on the sample)
 
 
 def fit_kmeans(
     x: np.ndarray, k_range: tuple[int, int], seed: int, sample: int, k: int | None = None
 ) -> KSelection:
-    """Try every k in range (or just `k`), keep each k's scores, choose the best silhouette."""
+    """Choose k on a fixed-seed sample, then fit the chosen k on every customer.
+
+    For every k in range (or just `k`): K-Means (n_init=4) on a sample of `sample` customers
+    and its silhouette, inertia and Davies-Bouldin there. The best silhouette wins; the final
+    K-Means on all customers starts from that k's sample centroids (one init), so the cost of
+    trying nine k does not grow with the number of customers. With no more customers than
+    `sample`, the sample is everyone and the sample fit is the final one.
+    """
     n = len(x)
     k_min, k_max = (k, k) if k else k_range
     k_max = min(k_max, n - 1)
@@ -189,25 +217,33 @@ def fit_kmeans(
         raise ValueError(f"too few customers ({n}) to form {k_min} segments")
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, size=sample, replace=False)) if n > sample else np.arange(n)
+    xs = x[idx]
+    ks = list(range(k_min, k_max + 1))
+    # One thread for the small sample problems: thread start-up costs more than it saves, and
+    # on a busy machine OpenMP's spinning threads made these fits 10x slower (bench/README.md).
+    with threadpool_limits(limits=1):
+        models = [KMeans(n_clusters=kk, random_state=seed, n_init=4).fit(xs) for kk in ks]
+        scored = [m.labels_ for m in models if len(np.unique(m.labels_)) >= 2]
+        sils = iter(silhouettes(xs, scored)) if scored else iter(())
     rows = []
-    best: tuple[float, int, KMeans] | None = None
-    for kk in range(k_min, k_max + 1):
-        model = KMeans(n_clusters=kk, random_state=seed, n_init=4).fit(x)
-        labels = model.labels_
-        if len(np.unique(labels[idx])) < 2:
-            sil = -1.0
-        else:
-            sil = silhouette(x[idx], labels[idx])
-        dbi = float(davies_bouldin_score(x, labels)) if len(np.unique(labels)) > 1 else float("nan")
+    best: tuple[float, int] | None = None
+    for i, (kk, model) in enumerate(zip(ks, models, strict=True)):
+        two_or_more = len(np.unique(model.labels_)) >= 2
+        sil = next(sils) if two_or_more else -1.0
+        dbi = float(davies_bouldin_score(xs, model.labels_)) if two_or_more else float("nan")
         rows.append(
             {"k": kk, "silhouette": sil, "inertia": float(model.inertia_), "davies_bouldin": dbi}
         )
         if best is None or sil > best[0] + 1e-12:
-            best = (sil, kk, model)
+            best = (sil, i)
     assert best is not None
-    model = best[2]
+    chosen = models[best[1]]
+    if len(idx) < n:
+        chosen = KMeans(
+            n_clusters=ks[best[1]], init=chosen.cluster_centers_, n_init=1, random_state=seed
+        ).fit(x)
     return KSelection(
-        best[1], model.labels_.astype(int), model.cluster_centers_, pd.DataFrame(rows)
+        ks[best[1]], chosen.labels_.astype(int), chosen.cluster_centers_, pd.DataFrame(rows)
     )
 
 

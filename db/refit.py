@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -39,7 +40,7 @@ from db.models import (
     SnapshotSegment,
     Transaction,
 )
-from db.queries import category_breadth, data_window, load_orders
+from db.queries import category_breadth, data_window, load_orders, read_frame
 from db.snapshots import latest_published
 
 log = logging.getLogger("custseg.refit")
@@ -156,16 +157,39 @@ def _previous(engine: Engine) -> Previous | None:
                 SnapshotSegment.segment_id, SnapshotSegment.name, SnapshotSegment.centroid
             ).where(SnapshotSegment.snapshot_id == snap.id)
         ).all()
-        cust = conn.execute(
-            select(
-                SnapshotCustomer.customer_id, SnapshotCustomer.segment_id, SnapshotCustomer.monetary
-            ).where(SnapshotCustomer.snapshot_id == snap.id)
-        ).all()
+    c = SnapshotCustomer
+    customers = read_frame(
+        engine,
+        select(c.customer_id, c.segment_id, c.monetary).where(c.snapshot_id == snap.id),
+        {"customer_id": str, "segment_id": "int64", "monetary": "float64"},
+    )
     return Previous(
         snapshot_id=snap.id,
         segments=pd.DataFrame(seg, columns=["segment_id", "name", "centroid"]),
-        customers=pd.DataFrame(cust, columns=["customer_id", "segment_id", "monetary"]),
+        customers=customers,
     )
+
+
+def _load(engine: Engine, as_of: date) -> tuple[pd.DataFrame, pd.Series, dict[str, Any], Any]:
+    """Orders, category breadth, data-quality counts and the previous snapshot.
+
+    On PostgreSQL the three smaller reads run on their own connections while the orders load,
+    so the server works on them in parallel (at 10M lines the breadth query alone takes ~9 s).
+    """
+    if engine.dialect.name != "postgresql":
+        orders = load_orders(engine, end=as_of, with_order_id=False)
+        return (
+            orders,
+            category_breadth(engine, as_of),
+            data_quality(engine, as_of),
+            _previous(engine),
+        )
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="refit-load") as pool:
+        breadth = pool.submit(category_breadth, engine, as_of)
+        quality = pool.submit(data_quality, engine, as_of)
+        previous = pool.submit(_previous, engine)
+        orders = load_orders(engine, end=as_of, with_order_id=False)
+        return orders, breadth.result(), quality.result(), previous.result()
 
 
 def _set_stage(engine: Engine, snapshot_id: int, stage: str) -> None:
@@ -233,7 +257,8 @@ def _write(
         )
         spared = {snapshot_id, previous.snapshot_id if previous else None}
         old = [i for i in old if i not in spared]
-        if old:  # child rows go with them (ON DELETE CASCADE)
+        if old:  # child rows go with them (ON DELETE CASCADE; snapshot_orders has no FK)
+            conn.execute(delete(SnapshotOrder).where(SnapshotOrder.snapshot_id.in_(old)))
             conn.execute(delete(Snapshot).where(Snapshot.id.in_(old)))
     return timings
 
@@ -305,10 +330,7 @@ def refit(
             if as_of < first:
                 raise ValueError(f"--as-of {as_of} is before the first order ({first})")
             stage("loading")
-            orders = load_orders(engine, end=as_of)
-            breadth = category_breadth(engine, as_of)
-            quality = data_quality(engine, as_of)
-            previous = _previous(engine)
+            orders, breadth, quality, previous = _load(engine, as_of)
             load_s = time.perf_counter() - t0
             with engine.begin() as conn:
                 conn.execute(

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from analytics.demo import generate, write_demo_csv
 from analytics.exports import Filters
-from analytics.segmentation import silhouette
+from analytics.segmentation import silhouette, silhouettes
 from db import snapshots
 from db.importer import import_file
 from db.models import Snapshot, SnapshotCustomer
@@ -27,6 +27,9 @@ def test_fast_silhouette_equals_sklearn() -> None:
     labels = rng.integers(0, 4, 1500)
     labels[0] = 7  # a singleton cluster
     assert silhouette(x, labels) == pytest.approx(silhouette_score(x, labels), abs=1e-5)
+    others = [rng.integers(0, k, 1500) for k in (2, 5, 9)]
+    for labelling, score in zip(others, silhouettes(x, others), strict=True):
+        assert score == pytest.approx(silhouette_score(x, labelling), abs=1e-5)
 
 
 @pytest.fixture(scope="module")

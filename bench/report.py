@@ -1,0 +1,167 @@
+"""Write the latest results into bench/README.md (a table) and bench/results/refit.png (a plot).
+
+python -m bench.report [RESULT.json ...]
+    (default: bench/results/{M,L}-before.json and {M,L}.json, those present)
+
+The table sits between the `bench:results` markers of bench/README.md; everything else in the
+README is left alone. Each stage contributes rows through `ROWS` (one entry per stage), so a new
+stage adds its rows here and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE / "README.md"
+START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+
+
+def _get(doc: dict[str, Any], path: str) -> Any:
+    node: Any = doc
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.3g}"
+    elif isinstance(value, int):
+        text = f"{value:,}"
+    else:
+        text = str(value)
+    return f"{text} {unit}".strip()
+
+
+# stage -> rows of (label, key path, unit, target or "")
+ROWS: dict[str, list[tuple[str, str, str, str]]] = {
+    "import": [
+        ("import lines/s (median)", "import.lines_per_s", "", ""),
+        ("import wall (median)", "import.wall_s", "s", ""),
+        ("COPY of the same file (median, baseline)", "import.copy_wall_s", "s", ""),
+        ("import.ratio_vs_copy", "import.ratio_vs_copy", "", ">= 0.6"),
+    ],
+    "refit": [
+        ("refit.wall_s (median)", "refit.wall_s", "s", "<= 60 at L"),
+        ("refit.peak_rss_mb (max)", "refit.peak_rss_mb", "MB", "<= 4,096 at L"),
+        ("stage load", "refit.stages_s.load", "s", ""),
+        ("stage features", "refit.stages_s.features", "s", ""),
+        ("stage clustering", "refit.stages_s.clustering", "s", ""),
+        ("stage profiles", "refit.stages_s.profiles", "s", ""),
+        ("stage aggregates", "refit.stages_s.aggregates", "s", ""),
+        ("stage write", "refit.stages_s.write", "s", ""),
+        ("RFM GROUP BY in PostgreSQL (baseline)", "refit.baseline_rfm_groupby_s", "s", ""),
+        ("refit wall / RFM GROUP BY", "refit.wall_vs_rfm_groupby", "x", ""),
+        ("k chosen", "refit.k", "", ""),
+        ("ARI vs planted segments", "refit.ari_vs_planted", "", ""),
+    ],
+}
+
+
+def table(docs: list[tuple[str, dict[str, Any]]]) -> str:
+    head = "| | " + " | ".join(name for name, _ in docs) + " | target |"
+    lines = [head, "|---" * (len(docs) + 2) + "|"]
+    meta_rows: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+        ("order lines", lambda d: _get(d, "meta.dataset.lines")),
+        ("customers segmented", lambda d: _get(d, "refit.customers")),
+        ("repetitions", lambda d: _get(d, "meta.repeat")),
+        ("commit", lambda d: _get(d, "meta.git_commit")),
+        ("date (UTC)", lambda d: (_get(d, "meta.started_at") or "")[:16]),
+        ("load average at start", lambda d: _get(d, "meta.machine.load_avg_at_start")),
+    ]
+    for label, fn in meta_rows:
+        lines.append(f"| {label} | " + " | ".join(_fmt(fn(d)) for _, d in docs) + " | |")
+    for rows in ROWS.values():
+        for label, path, unit, target in rows:
+            values = [_get(d, path) for _, d in docs]
+            if all(v is None for v in values):
+                continue
+            lines.append(
+                f"| {label} | " + " | ".join(_fmt(v, unit) for v in values) + f" | {target} |"
+            )
+    return "\n".join(lines)
+
+
+def plot(docs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
+    """Stacked refit stage times per run, with the 60 s target; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    stages = ["load", "features", "clustering", "profiles", "aggregates", "write"]
+    runs = [(n, d) for n, d in docs if _get(d, "refit.stages_s")]
+    if not runs:
+        return False
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    bottom = [0.0] * len(runs)
+    for st in stages:
+        values = [float(_get(d, f"refit.stages_s.{st}") or 0.0) for _, d in runs]
+        ax.bar([n for n, _ in runs], values, bottom=bottom, label=st)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    walls = [float(_get(d, "refit.wall_s") or 0.0) for _, d in runs]
+    names = [n for n, _ in runs]
+    ax.scatter(names, walls, color="black", marker="_", s=400, label="wall (process)")
+    ax.axhline(60, color="red", linestyle="--", linewidth=1, label="target at L: 60 s")
+    ax.set_ylabel("seconds (median)")
+    ax.set_title("refit: time per stage")
+    ax.legend(fontsize=7, loc="upper left")
+    rss = [float(_get(d, "refit.peak_rss_mb") or 0.0) for _, d in runs]
+    ax2.bar([n for n, _ in runs], rss, color="#72B7B2")
+    ax2.axhline(4096, color="red", linestyle="--", linewidth=1, label="target at L: 4,096 MB")
+    ax2.set_ylabel("MB")
+    ax2.set_title("refit: peak RSS")
+    ax2.legend(fontsize=7, loc="upper left")
+    for a in (ax, ax2):
+        a.tick_params(axis="x", labelsize=8, rotation=20)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def load(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    for p in paths:
+        if p.is_file():
+            docs.append((p.stem, json.loads(p.read_text())))
+    return docs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    default = [RESULTS / f"{s}{v}.json" for s in ("M", "L") for v in ("-before", "")]
+    paths = [Path(a) for a in args] or default
+    docs = load(paths)
+    if not docs:
+        print("no results to report", file=sys.stderr)
+        return 1
+    body = table(docs)
+    if plot(docs, RESULTS / "refit.png"):
+        body += "\n\n![refit time per stage and peak RSS](results/refit.png)"
+    text = README.read_text()
+    if START not in text or END not in text:
+        print(f"{README} has no {START} ... {END} markers", file=sys.stderr)
+        return 1
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{START}\n{body}\n{END}{tail}")
+    print(f"updated {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""refit: `custseg refit` in a child process; wall time, peak RSS and the time of each stage.
+
+Peak RSS is the child's `ru_maxrss` from wait4() (the kernel's high-water mark), cross-checked
+by polling the RSS with psutil every 50 ms. The stage times are the ones the refit stores in
+`snapshots.timings`. The first run has no previous snapshot; later runs match segments to the
+previous one, compute the migration table and delete the snapshot before it (the stage keeps
+one), as every refit does in steady state. Baseline in the same
+run: the per-customer RFM `GROUP BY` over the raw transactions in PostgreSQL, the query any
+segmentation must at least run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.harness import Context, median, stage
+
+RFM_SQL = (
+    "SELECT customer_id, count(DISTINCT order_id), sum(amount), max(ordered_at) "
+    "FROM transactions WHERE customer_id IS NOT NULL GROUP BY customer_id"
+)
+
+
+def _poll_rss(pid: int, peak: list[int], done: threading.Event) -> None:
+    try:
+        import psutil
+    except ImportError:
+        return
+    try:
+        proc = psutil.Process(pid)
+        while not done.is_set():
+            rss = proc.memory_info().rss
+            for child in proc.children(recursive=True):
+                rss += child.memory_info().rss
+            peak[0] = max(peak[0], rss)
+            time.sleep(0.05)
+    except psutil.Error:
+        return
+
+
+def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+    """Run `argv`; (wall s, ru_maxrss MB, polled peak RSS MB, stdout). Raises on failure."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak = [0]
+    done = threading.Event()
+    poller = threading.Thread(target=_poll_rss, args=(proc.pid, peak, done), daemon=True)
+    poller.start()
+    out_chunks: list[bytes] = []
+    err_chunks: list[bytes] = []
+    readers = [
+        threading.Thread(target=lambda s=s, b=b: b.append(s.read()), daemon=True)
+        for s, b in ((proc.stdout, out_chunks), (proc.stderr, err_chunks))
+    ]
+    for r in readers:
+        r.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    for r in readers:
+        r.join()
+    out = b"".join(out_chunks).decode()
+    if proc.returncode != 0:
+        err = b"".join(err_chunks).decode()
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {err.strip()}")
+    return wall, usage.ru_maxrss / 1024, peak[0] / 2**20, out
+
+
+def _latest_timings(libpq_url: str) -> tuple[dict[str, float], int, int]:
+    with psycopg.connect(libpq_url) as conn:
+        row = conn.execute(
+            "SELECT timings, k, customers FROM snapshots WHERE status = 'published' "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert row is not None, "the refit published no snapshot"
+    return dict(row[0]), int(row[1]), int(row[2])
+
+
+def ari_vs_planted(libpq_url: str, dataset_path: Path) -> float | None:
+    """Adjusted Rand index of the latest snapshot's segments against the planted ones."""
+    planted_path = dataset_path.with_name(dataset_path.stem + ".segments.csv")
+    if not planted_path.is_file():
+        return None
+    import pandas as pd
+    from sklearn.metrics import adjusted_rand_score
+
+    planted = pd.read_csv(planted_path, dtype=str)
+    with psycopg.connect(libpq_url) as conn:
+        rows = conn.execute(
+            "SELECT customer_id, segment_id FROM snapshot_customers WHERE snapshot_id = "
+            "(SELECT max(id) FROM snapshots WHERE status = 'published')"
+        ).fetchall()
+    found = pd.DataFrame(rows, columns=["customer_id", "segment_id"]).merge(
+        planted, on="customer_id"
+    )
+    return round(float(adjusted_rand_score(found["planted_segment"], found["segment_id"])), 4)
+
+
+def _groupby_s(libpq_url: str) -> float:
+    with psycopg.connect(libpq_url) as conn:
+        started = time.perf_counter()
+        conn.execute(RFM_SQL).fetchall()
+        return time.perf_counter() - started
+
+
+@stage("refit", keys=("wall_s", "peak_rss_mb", "stages_s", "k"))
+def run(ctx: Context) -> dict[str, Any]:
+    """custseg refit in a child process: wall, peak RSS, stage times; RFM GROUP BY baseline."""
+    ctx.ensure_imported()
+    custseg = str(Path(sys.executable).with_name("custseg"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": ctx.database_url,
+        "CUSTSEG_ENV": "production",
+        "SECRET_KEY": secrets.token_hex(32),
+        # Keep one snapshot: from the second run on, publishing also deletes the previous
+        # snapshot's rows, as every refit does in steady state (default: keep the latest 5).
+        "CUSTSEG_SNAPSHOTS_KEEP": "1",
+    }
+    runs: list[dict[str, Any]] = []
+    baseline: list[float] = []
+    for i in range(ctx.repeat):
+        baseline.append(_groupby_s(ctx.libpq_url))
+        wall, maxrss, polled, _ = run_child([custseg, "refit", "--quiet"], env)
+        timings, k, customers = _latest_timings(ctx.libpq_url)
+        runs.append(
+            {
+                "wall_s": round(wall, 3),
+                "peak_rss_mb": round(max(maxrss, polled), 1),
+                "ru_maxrss_mb": round(maxrss, 1),
+                "polled_rss_mb": round(polled, 1),
+                "timings": timings,
+                "k": k,
+                "customers": customers,
+                "previous_snapshot": i > 0,
+            }
+        )
+        ctx.log(
+            f"  refit #{i + 1}: {wall:.1f} s, {max(maxrss, polled):.0f} MB, k={k}, "
+            + ", ".join(f"{s} {v:.1f}" for s, v in timings.items())
+        )
+    stage_names = list(runs[0]["timings"])
+    wall = median([r["wall_s"] for r in runs])
+    groupby = median(baseline)
+    return {
+        "wall_s": round(wall, 3),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "stages_s": {
+            s: round(median([r["timings"].get(s, 0.0) for r in runs]), 3) for s in stage_names
+        },
+        "k": runs[-1]["k"],
+        "customers": runs[-1]["customers"],
+        "ari_vs_planted": ari_vs_planted(ctx.libpq_url, ctx.dataset.path),
+        "baseline_rfm_groupby_s": round(groupby, 3),
+        "wall_vs_rfm_groupby": round(wall / groupby, 2),
+        "runs": runs,
+        "targets": {"wall_s": 60, "peak_rss_mb": 4096, "applies_at": "L"},
+    }

@@ -213,7 +213,11 @@ def profile_heatmap(profiles: pd.DataFrame, pal: Palette) -> go.Figure:
 
 
 def customer_scatter(sample: pd.DataFrame, pal: Palette) -> go.Figure:
-    """Sampled customers in recency / frequency / monetary space, one colour per segment."""
+    """Sampled customers in recency / frequency / monetary space, one colour per segment.
+
+    SVG markers, not WebGL: a few thousand points draw fast enough, and WebGL is missing in
+    some browsers (virtual machines, remote desktops, headless ones).
+    """
     if sample.empty:
         return empty_figure("No customers match the filters.")
     pairs = (
@@ -227,7 +231,7 @@ def customer_scatter(sample: pd.DataFrame, pal: Palette) -> go.Figure:
         part = sample[sample["segment_id"] == sid]
         for col, (x, y) in enumerate(pairs, start=1):
             traces.append(
-                go.Scattergl(
+                go.Scatter(
                     x=part[x].to_numpy(),
                     y=part[y].to_numpy(),
                     mode="markers",

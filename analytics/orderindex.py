@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -265,6 +264,3 @@ class OrderIndex:
                 "total": self.total[mask],
             }
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"orders": len(self.day), "customers": self.customers}

@@ -167,12 +167,16 @@ def test_rename_is_for_analysts(app, dashboard, sqlite_engine) -> None:  # type:
     _, second = dashboard
     sid = second.segments[0]["segment_id"]
     with as_user(app, "viewer@example.com"):
-        msg, count = rename(1, sid, "Hacked")
+        msg, count, options = rename(1, sid, "Hacked")
         assert "analyst role" in msg.children
     assert "Hacked" not in set(snapshots.segments(sqlite_engine, second.snapshot_id)["name"])
     with as_user(app, "analyst@example.com"):
-        msg, count = rename(1, sid, "  VIP   customers ", 0)
+        msg, count, options = rename(1, sid, "  VIP   customers ", 0)
         assert count == 1 and "VIP customers" in msg.children
+        # The filter bar's labels follow the new name.
+        assert {o["label"].rsplit(" (", 1)[0] for o in options if o["value"] == sid} == {
+            "VIP customers"
+        }
         assert "1 to 80" in rename(1, sid, "x" * 81, 1)[0].children
         assert "no segment 999" in rename(1, 999, "Ghost", 1)[0].children
     names = snapshots.segments(sqlite_engine, second.snapshot_id).set_index("segment_id")["name"]
@@ -237,7 +241,9 @@ def test_migration_page(app, dashboard, sqlite_engine) -> None:  # type: ignore[
             None, None, None, second.snapshot_id, first.snapshot_id, "customers"
         )
         same = update_migration(None, None, None, second.snapshot_id, second.snapshot_id)
-        assert "two different snapshots" in str(same[-1].children)
+        assert "Choose an earlier snapshot" in str(same[-1].children)
+        oldest = update_migration(None, None, None, first.snapshot_id, None)
+        assert "is the oldest kept" in str(oldest[-1].children)
         assert "measure" in str(update_migration(None, None, None, None, 1, "profit")[-1].children)
     assert msg is None and p1["compare_to"] == first.snapshot_id
     moves = frame(sqlite_engine, "migration", compare_to=first.snapshot_id)
@@ -319,14 +325,17 @@ def test_refit_now_is_for_admins_and_runs_in_the_background(app, dashboard, sqli
     from webapp.refit_ui import poll, start
 
     with as_user(app, "analyst@example.com"):
-        msg, disabled = start(1)
-        assert "admin role" in msg.children and disabled is True
+        msg, disabled, started = start(1)
+        assert "admin role" in msg.children and disabled is True and started is None
     with as_user(app, "admin@example.com"):
-        msg, disabled = start(1)
+        msg, disabled, started = start(1)
         assert msg.startswith("Refit started") and disabled is False
+        assert started["after"] == 2  # the newest snapshot when it started
+        # A tampered store is not an error: it only loses track of which refit it was.
+        assert poll(1, msg, {"after": "x", "at": []})[3] in (True, False)
         deadline = time.time() + 120
         while time.time() < deadline:
-            text, value, style, stop = poll(1, msg)
+            text, value, style, stop = poll(1, msg, started)
             if stop:
                 break
             assert text.startswith("Refitting: ") and 0 < value < 100
@@ -365,6 +374,8 @@ def test_admin_manages_users_and_nobody_else(app, dashboard, sqlite_engine) -> N
             "admin-set-role", None, None, None, int(users["admin@example.com"]), "viewer", 1
         )
         assert "cannot remove your own admin role" in msg.children
+        msg, _ = act("admin-set-role", None, None, None, 2**70, "viewer", 1)
+        assert "Choose a user" in msg.children
         msg, _ = act(
             "admin-deactivate", None, None, None, int(users["viewer@example.com"]), None, 1
         )
@@ -487,8 +498,43 @@ def test_page_choices_follow_the_snapshot_selector(app, dashboard) -> None:  # t
         assert {o["value"] for o in options[1:]} == {str(s["segment_id"]) for s in first.segments}
         assert len(options) == 1 + len(first.segments)
         assert earlier_choices(second.snapshot_id)[1] == first.snapshot_id
-        assert earlier_choices(first.snapshot_id) == (
-            [{"label": "#2 · 2011-12-09 (latest)", "value": 2}],
-            None,
-        )
+        assert earlier_choices(first.snapshot_id) == ([], None)  # nothing before the first
         assert earlier_choices("x") == ([], None)
+
+
+def test_switching_snapshot_follows_its_window_and_keeps_known_segments(app, dashboard) -> None:  # type: ignore[no-untyped-def]
+    from webapp.filters import follow_window, switch_snapshot
+
+    first, second = dashboard
+    old, new = ("2010-12-01", "2011-12-09"), (date(2010, 12, 1), date(2011, 9, 30))
+    assert follow_window(date(2010, 12, 1), date(2011, 12, 9), old, new) == new  # whole window
+    assert follow_window(date(2011, 9, 1), date(2011, 12, 9), old, new) == (
+        date(2011, 9, 1),
+        date(2011, 9, 30),
+    )
+    assert follow_window(date(2011, 11, 1), date(2011, 12, 9), old, new) == new  # nothing left
+    keep = first.segments[0]["segment_id"]
+    with as_user(app):
+        out = switch_snapshot(first.snapshot_id, [keep, 999], *old, *old)
+        assert out[1] == [keep] and out[4:6] == ("2010-12-01", "2011-09-30")
+        assert "as of 2011-09-30" in out[6]
+        bad = switch_snapshot(first.snapshot_id, [{"a": 1}], None, None)
+        assert bad[-1] == "The segment filter is not valid."
+
+
+def test_figures_show_names_as_text() -> None:
+    from webapp import charts
+
+    pal = charts.Palette(
+        pd.DataFrame(
+            {"segment_id": [1], "name": ['<a href="//evil.example">VIP</a>'], "color": ["#000"]}
+        )
+    )
+    assert pal.text(1) == '&lt;a href="//evil.example"&gt;VIP&lt;/a&gt;'
+    fig = charts.repeat_rate_bars(
+        pd.DataFrame(
+            {"segment_id": [1], "customers": [2], "repeat_customers": [1], "repeat_rate": [0.5]}
+        ),
+        pal,
+    )
+    assert "<a" not in str(list(fig.data[0].x))

@@ -7,6 +7,7 @@ Each builder draws exactly the frame it is given, so a chart's download (the sam
 
 from __future__ import annotations
 
+import html
 import math
 
 import pandas as pd
@@ -66,6 +67,11 @@ class Palette:
             return self.names[segment_id]
         return "No segment (returns only)" if segment_id == 0 else f"Segment {segment_id}"
 
+    def text(self, segment_id: int) -> str:
+        """The name for a figure: Plotly reads some HTML in labels (links, styles), so names an
+        analyst typed are escaped."""
+        return html.escape(self.name(segment_id), quote=False)
+
     def color(self, segment_id: int) -> str:
         return self.colors.get(segment_id, OTHER_COLOR)
 
@@ -124,7 +130,7 @@ def revenue_trend(sales: pd.DataFrame, pal: Palette, granularity: str) -> go.Fig
             go.Scatter(
                 x=part["period"],
                 y=part["gross_revenue"],
-                name=pal.name(sid),
+                name=pal.text(sid),
                 mode="lines",
                 stackgroup="revenue",
                 line={"color": pal.color(sid), "width": 1},
@@ -139,7 +145,7 @@ def segment_shares(segments: pd.DataFrame, pal: Palette) -> go.Figure:
     if segments.empty:
         return empty_figure("No segments match the filters.")
     seg = segments.iloc[::-1]  # largest revenue at the top
-    names = [pal.name(int(i)) for i in seg["segment_id"]]
+    names = [pal.text(int(i)) for i in seg["segment_id"]]
     ids = [int(i) for i in seg["segment_id"]]
     fig = go.Figure()
     for column, label, opacity in (
@@ -192,7 +198,7 @@ def profile_heatmap(profiles: pd.DataFrame, pal: Palette) -> go.Figure:
         go.Heatmap(
             z=z,
             x=[FEATURE_LABELS.get(f, f) for f in features],
-            y=[pal.name(i) for i in ids],
+            y=[pal.text(i) for i in ids],
             text=text,
             texttemplate="%{text}",
             customdata=means.to_numpy(),
@@ -235,11 +241,11 @@ def customer_scatter(sample: pd.DataFrame, pal: Palette) -> go.Figure:
                     x=part[x].to_numpy(),
                     y=part[y].to_numpy(),
                     mode="markers",
-                    name=pal.name(sid),
+                    name=pal.text(sid),
                     legendgroup=str(sid),
                     showlegend=col == 1,
                     marker={"color": pal.color(sid), "size": 5, "opacity": 0.6},
-                    text=part["customer_id"].to_numpy(),
+                    text=[html.escape(str(c), quote=False) for c in part["customer_id"]],
                     hovertemplate=f"customer %{{text}}<br>{FEATURE_LABELS[x]}: %{{x:,}}"
                     f"<br>{FEATURE_LABELS[y]}: %{{y:,.2f}}<extra>%{{fullData.name}}</extra>",
                 )
@@ -298,7 +304,7 @@ def retention_trend(trend: pd.DataFrame, pal: Palette, month: int) -> go.Figure:
             go.Scatter(
                 x=part["cohort"],
                 y=part["retention"],
-                name=pal.name(sid),
+                name=pal.text(sid),
                 mode="lines+markers",
                 line={"color": pal.color(sid)},
                 customdata=part["cohort_size"],
@@ -318,7 +324,7 @@ def repeat_rate_bars(rates: pd.DataFrame, pal: Palette) -> go.Figure:
     r = rates.set_index("segment_id").loc[ids]
     fig = go.Figure(
         go.Bar(
-            x=[pal.name(i) for i in ids],
+            x=[pal.text(i) for i in ids],
             y=r["repeat_rate"],
             marker_color=[pal.color(i) for i in ids],
             text=[f"{v:.0%}" for v in r["repeat_rate"]],
@@ -350,7 +356,7 @@ def sales_over_time(sales: pd.DataFrame, pal: Palette, granularity: str) -> go.F
                 go.Scatter(
                     x=part["period"].to_numpy(),
                     y=part[col].to_numpy(),
-                    name=pal.name(sid),
+                    name=pal.text(sid),
                     legendgroup=str(sid),
                     showlegend=r == 1,
                     mode="lines",
@@ -379,7 +385,7 @@ def revenue_share(sales: pd.DataFrame, pal: Palette) -> go.Figure:
             go.Scatter(
                 x=part["period"],
                 y=part["revenue_share"],
-                name=pal.name(sid),
+                name=pal.text(sid),
                 mode="lines",
                 stackgroup="share",
                 line={"color": pal.color(sid), "width": 1},
@@ -398,8 +404,8 @@ def aov_boxes(dist: pd.DataFrame, pal: Palette) -> go.Figure:
         row = dist[dist["segment_id"] == sid].iloc[0]
         fig.add_trace(
             go.Box(
-                name=pal.name(sid),
-                x=[pal.name(sid)],
+                name=pal.text(sid),
+                x=[pal.text(sid)],
                 q1=[row["q1"]],
                 median=[row["median"]],
                 q3=[row["q3"]],
@@ -421,7 +427,7 @@ def aov_boxes(dist: pd.DataFrame, pal: Palette) -> go.Figure:
 def _flow_label(pal: Palette, sid: int, side: str) -> str:
     if sid == GONE:
         return "New customers" if side == "from" else "Gone (no longer a customer)"
-    return pal.name(sid)
+    return pal.text(sid)
 
 
 def migration_sankey(

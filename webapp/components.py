@@ -18,26 +18,6 @@ def integer(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
 
 
-def kpi_card(card_id: str, label: str, value: str, definition: str) -> dbc.Col:
-    return dbc.Col(
-        dbc.Card(
-            dbc.CardBody(
-                [
-                    html.Div(
-                        label, className="text-muted small", id=f"{card_id}-label", title=definition
-                    ),
-                    html.Div(value, className="fs-4 fw-semibold", id=card_id),
-                ]
-            ),
-            className="h-100 shadow-sm",
-        ),
-        xs=6,
-        md=4,
-        xl=True,
-        className="mb-3",
-    )
-
-
 def empty_state(title: str, body: str) -> dbc.Alert:
     return dbc.Alert(
         [html.H5(title, className="alert-heading"), html.P(body, className="mb-0")],

@@ -300,7 +300,13 @@ def filter_bar(init: Initial, segments: bool = True, dates: bool = True) -> html
     else:  # the controls still exist, so links and downloads keep the whole view
         items.append(
             html.Div(
-                dcc.DatePickerRange(id="f-dates", start_date=init.start, end_date=init.end),
+                dcc.DatePickerRange(
+                    id="f-dates",
+                    start_date=init.start,
+                    end_date=init.end,
+                    min_date_allowed=snap.data_start,
+                    max_date_allowed=snap.data_end,
+                ),
                 className="d-none",
             )
         )
@@ -368,15 +374,52 @@ def apply_preset(*args: Any) -> tuple[Any, Any]:
     return first.isoformat(), last.isoformat()
 
 
-def switch_snapshot(snapshot: object, selected: object) -> tuple[Any, ...]:
+def follow_window(
+    start: date | None, end: date | None, old: tuple[Any, Any], new: tuple[date, date]
+) -> tuple[date, date]:
+    """The date range after a snapshot switch: the whole new window if the range was the whole
+    old one (or unset), else the range clipped to the new window."""
+    first, last = new
+    if start is None or end is None or (str(start), str(end)) == (str(old[0]), str(old[1])):
+        return first, last
+    start, end = max(start, first), min(end, last)
+    return (start, end) if start <= end else (first, last)
+
+
+def switch_snapshot(
+    snapshot: object,
+    selected: object,
+    start: object = None,
+    end: object = None,
+    old_first: object = None,
+    old_last: object = None,
+) -> tuple[Any, ...]:
+    """A new snapshot: its segments, its data window, the range following it, its stamp."""
     try:
         snap = snapshots.get_snapshot(state().engine, parse_snapshot(snapshot))
+        kept_ids = parse_segments(selected)
     except (FilterError, snapshots.NoSnapshot) as exc:
-        return no_update, no_update, no_update, no_update, str(exc)
+        return no_update, no_update, no_update, no_update, no_update, no_update, str(exc)
+    assert snap.data_start is not None and snap.data_end is not None
     options = segment_options(snap.id)
     known = {o["value"] for o in options}
-    kept = [s for s in selected if s in known] if isinstance(selected, list) else []
-    return options, kept, snap.data_start, snap.data_end, as_of_text(snap)
+    kept = [s for s in kept_ids if s in known]
+    try:
+        first, last = parse_day(start), parse_day(end)
+    except FilterError:
+        first, last = None, None
+    new_start, new_end = follow_window(
+        first, last, (old_first, old_last), (snap.data_start, snap.data_end)
+    )
+    return (
+        options,
+        kept,
+        snap.data_start,
+        snap.data_end,
+        new_start.isoformat(),
+        new_end.isoformat(),
+        as_of_text(snap),
+    )
 
 
 def remember_view(start: object, end: object, segments: object, snapshot: object) -> list[str]:
@@ -404,9 +447,15 @@ def register(app: Dash) -> None:
         Output("f-segments", "value", allow_duplicate=True),
         Output("f-dates", "min_date_allowed"),
         Output("f-dates", "max_date_allowed"),
+        Output("f-dates", "start_date", allow_duplicate=True),
+        Output("f-dates", "end_date", allow_duplicate=True),
         Output("f-asof", "children"),
         Input("f-snapshot", "value"),
         State("f-segments", "value"),
+        State("f-dates", "start_date"),
+        State("f-dates", "end_date"),
+        State("f-dates", "min_date_allowed"),
+        State("f-dates", "max_date_allowed"),
         prevent_initial_call=True,
     )(switch_snapshot)
     app.callback(

@@ -11,10 +11,14 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
+from typing import Any
 
 from config import Settings
 from db import snapshots
 
+START_GRACE_S = 90  # a child that has not recorded its run by then did not start
 STAGES = ("queued", "loading", "features", "clustering", "profiles", "aggregates", "writing")
 _children: list[subprocess.Popen[bytes]] = []
 _lock = threading.Lock()
@@ -43,16 +47,23 @@ def reap() -> None:
         _children[:] = [p for p in _children if p.poll() is None]
 
 
-def start_refit(settings: Settings, engine: object) -> str:
-    """Start a refit in the background; the message says what happened."""
+def log_path(settings: Settings) -> Path:
+    return Path(settings.instance_dir) / "refit-web.log"
+
+
+def start_refit(settings: Settings, engine: object) -> dict[str, Any]:
+    """Start `custseg refit` in the background and return what the page polls with.
+
+    The child takes the refit lock itself: if another refit holds it, the child records
+    "skipped" in the log and exits; a run left `running` by a dead process is marked failed by
+    the next refit that gets the lock. So the button always starts a child.
+    """
     reap()
-    busy = snapshots.running(engine)  # type: ignore[arg-type]
-    if busy is not None:
-        return f"A refit is already running (snapshot {busy.id}, stage {busy.stage})."
-    with _lock:
-        if _children:
-            return "A refit started from this server is still starting."
-        log = open(os.devnull, "wb")  # noqa: SIM115 - handed to the child
+    history = snapshots.history(engine)  # type: ignore[arg-type]
+    after = int(history["snapshot_id"].max()) if not history.empty else 0
+    path = log_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock, open(path, "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "webapp.cli", "refit", "--quiet", "--trigger", "web"],
             env=_env(settings),
@@ -60,19 +71,36 @@ def start_refit(settings: Settings, engine: object) -> str:
             stderr=log,
             start_new_session=True,
         )
-        log.close()
         _children.append(child)
-    return "Refit started: its progress shows below."
+    return {"after": after, "at": time.time(), "pid": child.pid}
 
 
-def progress(engine: object) -> tuple[str, int] | None:
-    """(stage, percent) of the running refit, or None."""
+def progress(engine: object, started: dict[str, Any] | None) -> dict[str, Any]:
+    """What became of the refit started as `started` (from any web worker): its stage while it
+    runs, then its snapshot (published or failed), or that it never started (see the log)."""
     reap()
+    try:  # `started` comes back from the browser
+        after = int(started.get("after", 0)) if isinstance(started, dict) else 0
+        at = float(started.get("at", 0.0)) if isinstance(started, dict) else 0.0
+    except (TypeError, ValueError, OverflowError):
+        after, at = 0, 0.0
     run = snapshots.running(engine)  # type: ignore[arg-type]
-    if run is None:
-        with _lock:
-            starting = bool(_children)  # started here, not yet recorded its run
-        return ("starting", 5) if starting else None
-    stage = run.stage or "queued"
-    step = STAGES.index(stage) + 1 if stage in STAGES else 1
-    return stage, int(100 * step / (len(STAGES) + 1))
+    if run is not None and run.id > after:
+        stage = run.stage or "queued"
+        step = STAGES.index(stage) + 1 if stage in STAGES else 1
+        return {"state": "running", "stage": stage, "percent": int(100 * step / (len(STAGES) + 1))}
+    history = snapshots.history(engine)  # type: ignore[arg-type]
+    newer = history[history["snapshot_id"] > after] if not history.empty else history
+    if not newer.empty:
+        row = newer.iloc[0]
+        return {
+            "state": str(row["status"]),
+            "snapshot_id": int(row["snapshot_id"]),
+            "k": None if row["k"] != row["k"] else row["k"],
+            "error": row["error"],
+        }
+    if run is not None:
+        return {"state": "waiting", "stage": f"another refit ({run.stage})", "percent": 5}
+    if time.time() - at < START_GRACE_S:
+        return {"state": "starting", "stage": "starting", "percent": 5}
+    return {"state": "lost"}

@@ -12,7 +12,6 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html, no_update
 from flask_login import current_user
 
-from db import snapshots
 from webapp import jobs
 from webapp.state import state
 
@@ -34,45 +33,50 @@ def panel(id_prefix: str) -> html.Div:
                 style={"height": "18px", "display": "none"},
             ),
             dcc.Interval(id=f"{id_prefix}-refit-poll", interval=1500, disabled=True),
+            dcc.Store(id=f"{id_prefix}-refit-started"),
         ]
     )
 
 
-def start(clicks: Any) -> tuple[Any, Any]:
+def start(clicks: Any) -> tuple[Any, Any, Any]:
     """Admins only (checked here): start a background refit."""
     if not clicks:
-        return no_update, no_update
+        return no_update, no_update, no_update
     if not (current_user.is_authenticated and current_user.has_role(REFIT_ROLE)):
-        return html.Span("Refit needs the admin role.", className="text-danger"), True
+        return html.Span("Refit needs the admin role.", className="text-danger"), True, None
     st = state()
-    return jobs.start_refit(st.settings, st.engine), False
+    started = jobs.start_refit(st.settings, st.engine)
+    return "Refit started: its progress shows below.", False, started
 
 
-def poll(_n: Any, message: Any) -> tuple[Any, ...]:
-    """While a refit runs: its stage and a progress bar; then the outcome."""
+def poll(_n: Any, message: Any, started: Any = None) -> tuple[Any, ...]:
+    """While the refit runs: its stage and a progress bar; then its outcome."""
     st = state()
-    now = jobs.progress(st.engine)
-    if now is not None:
-        stage, value = now
-        return f"Refitting: {stage}…", value, {"height": "18px"}, False
-    last = snapshots.history(st.engine)
-    if last.empty:
-        return message, 0, {"display": "none"}, True
-    row = last.iloc[0]
-    if row["status"] == "failed":
-        text = html.Span(f"Refit failed: {row['error']}", className="text-danger")
-    else:
+    now = jobs.progress(st.engine, started if isinstance(started, dict) else None)
+    hidden = {"display": "none"}
+    if now["state"] in ("running", "starting", "waiting"):
+        return f"Refitting: {now['stage']}…", now["percent"], {"height": "18px"}, False
+    if now["state"] == "published":
         text = html.Span(
-            f"Snapshot {row['snapshot_id']} published (k={row['k']}). Reload to see it.",
+            f"Snapshot {now['snapshot_id']} published (k={now['k']}). Reload to see it.",
             className="text-success",
         )
-    return text, 100, {"display": "none"}, True
+    elif now["state"] == "failed":
+        text = html.Span(f"Refit failed: {now['error']}", className="text-danger")
+    else:
+        text = html.Span(
+            "The refit did not start or was skipped; see "
+            f"{jobs.log_path(st.settings).name} in the instance folder.",
+            className="text-danger",
+        )
+    return text, 100, hidden, True
 
 
 def register(prefix: str) -> None:
     callback(
         Output(f"{prefix}-refit-message", "children"),
         Output(f"{prefix}-refit-poll", "disabled"),
+        Output(f"{prefix}-refit-started", "data"),
         Input(f"{prefix}-refit", "n_clicks"),
         prevent_initial_call=True,
     )(start)
@@ -83,5 +87,6 @@ def register(prefix: str) -> None:
         Output(f"{prefix}-refit-poll", "disabled", allow_duplicate=True),
         Input(f"{prefix}-refit-poll", "n_intervals"),
         State(f"{prefix}-refit-message", "children"),
+        State(f"{prefix}-refit-started", "data"),
         prevent_initial_call=True,
     )(poll)

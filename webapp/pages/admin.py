@@ -234,7 +234,7 @@ def change_users(
             done = create_user(state().engine, email, password, new_role)
             text = f"User {done} ({new_role}) added."
         else:
-            if not isinstance(user_id, int) or isinstance(user_id, bool):
+            if not isinstance(user_id, int) or isinstance(user_id, bool) or not 0 < user_id < 2**31:
                 raise UserError("Choose a user.")
             me = int(current_user.id)
             if action == "admin-set-role":

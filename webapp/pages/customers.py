@@ -9,7 +9,7 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback, dash_table, html
+from dash import Input, Output, callback, dash_table, html
 from flask_login import current_user
 
 from db import snapshots
@@ -121,7 +121,7 @@ def layout(**query: Any) -> html.Div:
     Output({"type": "params", "chart": "customers-lookup"}, "data"),
     Input("lookup-go", "n_clicks"),
     Input("lookup-id", "value"),
-    State("f-snapshot", "value"),
+    Input("f-snapshot", "value"),
 )
 def lookup(_clicks: Any, customer: Any, snapshot: Any) -> tuple[Any, Any]:
     if customer is None or customer == "":
@@ -244,3 +244,14 @@ def members(start: Any, end: Any, segments: Any, snapshot: Any, page: Any = 0) -
     )
     count = f"{total:,} customers in {which}."
     return part[[c for c, _, _ in MEMBER_COLUMNS]].to_dict("records"), pages, count, params
+
+
+@callback(
+    Output("members-table", "page_current"),
+    Input("f-segments", "value"),
+    Input("f-snapshot", "value"),
+    prevent_initial_call=True,
+)
+def first_page(_segments: Any, _snapshot: Any) -> int:
+    """Another segment or snapshot: back to the first page of the member list."""
+    return 0

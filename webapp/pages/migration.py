@@ -43,7 +43,7 @@ def layout(**query: Any) -> html.Div:
     if init is None:
         return no_snapshot("Migration")
     export = can("analyst")
-    earlier = [s for s in init.snaps if s.id < init.snap.id]
+    options, value = _earlier(init.snaps, init.snap.id)
     return html.Div(
         [
             page_header(
@@ -58,8 +58,8 @@ def layout(**query: Any) -> html.Div:
                     dbc.Col(
                         dcc.Dropdown(
                             id="migration-from",
-                            options=snapshot_options(init.snaps)[1:],
-                            value=earlier[0].id if earlier else None,
+                            options=options,
+                            value=value,
                             clearable=False,
                             searchable=False,
                             placeholder="No earlier snapshot",
@@ -103,6 +103,12 @@ def layout(**query: Any) -> html.Div:
             ),
         ]
     )
+
+
+def _earlier(snaps: list[Any], target_id: int) -> tuple[list[dict[str, Any]], int | None]:
+    """The snapshots before `target_id` (newest first) and the default: the one just before."""
+    options = [o for o in snapshot_options(snaps) if o["value"] < target_id]
+    return options, options[0]["value"] if options else None
 
 
 def summary(moves: pd.DataFrame, target: pd.DataFrame) -> str:
@@ -155,14 +161,25 @@ def update_migration(
         target = snapshots.get_snapshot(engine, view.snapshot_id)
         source_id = parse_snapshot(source)
         if source_id is None:
+            if len(snapshots.published(engine)) < 2:
+                raise FilterError(
+                    "Only one snapshot so far: migration compares two. It appears after the "
+                    "next refit (scheduled, `custseg refit`, or Model → Refit now)."
+                )
             raise FilterError(
-                "Only one snapshot so far: migration compares two. It appears after the next "
-                "refit (scheduled, `custseg refit`, or Model → Refit now)."
+                f"Snapshot {target.id} is the oldest kept: choose a later one above to see who "
+                "moved since it."
             )
-        if source_id == target.id:
-            raise FilterError("Choose two different snapshots.")
+        if source_id >= target.id:
+            raise FilterError("Choose an earlier snapshot to compare with.")
         earlier = snapshots.get_snapshot(engine, source_id)
         moves, params = read(view.with_(compare_to=earlier.id), "migration")
+        # The headline is about all customers, whatever segments the charts show.
+        every = (
+            read(view.with_(compare_to=earlier.id, segments=()), "migration")[0]
+            if view.filters.segments
+            else moves
+        )
         target_segs = snapshots.segments(engine, target.id)
         pal_to = charts.Palette(target_segs)
         pal_from = charts.Palette(snapshots.segments(engine, earlier.id))
@@ -178,7 +195,7 @@ def update_migration(
         charts.migration_matrix(moves, pal_from, pal_to, value),
         params,
         params,
-        html.P(lead + summary(moves, target_segs), className="mb-0"),
+        html.P(lead + summary(every, target_segs), className="mb-0"),
         None,
     )
 
@@ -195,7 +212,4 @@ def earlier_choices(snapshot: Any) -> tuple[list[dict[str, Any]], Any]:
         target = snapshots.get_snapshot(state().engine, parse_snapshot(snapshot))
     except (FilterError, snapshots.NoSnapshot):
         return [], None
-    snaps = snapshots.published(state().engine)
-    options = [o for o in snapshot_options(snaps) if o["value"] != target.id]
-    earlier = [s.id for s in snaps if s.id < target.id]
-    return options, earlier[0] if earlier else None
+    return _earlier(snapshots.published(state().engine), target.id)

@@ -61,7 +61,6 @@ def layout(**query: Any) -> html.Div:
             body.children.append(refit_ui.panel("model"))
         return body
     export = can("analyst")
-    snap = init.snap
     return html.Div(
         [
             page_header(
@@ -136,7 +135,6 @@ def layout(**query: Any) -> html.Div:
                     ),
                 ]
             ),
-            html.Small(f"Model of snapshot {snap.id}.", className="text-muted"),
         ]
     )
 

@@ -62,7 +62,8 @@ def layout(**query: Any) -> html.Div:
                 "Cohort retention",
                 "Row: customers whose first positive order was in that month (size in brackets). "
                 "Column m: the share of them with a positive order m months later. Month 0 is "
-                "100% by definition.",
+                "100% by definition. Activity counts by calendar month: the month of the range's "
+                "end day counts whole.",
                 html.Div(
                     [
                         dbc.Row(

@@ -26,6 +26,7 @@ from webapp.filters import (
     parse_segments,
     parse_snapshot,
     parse_view,
+    segment_options,
 )
 from webapp.pagekit import HANDLED, palette, read
 from webapp.state import state
@@ -250,18 +251,26 @@ def rename_options(snapshot: Any, _renamed: Any) -> list[dict[str, Any]]:
 @callback(
     Output("rename-message", "children"),
     Output("segments-renamed", "data"),
+    Output("f-segments", "options", allow_duplicate=True),
     Input("rename-go", "n_clicks"),
     State("rename-segment", "value"),
     State("rename-name", "value"),
     State("segments-renamed", "data"),
+    State("f-snapshot", "value"),
     prevent_initial_call=True,
 )
-def rename(clicks: Any, segment_id: Any, name: Any, count: Any = 0) -> tuple[Any, Any]:
+def rename(
+    clicks: Any, segment_id: Any, name: Any, count: Any = 0, snapshot: Any = None
+) -> tuple[Any, Any, Any]:
     """Analysts only: checked here, not just by hiding the form."""
     if not clicks:
-        return no_update, no_update
+        return no_update, no_update, no_update
     if not (current_user.is_authenticated and current_user.has_role(RENAME_ROLE)):
-        return html.Span("Renaming needs the analyst role.", className="text-danger"), no_update
+        return (
+            html.Span("Renaming needs the analyst role.", className="text-danger"),
+            no_update,
+            no_update,
+        )
     try:
         (sid,) = parse_segments([segment_id]) if segment_id is not None else (None,)
         if sid is None:
@@ -270,6 +279,13 @@ def rename(clicks: Any, segment_id: Any, name: Any, count: Any = 0) -> tuple[Any
             raise FilterError("Type the new name.")
         new = snapshots.rename_segment(state().engine, sid, name, by=current_user.email)
     except (FilterError, ValueError) as exc:
-        return html.Span(str(exc), className="text-danger"), no_update
+        return html.Span(str(exc), className="text-danger"), no_update, no_update
     done = html.Span(f"Segment {sid} is now called “{new}”.", className="text-success")
-    return done, (count or 0) + 1 if isinstance(count, int) else 1
+    bump = (count or 0) + 1 if isinstance(count, int) else 1
+    try:  # the filter bar's labels carry the new name too
+        options = segment_options(
+            parse_snapshot(snapshot) or snapshots.get_snapshot(state().engine).id
+        )
+    except (FilterError, snapshots.NoSnapshot):
+        options = no_update
+    return done, bump, options

@@ -121,6 +121,13 @@ def test_filters_change_every_page_and_links_reproduce_the_view(  # type: ignore
         dash_duo.driver.get("about:blank")
         dash_duo.driver.get(shared)
         assert _settled(dash_duo, graph) == after, path
+    # Another snapshot: the range follows its data window, the address says so.
+    dash_duo.driver.get(base + "/")
+    _settled(dash_duo, "overview-trend")
+    dash_duo.select_dcc_dropdown("#f-snapshot", index=1)
+    _wait_for(dash_duo, lambda: "snapshot=1" in dash_duo.driver.current_url)
+    _wait_for(dash_duo, lambda: "end=2011-09-30" in dash_duo.driver.current_url)
+    assert "as of 2011-09-30" in dash_duo.find_element("#f-asof").text
     assert csp_violations(dash_duo) == []
 
 

@@ -146,28 +146,39 @@ class OrderIndex:
 
     @staticmethod
     def _rollup(o: dict[str, np.ndarray], periods: np.ndarray) -> pd.DataFrame:
-        """orders, customers (distinct, positive orders), returns, gross, net per period x seg."""
+        """orders, customers (distinct, positive orders), returns, gross, net per period x seg.
+
+        numpy only (unique + bincount): a month of orders at 1M customers (~180k) took ~50 ms
+        through a pandas group-by and drop_duplicates, and the Sales page recounts the periods a
+        date range cuts on every filter change.
+        """
         if not len(periods):
             return pd.DataFrame(columns=["period", "segment_id", *ROLLUP_COLUMNS])
-        seg = o["segment"]
-        positive = o["total"] > 0
-        keys = pd.MultiIndex.from_arrays([periods, seg], names=["period", "segment_id"])
-        frame = pd.DataFrame(
+        seg, total, customer = o["segment"], o["total"], o["customer"]
+        positive = total > 0
+        p_values, p_codes = np.unique(periods, return_inverse=True)
+        s_values, s_codes = np.unique(seg, return_inverse=True)
+        # (period, segment) pairs in sorted order, as a sorted group-by lists them
+        keys, group = np.unique(p_codes * len(s_values) + s_codes, return_inverse=True)
+        n = len(keys)
+        orders = np.bincount(group[positive], minlength=n)
+        returns = np.bincount(group[~positive], minlength=n)
+        gross = np.bincount(group, weights=np.where(positive, total, 0.0), minlength=n)
+        net = np.bincount(group, weights=total, minlength=n)
+        width = int(customer.max()) + 1
+        pairs = np.unique(group[positive].astype(np.int64) * width + customer[positive])
+        customers = np.bincount(pairs // width, minlength=n)
+        return pd.DataFrame(
             {
-                "orders": positive.astype(np.int64),
-                "returns": (~positive).astype(np.int64),
-                "gross_revenue": np.where(positive, o["total"], 0.0),
-                "net_revenue": o["total"],
-            },
-            index=keys,
+                "period": p_values[keys // len(s_values)].astype(np.int64),
+                "segment_id": s_values[keys % len(s_values)].astype(np.int64),
+                "orders": orders.astype(np.int64),
+                "customers": customers.astype(np.int64),
+                "returns": returns.astype(np.int64),
+                "gross_revenue": gross,
+                "net_revenue": net,
+            }
         )
-        out = frame.groupby(level=[0, 1], sort=True).sum()
-        pairs = pd.DataFrame(
-            {"period": periods[positive], "segment_id": seg[positive], "c": o["customer"][positive]}
-        ).drop_duplicates()
-        distinct = pairs.groupby(["period", "segment_id"]).size()
-        out["customers"] = distinct.reindex(out.index, fill_value=0).astype(np.int64)
-        return out.reset_index()[["period", "segment_id", *ROLLUP_COLUMNS]]
 
     def _full_rollup(self, granularity: str) -> pd.DataFrame:
         """Every period x segment of the snapshot: computed once per granularity."""

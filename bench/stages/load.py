@@ -54,7 +54,7 @@ def run(ctx: Context) -> dict[str, Any]:
     emails = appenv.ensure_users(ctx, USERS)
     facts = appenv.snapshot_facts(ctx)
     exe = locust_bin(ctx)
-    run_time = "20s" if ctx.repeat == 1 else RUN_TIME[ctx.scale]
+    run_time = "10s" if ctx.repeat == 1 else RUN_TIME[ctx.scale]  # CI's smoke run: 10 s
     tmp = Path(tempfile.mkdtemp(prefix="custseg-locust-"))
     times_path = tmp / "times.json"
     config = {"emails": emails, "password": appenv.PASSWORD, **facts.as_json()}

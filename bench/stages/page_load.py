@@ -103,7 +103,7 @@ def run(ctx: Context) -> dict[str, Any]:
             login(driver, served.url, email)
             cold = {p: load(driver, served.url, p) for p in PAGES}
             ctx.log("  cold: " + ", ".join(f"{p} {s:.2f} s" for p, s in cold.items()))
-            for _ in range(2):  # warm-up: a page's callbacks spread over the workers
+            for _ in range(1 if ctx.repeat == 1 else 2):  # warm-up: spread over the workers
                 for p in PAGES:
                     load(driver, served.url, p)
             rss_warm = served.worker_rss_mb()

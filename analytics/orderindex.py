@@ -249,8 +249,9 @@ class OrderIndex:
         seg_of = np.zeros(self.customers, dtype=np.int64)
         seg_of[o["customer"]] = o["segment"]
         buyers = counts > 0
-        ids, n = np.unique(seg_of[buyers], return_counts=True)
-        repeat = np.array([np.count_nonzero(counts[buyers & (seg_of == s)] >= 2) for s in ids])
+        ids, group = np.unique(seg_of[buyers], return_inverse=True)
+        n = np.bincount(group, minlength=len(ids))
+        repeat = np.bincount(group[counts[buyers] >= 2], minlength=len(ids))
         out = pd.DataFrame({"segment_id": ids, "customers": n, "repeat_customers": repeat})
         out["repeat_rate"] = (out["repeat_customers"] / out["customers"]).round(6)
         return out[cols]

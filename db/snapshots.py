@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -232,10 +233,13 @@ def members_page(
 ) -> tuple[pd.DataFrame, int]:
     """One page of the `members` export (same order), and how many members there are."""
     frame = cached_customers(engine, snap)
-    if segment_ids:
-        frame = frame[frame["segment_id"].isin(segment_ids)]
-    part = exports.members(frame.iloc[page * size : (page + 1) * size], Filters())
-    return part, len(frame)
+    if not segment_ids:
+        return exports.members(frame.iloc[page * size : (page + 1) * size], Filters()), len(frame)
+    # Positions only, then the page's rows: filtering the whole frame copied every column of
+    # up to 1M customers on each page turn.
+    rows = np.flatnonzero(np.isin(frame["segment_id"].to_numpy(), segment_ids))
+    part = exports.members(frame.iloc[rows[page * size : (page + 1) * size]], Filters())
+    return part, len(rows)
 
 
 def cached_retention(engine: Engine, snap: Snapshot) -> pd.DataFrame:

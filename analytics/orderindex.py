@@ -39,6 +39,13 @@ def period_start(days: np.ndarray, granularity: str) -> np.ndarray:
     raise ValueError(f"granularity must be day, week or month, not {granularity!r}")
 
 
+def _distinct(ordered: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array."""
+    if not len(ordered):
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
 def period_end(starts: np.ndarray, granularity: str) -> np.ndarray:
     """The last day of the periods starting at `starts`."""
     if granularity == "day":
@@ -145,28 +152,45 @@ class OrderIndex:
 
     @staticmethod
     def _rollup(o: dict[str, np.ndarray], periods: np.ndarray) -> pd.DataFrame:
-        """orders, customers (distinct, positive orders), returns, gross, net per period x seg."""
+        """orders, customers (distinct, positive orders), returns, gross, net per period x seg.
+
+        numpy only (unique + bincount): a month of orders at 1M customers (~180k) took ~50 ms
+        through a pandas group-by and drop_duplicates, and the Sales page recounts the periods a
+        date range cuts on every filter change.
+        """
         if not len(periods):
             return pd.DataFrame(columns=["period", "segment_id", *ROLLUP_COLUMNS])
-        seg = o["segment"]
-        positive = o["total"] > 0
-        keys = pd.MultiIndex.from_arrays([periods, seg], names=["period", "segment_id"])
-        frame = pd.DataFrame(
+        seg, total, customer = o["segment"], o["total"], o["customer"]
+        positive = total > 0
+        # Sort-based (np.unique's hash path in numpy 2.4 took ~8 s for 4.3M values).
+        p_values = _distinct(np.sort(periods))
+        low = int(seg.min())  # segment ids: a few small integers
+        s_values = np.flatnonzero(np.bincount(seg - low)) + low
+        dense = np.searchsorted(p_values, periods) * len(s_values) + np.searchsorted(s_values, seg)
+        present = np.bincount(dense, minlength=len(p_values) * len(s_values))
+        keys = np.flatnonzero(present)  # (period, segment) pairs in a sorted group-by's order
+        n = len(keys)
+        remap = np.zeros(len(present), dtype=np.int64)
+        remap[keys] = np.arange(n)
+        group = remap[dense]
+        orders = np.bincount(group[positive], minlength=n)
+        returns = np.bincount(group[~positive], minlength=n)
+        gross = np.bincount(group, weights=np.where(positive, total, 0.0), minlength=n)
+        net = np.bincount(group, weights=total, minlength=n)
+        width = int(customer.max()) + 1
+        pairs = _distinct(np.sort(group[positive].astype(np.int64) * width + customer[positive]))
+        customers = np.bincount(pairs // width, minlength=n)
+        return pd.DataFrame(
             {
-                "orders": positive.astype(np.int64),
-                "returns": (~positive).astype(np.int64),
-                "gross_revenue": np.where(positive, o["total"], 0.0),
-                "net_revenue": o["total"],
-            },
-            index=keys,
+                "period": p_values[keys // len(s_values)].astype(np.int64),
+                "segment_id": s_values[keys % len(s_values)].astype(np.int64),
+                "orders": orders.astype(np.int64),
+                "customers": customers.astype(np.int64),
+                "returns": returns.astype(np.int64),
+                "gross_revenue": gross,
+                "net_revenue": net,
+            }
         )
-        out = frame.groupby(level=[0, 1], sort=True).sum()
-        pairs = pd.DataFrame(
-            {"period": periods[positive], "segment_id": seg[positive], "c": o["customer"][positive]}
-        ).drop_duplicates()
-        distinct = pairs.groupby(["period", "segment_id"]).size()
-        out["customers"] = distinct.reindex(out.index, fill_value=0).astype(np.int64)
-        return out.reset_index()[["period", "segment_id", *ROLLUP_COLUMNS]]
 
     def _full_rollup(self, granularity: str) -> pd.DataFrame:
         """Every period x segment of the snapshot: computed once per granularity."""
@@ -237,9 +261,14 @@ class OrderIndex:
         seg_of = np.zeros(self.customers, dtype=np.int64)
         seg_of[o["customer"]] = o["segment"]
         buyers = counts > 0
-        ids, n = np.unique(seg_of[buyers], return_counts=True)
-        repeat = np.array([np.count_nonzero(counts[buyers & (seg_of == s)] >= 2) for s in ids])
-        out = pd.DataFrame({"segment_id": ids, "customers": n, "repeat_customers": repeat})
+        seg_b = seg_of[buyers]
+        low = int(seg_b.min())  # segment ids are small integers: count them by bincount
+        every = np.bincount(seg_b - low)
+        repeat = np.bincount(seg_b[counts[buyers] >= 2] - low, minlength=len(every))
+        ids = np.flatnonzero(every)
+        out = pd.DataFrame(
+            {"segment_id": ids + low, "customers": every[ids], "repeat_customers": repeat[ids]}
+        )
         out["repeat_rate"] = (out["repeat_customers"] / out["customers"]).round(6)
         return out[cols]
 
@@ -250,7 +279,12 @@ class OrderIndex:
         o = self.select(start, end, segments)
         positive = o["total"] > 0
         totals, seg = o["total"][positive], o["segment"][positive]
-        return {int(s): totals[seg == s] for s in np.unique(seg)}
+        if not len(seg):
+            return {}
+        low = int(seg.min())
+        return {
+            int(s) + low: totals[seg == s + low] for s in np.flatnonzero(np.bincount(seg - low))
+        }
 
     def customer_orders(self, customer_id: str) -> pd.DataFrame:
         """One customer's orders, by day (day as a timestamp)."""

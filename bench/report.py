@@ -1,7 +1,8 @@
 """Write the latest results into bench/README.md (a table) and bench/results/refit.png (a plot).
 
 python -m bench.report [RESULT.json ...]
-    (default: bench/results/{M,L}-before.json and {M,L}.json, those present)
+    (default: bench/results/{M,L}-before.json and {M,L}.json, those present; then a table of
+    the dashboard stages from bench/results/{M,L}-dash-before.json and {M,L}-dash.json)
 
 The table sits between the `bench:results` markers of bench/README.md; everything else in the
 README is left alone. Each stage contributes rows through `ROWS` (one entry per stage), so a new
@@ -65,10 +66,55 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
         ("k chosen", "refit.k", "", ""),
         ("ARI vs planted segments", "refit.ari_vs_planted", "", ""),
     ],
+    "callbacks": [
+        ("callbacks.p50_ms (every page, warm)", "callbacks.p50_ms", "ms", ""),
+        ("callbacks.p95_ms (every page, warm)", "callbacks.p95_ms", "ms", "<= 50 at L"),
+        *[
+            (f"p50 / p95 {page}", f"callbacks.pages.{page}", "ms", "")
+            for page in (
+                "overview",
+                "segments",
+                "retention",
+                "sales",
+                "migration",
+                "customers",
+                "model",
+            )
+        ],
+        ("callbacks.cold_ms (slowest page)", "callbacks.cold_max_ms", "ms", ""),
+        ("SQL GROUP BY, month x segment, 1 year (baseline)", "callbacks.baseline_sql_ms", "ms", ""),
+        ("Sales callback, same filters (same run)", "callbacks.baseline_app_ms", "ms", ""),
+        ("callbacks.speedup_vs_sql", "callbacks.speedup_vs_sql", "x", ">= 50 at L"),
+    ],
+    "page_load": [
+        ("page_load_s (slowest page, warm median)", "page_load.page_load_s", "s", "<= 2 at L"),
+        ("slowest page", "page_load.slowest_page", "", ""),
+        ("first load after start (slowest page)", "page_load.cold_max_s", "s", ""),
+        ("gunicorn worker RSS, warm (max)", "page_load.rss_mb_warm", "MB", ""),
+    ],
+    "load": [
+        ("load.users", "load.users", "", "50"),
+        ("load.p95_ms (callbacks and downloads)", "load.p95_ms", "ms", "<= 500 at L"),
+        ("load.p50_ms", "load.p50_ms", "ms", ""),
+        ("load.errors", "load.errors", "", "0 at L"),
+        ("requests served per second", "load.requests_per_s", "", ""),
+        ("gunicorn worker RSS at the end (max)", "load.server.rss_mb_at_end", "MB", ""),
+    ],
 }
+PHASE1 = ("import", "refit")
 
 
-def table(docs: list[tuple[str, dict[str, Any]]]) -> str:
+def _cell(value: Any, unit: str) -> str:
+    """Per-page callback rows show p50 / p95; RSS rows the largest worker."""
+    if isinstance(value, dict) and "p95_ms" in value:
+        return f"{value['p50_ms']:,.0f} / {value['p95_ms']:,.0f} ms"
+    if isinstance(value, dict):
+        workers = [v for k, v in value.items() if k.startswith("worker")]
+        return _fmt(max(workers), unit) if workers else "–"
+    return _fmt(value, unit)
+
+
+def table(docs: list[tuple[str, dict[str, Any]]], stages: tuple[str, ...] | None = None) -> str:
     head = "| | " + " | ".join(name for name, _ in docs) + " | target |"
     lines = [head, "|---" * (len(docs) + 2) + "|"]
     meta_rows: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
@@ -81,13 +127,15 @@ def table(docs: list[tuple[str, dict[str, Any]]]) -> str:
     ]
     for label, fn in meta_rows:
         lines.append(f"| {label} | " + " | ".join(_fmt(fn(d)) for _, d in docs) + " | |")
-    for rows in ROWS.values():
+    for name, rows in ROWS.items():
+        if stages is not None and name not in stages:
+            continue
         for label, path, unit, target in rows:
             values = [_get(d, path) for _, d in docs]
             if all(v is None for v in values):
                 continue
             lines.append(
-                f"| {label} | " + " | ".join(_fmt(v, unit) for v in values) + f" | {target} |"
+                f"| {label} | " + " | ".join(_cell(v, unit) for v in values) + f" | {target} |"
             )
     return "\n".join(lines)
 
@@ -133,6 +181,44 @@ def plot(docs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
     return True
 
 
+def plot_dashboard(docs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
+    """Warm callback p95 per page per run (50 ms target), and the warm page load (2 s)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    runs = [(n, d) for n, d in docs if _get(d, "callbacks.pages")]
+    if not runs:
+        return False
+    pages = list(_get(runs[0][1], "callbacks.pages"))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.8 / len(runs)
+    for i, (name, d) in enumerate(runs):
+        values = [float(_get(d, f"callbacks.pages.{p}.p95_ms") or 0.0) for p in pages]
+        ax.bar([x + i * width for x in range(len(pages))], values, width=width, label=name)
+    ax.set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(pages))], pages)
+    ax.axhline(50, color="red", linestyle="--", linewidth=1, label="target at L: 50 ms")
+    ax.set_ylabel("ms (p95, warm)")
+    ax.set_title("filter-change callback p95 per page")
+    ax.legend(fontsize=7)
+    loads = [(n, _get(d, "page_load.page_load_s")) for n, d in runs]
+    ax2.bar([n for n, _ in loads], [float(v or 0.0) for _, v in loads], color="#72B7B2")
+    ax2.axhline(2, color="red", linestyle="--", linewidth=1, label="target at L: 2 s")
+    ax2.set_ylabel("s (slowest page, median)")
+    ax2.set_title("page load, headless Chromium")
+    ax2.legend(fontsize=7)
+    for a in (ax, ax2):
+        a.tick_params(axis="x", labelsize=8, rotation=20)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def load(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
     docs = []
     for p in paths:
@@ -144,14 +230,21 @@ def load(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     default = [RESULTS / f"{s}{v}.json" for s in ("M", "L") for v in ("-before", "")]
-    paths = [Path(a) for a in args] or default
-    docs = load(paths)
-    if not docs:
+    dash = [RESULTS / f"{s}-dash{v}.json" for s in ("M", "L") for v in ("-before", "")]
+    docs = load([Path(a) for a in args] or default)
+    dash_docs = [] if args else load(dash)
+    if not docs and not dash_docs:
         print("no results to report", file=sys.stderr)
         return 1
-    body = table(docs)
-    if plot(docs, RESULTS / "refit.png"):
+    body = table(docs, PHASE1) if docs else ""
+    if docs and plot(docs, RESULTS / "refit.png"):
         body += "\n\n![refit time per stage and peak RSS](results/refit.png)"
+    if dash_docs:
+        stages = tuple(n for n in ROWS if n not in PHASE1)
+        body += "\n\nThe dashboard (`--only callbacks page_load load`, kept databases):\n\n"
+        body += table(dash_docs, stages)
+        if plot_dashboard(dash_docs, RESULTS / "dashboard.png"):
+            body += "\n\n![callback p95 per page and page load](results/dashboard.png)"
     text = README.read_text()
     if START not in text or END not in text:
         print(f"{README} has no {START} ... {END} markers", file=sys.stderr)

@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         "memory://",
         validation_alias=AliasChoices("CUSTSEG_RATELIMIT_STORAGE_URL", "ratelimit_storage_url"),
     )
+    warm_caches: bool = Field(
+        True, validation_alias=AliasChoices("CUSTSEG_WARM_CACHES", "warm_caches")
+    )
+    warm_interval_s: float = Field(
+        30.0, gt=0, validation_alias=AliasChoices("CUSTSEG_WARM_INTERVAL", "warm_interval_s")
+    )
     max_upload_mb: int = Field(
         200, ge=1, validation_alias=AliasChoices("CUSTSEG_MAX_UPLOAD_MB", "max_upload_mb")
     )

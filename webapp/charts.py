@@ -7,10 +7,13 @@ Each builder draws exactly the frame it is given, so a chart's download (the sam
 
 from __future__ import annotations
 
+import copy
 import html
 import math
+from typing import Any
 
 import pandas as pd
+import plotly.colors as pcolors
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
@@ -93,20 +96,58 @@ def _base(fig: go.Figure, height: int = 360, **layout: object) -> go.Figure:
     return fig
 
 
+def _axis_title(text: str) -> dict[str, object]:
+    return {"title": {"text": text}}
+
+
+def _fig(data: list[dict[str, object]], height: int = 360, **layout: object) -> go.Figure:
+    """A figure from plain trace and layout dicts, as `_base` lays it out, not validated.
+
+    Plotly's validation of every property took most of a filter change (a Sales callback built
+    its three figures in ~60 ms at any data size); the dicts here are the ones the validated
+    builders produced, so the browser gets the same JSON.
+    """
+    spec: dict[str, object] = {
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+        "height": height,
+        "font": {"family": FONT, "size": 12},
+        "legend": {"orientation": "h", "y": -0.15, "x": 0},
+        "hoverlabel": {"namelength": -1},
+    }
+    spec.update(layout)
+    return go.Figure({"data": data, "layout": spec}, _validate=False)
+
+
+def _colorscale(name: str) -> list[list[object]]:
+    """A named colorscale as the list plotly's validation turned it into."""
+    return [[stop, color] for stop, color in pcolors.get_colorscale(name)]
+
+
+def _subplot_layout(**kwargs: Any) -> dict[str, Any]:
+    """The axes (and subplot titles) make_subplots lays out, computed once at import."""
+    layout: dict[str, Any] = make_subplots(**kwargs).layout.to_plotly_json()
+    layout.pop("template", None)
+    return layout
+
+
+_SALES_AXES = _subplot_layout(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05)
+_MODEL_AXES = _subplot_layout(
+    rows=1, cols=2, subplot_titles=("Silhouette (higher is better)", "Inertia (elbow)")
+)
+
+
 def empty_figure(message: str, height: int = 360) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(
-        text=message,
-        showarrow=False,
-        x=0.5,
-        y=0.5,
-        xref="paper",
-        yref="paper",
-        font={"size": 14, "color": "#6c757d"},
-    )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return _base(fig, height)
+    note = {
+        "text": message,
+        "showarrow": False,
+        "x": 0.5,
+        "y": 0.5,
+        "xref": "paper",
+        "yref": "paper",
+        "font": {"size": 14, "color": "#6c757d"},
+    }
+    hidden = {"visible": False}
+    return _fig([], height, annotations=[note], xaxis=hidden, yaxis=hidden)
 
 
 def _drawn(sales: pd.DataFrame) -> pd.DataFrame:
@@ -123,21 +164,25 @@ def revenue_trend(sales: pd.DataFrame, pal: Palette, granularity: str) -> go.Fig
     sales = _drawn(sales)
     if sales.empty:
         return empty_figure("No orders match the filters.")
-    fig = go.Figure()
+    traces = []
     for sid in pal.ordered(sales["segment_id"].unique()):
         part = sales[sales["segment_id"] == sid]
-        fig.add_trace(
-            go.Scatter(
-                x=part["period"],
-                y=part["gross_revenue"],
-                name=pal.text(sid),
-                mode="lines",
-                stackgroup="revenue",
-                line={"color": pal.color(sid), "width": 1},
-                hovertemplate="%{x|%Y-%m-%d}: %{y:,.2f}<extra>%{fullData.name}</extra>",
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": part["period"].tolist(),
+                "y": part["gross_revenue"].to_numpy(),
+                "name": pal.text(sid),
+                "mode": "lines",
+                "stackgroup": "revenue",
+                "line": {"color": pal.color(sid), "width": 1},
+                "hovertemplate": "%{x|%Y-%m-%d}: %{y:,.2f}<extra>%{fullData.name}</extra>",
+            }
         )
-    return _base(fig, yaxis_title=f"Gross revenue per {granularity}", yaxis_tickformat=",.0f")
+    return _fig(
+        traces,
+        yaxis={**_axis_title(f"Gross revenue per {granularity}"), "tickformat": ",.0f"},
+    )
 
 
 def segment_shares(segments: pd.DataFrame, pal: Palette) -> go.Figure:
@@ -147,32 +192,35 @@ def segment_shares(segments: pd.DataFrame, pal: Palette) -> go.Figure:
     seg = segments.iloc[::-1]  # largest revenue at the top
     names = [pal.text(int(i)) for i in seg["segment_id"]]
     ids = [int(i) for i in seg["segment_id"]]
-    fig = go.Figure()
-    for column, label, opacity in (
-        ("share", "Customers", 0.55),
-        ("revenue_share", "Revenue", 1.0),
-    ):
-        fig.add_trace(
-            go.Bar(
-                y=names,
-                x=seg[column],
-                name=label,
-                orientation="h",
-                marker={"color": [pal.color(i) for i in ids], "opacity": opacity},
-                customdata=ids,
-                text=[f"{v:.0%}" for v in seg[column]],
-                textposition="outside",
-                cliponaxis=False,
-                hovertemplate=f"%{{y}}<br>{label}: %{{x:.1%}}<extra></extra>",
-            )
+    traces = [
+        {
+            "type": "bar",
+            "y": names,
+            "x": seg[column].to_numpy(),
+            "name": label,
+            "orientation": "h",
+            "marker": {"color": [pal.color(i) for i in ids], "opacity": opacity},
+            "customdata": ids,
+            "text": [f"{v:.0%}" for v in seg[column]],
+            "textposition": "outside",
+            "cliponaxis": False,
+            "hovertemplate": f"%{{y}}<br>{label}: %{{x:.1%}}<extra></extra>",
+        }
+        for column, label, opacity in (
+            ("share", "Customers", 0.55),
+            ("revenue_share", "Revenue", 1.0),
         )
-    return _base(
-        fig,
+    ]
+    top = min(1.0, float(seg[["share", "revenue_share"]].max().max()) * 1.18)
+    return _fig(
+        traces,
         height=max(260, 70 * len(seg) + 60),
         barmode="group",
-        xaxis_tickformat=".0%",
-        xaxis_range=[0, min(1.0, float(seg[["share", "revenue_share"]].max().max()) * 1.18)],
-        xaxis_title="Share of customers (light) and of gross revenue (dark)",
+        xaxis={
+            "tickformat": ".0%",
+            "range": [0, top],
+            **_axis_title("Share of customers (light) and of gross revenue (dark)"),
+        },
         showlegend=False,
         clickmode="event",
     )
@@ -194,36 +242,31 @@ def profile_heatmap(profiles: pd.DataFrame, pal: Palette) -> go.Figure:
     ).reindex(index=ids, columns=features)
     z = [[math.log2(v) if v and v > 0 else None for v in row] for row in table.to_numpy()]
     text = [[f"{v:.2g}×" if pd.notna(v) else "–" for v in row] for row in table.to_numpy().tolist()]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=[FEATURE_LABELS.get(f, f) for f in features],
-            y=[pal.text(i) for i in ids],
-            text=text,
-            texttemplate="%{text}",
-            customdata=means.to_numpy(),
-            colorscale="RdBu",
-            zmid=0,
-            zmin=-3,
-            zmax=3,
-            colorbar={
-                "title": "× average",
-                "tickvals": [-3, -1, 0, 1, 3],
-                "ticktext": ["⅛×", "½×", "1×", "2×", "8×"],
-            },
-            hovertemplate="%{y}<br>%{x}: %{text} the average (mean %{customdata:,.2f})"
-            "<extra></extra>",
-        )
-    )
-    return _base(fig, height=max(240, 48 * len(ids) + 90), yaxis_autorange="reversed")
+    trace = {
+        "type": "heatmap",
+        "z": z,
+        "x": [FEATURE_LABELS.get(f, f) for f in features],
+        "y": [pal.text(i) for i in ids],
+        "text": text,
+        "texttemplate": "%{text}",
+        "customdata": means.to_numpy(),
+        "colorscale": _colorscale("RdBu"),
+        "zmid": 0,
+        "zmin": -3,
+        "zmax": 3,
+        "colorbar": {
+            "title": {"text": "× average"},
+            "tickvals": [-3, -1, 0, 1, 3],
+            "ticktext": ["⅛×", "½×", "1×", "2×", "8×"],
+        },
+        "hovertemplate": "%{y}<br>%{x}: %{text} the average (mean %{customdata:,.2f})"
+        "<extra></extra>",
+    }
+    return _fig([trace], height=max(240, 48 * len(ids) + 90), yaxis={"autorange": "reversed"})
 
 
 def customer_scatter(sample: pd.DataFrame, pal: Palette) -> go.Figure:
-    """Sampled customers in recency / frequency / monetary space, one colour per segment.
-
-    SVG markers, not WebGL: a few thousand points draw fast enough, and WebGL is missing in
-    some browsers (virtual machines, remote desktops, headless ones).
-    """
+    """Sampled customers in recency / frequency / monetary space, one colour per segment."""
     if sample.empty:
         return empty_figure("No customers match the filters.")
     pairs = (
@@ -231,32 +274,47 @@ def customer_scatter(sample: pd.DataFrame, pal: Palette) -> go.Figure:
         ("recency_days", "monetary"),
         ("frequency", "monetary"),
     )
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07)
-    traces, cols = [], []
+    traces = []
     for sid in pal.ordered(sample["segment_id"].unique()):
         part = sample[sample["segment_id"] == sid]
         for col, (x, y) in enumerate(pairs, start=1):
             traces.append(
-                go.Scatter(
-                    x=part[x].to_numpy(),
-                    y=part[y].to_numpy(),
-                    mode="markers",
-                    name=pal.text(sid),
-                    legendgroup=str(sid),
-                    showlegend=col == 1,
-                    marker={"color": pal.color(sid), "size": 5, "opacity": 0.6},
-                    text=[html.escape(str(c), quote=False) for c in part["customer_id"]],
-                    hovertemplate=f"customer %{{text}}<br>{FEATURE_LABELS[x]}: %{{x:,}}"
+                {
+                    "type": "scatter",  # SVG: WebGL is missing in some browsers
+                    "x": part[x].to_numpy(),
+                    "y": part[y].to_numpy(),
+                    "mode": "markers",
+                    "name": pal.text(sid),
+                    "legendgroup": str(sid),
+                    "showlegend": col == 1,
+                    "marker": {"color": pal.color(sid), "size": 5, "opacity": 0.6},
+                    "text": [html.escape(str(c), quote=False) for c in part["customer_id"]],
+                    "hovertemplate": f"customer %{{text}}<br>{FEATURE_LABELS[x]}: %{{x:,}}"
                     f"<br>{FEATURE_LABELS[y]}: %{{y:,.2f}}<extra>%{{fullData.name}}</extra>",
-                )
+                    "xaxis": f"x{col if col > 1 else ''}",
+                    "yaxis": f"y{col if col > 1 else ''}",
+                }
             )
-            cols.append(col)
-    fig.add_traces(traces, rows=[1] * len(traces), cols=cols)
+    # The axes make_subplots(rows=1, cols=3, horizontal_spacing=0.07) lays out.
+    axes: dict[str, object] = {}
     for col, (x, y) in enumerate(pairs, start=1):
+        n = str(col) if col > 1 else ""
+        left = (col - 1) * (0.86 / 3 + 0.07)
         log_x = {"type": "log", "dtick": 1} if x != "recency_days" else {}
-        fig.update_xaxes(title_text=FEATURE_LABELS[x], row=1, col=col, **log_x)
-        fig.update_yaxes(title_text=FEATURE_LABELS[y], type="log", dtick=1, row=1, col=col)
-    return _base(fig, height=380)
+        axes[f"xaxis{n}"] = {
+            "anchor": f"y{n}",
+            "domain": [left, left + 0.86 / 3],
+            **_axis_title(FEATURE_LABELS[x]),
+            **log_x,
+        }
+        axes[f"yaxis{n}"] = {
+            "anchor": f"x{n}",
+            "domain": [0.0, 1.0],
+            **_axis_title(FEATURE_LABELS[y]),
+            "type": "log",
+            "dtick": 1,
+        }
+    return _fig(traces, height=380, **axes)
 
 
 def retention_heatmap(retention: pd.DataFrame) -> go.Figure:
@@ -269,27 +327,24 @@ def retention_heatmap(retention: pd.DataFrame) -> go.Figure:
     sizes = retention.drop_duplicates("cohort").set_index("cohort")["cohort_size"]
     labels = [f"{pd.Timestamp(c):%Y-%m} ({int(sizes[c]):,})" for c in table.index]
     z = table.to_numpy()
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=[int(m) for m in table.columns],
-            y=labels,
-            text=[[f"{v:.0%}" if pd.notna(v) else "" for v in row] for row in z.tolist()],
-            texttemplate="%{text}",
-            colorscale="Blues",
-            zmin=0,
-            zmax=max(0.5, float(pd.Series(z[:, 1:].ravel()).max()) if z.shape[1] > 1 else 1.0),
-            colorbar={"title": "Retention", "tickformat": ".0%"},
-            hovertemplate="Cohort %{y}<br>month %{x}: %{z:.1%}<extra></extra>",
-        )
-    )
-    return _base(
-        fig,
+    trace = {
+        "type": "heatmap",
+        "z": z,
+        "x": [int(m) for m in table.columns],
+        "y": labels,
+        "text": [[f"{v:.0%}" if pd.notna(v) else "" for v in row] for row in z.tolist()],
+        "texttemplate": "%{text}",
+        "colorscale": _colorscale("Blues"),
+        "zmin": 0,
+        "zmax": max(0.5, float(pd.Series(z[:, 1:].ravel()).max()) if z.shape[1] > 1 else 1.0),
+        "colorbar": {"title": {"text": "Retention"}, "tickformat": ".0%"},
+        "hovertemplate": "Cohort %{y}<br>month %{x}: %{z:.1%}<extra></extra>",
+    }
+    return _fig(
+        [trace],
         height=max(300, 24 * len(labels) + 100),
-        xaxis_title="Months since first order",
-        yaxis_title="Cohort (size)",
-        yaxis_autorange="reversed",
-        xaxis_dtick=1,
+        xaxis={**_axis_title("Months since first order"), "dtick": 1},
+        yaxis={**_axis_title("Cohort (size)"), "autorange": "reversed"},
     )
 
 
@@ -297,23 +352,26 @@ def retention_trend(trend: pd.DataFrame, pal: Palette, month: int) -> go.Figure:
     """Month-m retention of each cohort, one line per segment."""
     if trend.empty:
         return empty_figure(f"No cohort is old enough for month {month} in the selected range.")
-    fig = go.Figure()
+    traces = []
     for sid in pal.ordered(trend["segment_id"].unique()):
         part = trend[trend["segment_id"] == sid]
-        fig.add_trace(
-            go.Scatter(
-                x=part["cohort"],
-                y=part["retention"],
-                name=pal.text(sid),
-                mode="lines+markers",
-                line={"color": pal.color(sid)},
-                customdata=part["cohort_size"],
-                hovertemplate="cohort %{x|%Y-%m} (%{customdata:,} customers): %{y:.1%}"
+        traces.append(
+            {
+                "type": "scatter",
+                "x": part["cohort"].tolist(),
+                "y": part["retention"].to_numpy(),
+                "name": pal.text(sid),
+                "mode": "lines+markers",
+                "line": {"color": pal.color(sid)},
+                "customdata": part["cohort_size"].to_numpy(),
+                "hovertemplate": "cohort %{x|%Y-%m} (%{customdata:,} customers): %{y:.1%}"
                 "<extra>%{fullData.name}</extra>",
-            )
+            }
         )
-    return _base(
-        fig, yaxis_tickformat=".0%", yaxis_title=f"Month-{month} retention", xaxis_title="Cohort"
+    return _fig(
+        traces,
+        yaxis={"tickformat": ".0%", **_axis_title(f"Month-{month} retention")},
+        xaxis=_axis_title("Cohort"),
     )
 
 
@@ -322,19 +380,21 @@ def repeat_rate_bars(rates: pd.DataFrame, pal: Palette) -> go.Figure:
         return empty_figure("No orders match the filters.")
     ids = pal.ordered(rates["segment_id"])
     r = rates.set_index("segment_id").loc[ids]
-    fig = go.Figure(
-        go.Bar(
-            x=[pal.text(i) for i in ids],
-            y=r["repeat_rate"],
-            marker_color=[pal.color(i) for i in ids],
-            text=[f"{v:.0%}" for v in r["repeat_rate"]],
-            textposition="outside",
-            customdata=r[["repeat_customers", "customers"]].to_numpy(),
-            hovertemplate="%{x}: %{y:.1%} (%{customdata[0]:,} of %{customdata[1]:,})"
-            "<extra></extra>",
-        )
+    trace = {
+        "type": "bar",
+        "x": [pal.text(i) for i in ids],
+        "y": r["repeat_rate"].to_numpy(),
+        "marker": {"color": [pal.color(i) for i in ids]},
+        "text": [f"{v:.0%}" for v in r["repeat_rate"]],
+        "textposition": "outside",
+        "customdata": r[["repeat_customers", "customers"]].to_numpy(),
+        "hovertemplate": "%{x}: %{y:.1%} (%{customdata[0]:,} of %{customdata[1]:,})<extra></extra>",
+    }
+    return _fig(
+        [trace],
+        yaxis={"tickformat": ".0%", **_axis_title("Repeat purchase rate")},
+        showlegend=False,
     )
-    return _base(fig, yaxis_tickformat=".0%", yaxis_title="Repeat purchase rate", showlegend=False)
 
 
 def sales_over_time(sales: pd.DataFrame, pal: Palette, granularity: str) -> go.Figure:
@@ -347,30 +407,34 @@ def sales_over_time(sales: pd.DataFrame, pal: Palette, granularity: str) -> go.F
         ("orders", "Orders", ",d"),
         ("aov", "AOV", ",.2f"),
     )
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05)
-    traces, at = [], []
+    traces = []
     for sid in pal.ordered(sales["segment_id"].unique()):
         part = sales[sales["segment_id"] == sid]
+        periods = part["period"].tolist()
         for r, (col, label, fmt) in enumerate(rows, start=1):
+            n = str(r) if r > 1 else ""
             traces.append(
-                go.Scatter(
-                    x=part["period"].to_numpy(),
-                    y=part[col].to_numpy(),
-                    name=pal.text(sid),
-                    legendgroup=str(sid),
-                    showlegend=r == 1,
-                    mode="lines",
-                    line={"color": pal.color(sid)},
-                    hovertemplate=f"%{{x|%Y-%m-%d}} {label}: %{{y:{fmt}}}"
+                {
+                    "type": "scatter",
+                    "x": periods,
+                    "y": part[col].to_numpy(),
+                    "name": pal.text(sid),
+                    "legendgroup": str(sid),
+                    "showlegend": r == 1,
+                    "mode": "lines",
+                    "line": {"color": pal.color(sid)},
+                    "hovertemplate": f"%{{x|%Y-%m-%d}} {label}: %{{y:{fmt}}}"
                     "<extra>%{fullData.name}</extra>",
-                )
+                    "xaxis": f"x{n}",
+                    "yaxis": f"y{n}",
+                }
             )
-            at.append(r)
-    fig.add_traces(traces, rows=at, cols=[1] * len(at))
+    axes: dict[str, Any] = copy.deepcopy(_SALES_AXES)
     for r, (_, label, fmt) in enumerate(rows, start=1):
-        fig.update_yaxes(title_text=label, tickformat=fmt.replace("d", ""), row=r, col=1)
-    fig.update_xaxes(title_text=f"Period ({granularity})", row=3, col=1)
-    return _base(fig, height=620)
+        n = str(r) if r > 1 else ""
+        axes[f"yaxis{n}"].update(_axis_title(label), tickformat=fmt.replace("d", ""))
+    axes["xaxis3"].update(_axis_title(f"Period ({granularity})"))
+    return _fig(traces, height=620, **axes)
 
 
 def revenue_share(sales: pd.DataFrame, pal: Palette) -> go.Figure:
@@ -378,48 +442,55 @@ def revenue_share(sales: pd.DataFrame, pal: Palette) -> go.Figure:
     sales = _drawn(sales)
     if sales.empty:
         return empty_figure("No orders match the filters.")
-    fig = go.Figure()
+    traces = []
     for sid in pal.ordered(sales["segment_id"].unique()):
         part = sales[sales["segment_id"] == sid]
-        fig.add_trace(
-            go.Scatter(
-                x=part["period"],
-                y=part["revenue_share"],
-                name=pal.text(sid),
-                mode="lines",
-                stackgroup="share",
-                line={"color": pal.color(sid), "width": 1},
-                hovertemplate="%{x|%Y-%m-%d}: %{y:.1%}<extra>%{fullData.name}</extra>",
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": part["period"].tolist(),
+                "y": part["revenue_share"].to_numpy(),
+                "name": pal.text(sid),
+                "mode": "lines",
+                "stackgroup": "share",
+                "line": {"color": pal.color(sid), "width": 1},
+                "hovertemplate": "%{x|%Y-%m-%d}: %{y:.1%}<extra>%{fullData.name}</extra>",
+            }
         )
-    return _base(fig, yaxis_tickformat=".0%", yaxis_title="Share of gross revenue")
+    return _fig(traces, yaxis={"tickformat": ".0%", **_axis_title("Share of gross revenue")})
 
 
 def aov_boxes(dist: pd.DataFrame, pal: Palette) -> go.Figure:
     """Order values per segment: box from the quartiles, whiskers at the 5th/95th percentile."""
     if dist.empty:
         return empty_figure("No orders match the filters.")
-    fig = go.Figure()
+    rows = dist.set_index("segment_id")
+    traces = []
     for sid in pal.ordered(dist["segment_id"]):
-        row = dist[dist["segment_id"] == sid].iloc[0]
-        fig.add_trace(
-            go.Box(
-                name=pal.text(sid),
-                x=[pal.text(sid)],
-                q1=[row["q1"]],
-                median=[row["median"]],
-                q3=[row["q3"]],
-                lowerfence=[row["p05"]],
-                upperfence=[row["p95"]],
-                mean=[row["mean"]],
-                marker_color=pal.color(sid),
-                boxpoints=False,
-            )
+        row = rows.loc[sid]
+        if isinstance(row, pd.DataFrame):
+            row = row.iloc[0]
+        traces.append(
+            {
+                "type": "box",
+                "name": pal.text(sid),
+                "x": [pal.text(sid)],
+                "q1": [row["q1"]],
+                "median": [row["median"]],
+                "q3": [row["q3"]],
+                "lowerfence": [row["p05"]],
+                "upperfence": [row["p95"]],
+                "mean": [row["mean"]],
+                "marker": {"color": pal.color(sid)},
+                "boxpoints": False,
+            }
         )
-    return _base(
-        fig,
-        yaxis_title="Order value (whiskers: 5th–95th percentile)",
-        yaxis_tickformat=",.0f",
+    return _fig(
+        traces,
+        yaxis={
+            **_axis_title("Order value (whiskers: 5th–95th percentile)"),
+            "tickformat": ",.0f",
+        },
         showlegend=False,
     )
 
@@ -510,40 +581,41 @@ def model_scores(scores: pd.DataFrame) -> go.Figure:
     """Silhouette (higher is better) and inertia (the elbow) against k; the chosen k marked."""
     if scores.empty:
         return empty_figure("This snapshot was fitted with a fixed k: no scores to compare.")
-    fig = make_subplots(
-        rows=1, cols=2, subplot_titles=("Silhouette (higher is better)", "Inertia (elbow)")
-    )
+    traces = []
+    axes: dict[str, Any] = {k: copy.deepcopy(v) for k, v in _MODEL_AXES.items()}
+    chosen = scores[scores["chosen"]]
     for col, metric in ((1, "silhouette"), (2, "inertia")):
-        fig.add_trace(
-            go.Scatter(
-                x=scores["k"],
-                y=scores[metric],
-                mode="lines+markers",
-                name=metric,
-                line={"color": "#4C78A8"},
-                showlegend=False,
-                hovertemplate=f"k=%{{x}}: {metric} %{{y:,.4f}}<extra></extra>",
-            ),
-            row=1,
-            col=col,
+        n = str(col) if col > 1 else ""
+        on = {"xaxis": f"x{n}", "yaxis": f"y{n}"}
+        traces.append(
+            {
+                "type": "scatter",
+                "x": scores["k"].to_numpy(),
+                "y": scores[metric].to_numpy(),
+                "mode": "lines+markers",
+                "name": metric,
+                "line": {"color": "#4C78A8"},
+                "showlegend": False,
+                "hovertemplate": f"k=%{{x}}: {metric} %{{y:,.4f}}<extra></extra>",
+                **on,
+            }
         )
-        chosen = scores[scores["chosen"]]
         if not chosen.empty:
-            fig.add_trace(
-                go.Scatter(
-                    x=chosen["k"],
-                    y=chosen[metric],
-                    mode="markers+text",
-                    marker={"color": "#E45756", "size": 13, "symbol": "star"},
-                    text=[f"chosen k={int(k)}" for k in chosen["k"]],
-                    textposition="top right",
-                    cliponaxis=False,
-                    name="chosen k",
-                    showlegend=False,
-                    hoverinfo="skip",
-                ),
-                row=1,
-                col=col,
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": chosen["k"].to_numpy(),
+                    "y": chosen[metric].to_numpy(),
+                    "mode": "markers+text",
+                    "marker": {"color": "#E45756", "size": 13, "symbol": "star"},
+                    "text": [f"chosen k={int(k)}" for k in chosen["k"]],
+                    "textposition": "top right",
+                    "cliponaxis": False,
+                    "name": "chosen k",
+                    "showlegend": False,
+                    "hoverinfo": "skip",
+                    **on,
+                }
             )
-        fig.update_xaxes(title_text="k (number of segments)", dtick=1, row=1, col=col)
-    return _base(fig, height=360, margin={"l": 10, "r": 10, "t": 60, "b": 10})
+        axes[f"xaxis{n}"].update(_axis_title("k (number of segments)"), dtick=1)
+    return _fig(traces, height=360, margin={"l": 10, "r": 10, "t": 60, "b": 10}, **axes)

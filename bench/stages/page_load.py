@@ -1,0 +1,131 @@
+"""page_load: headless Chromium, from navigation to every chart of the page drawn.
+
+The app runs under gunicorn as production runs it (`bench/server.py`). Chromium (selenium, from
+dash[testing]) logs in through the form once, then loads each page by its URL (a full
+navigation, default filters) and polls every 20 ms until the page is drawn: the page's layout
+is in, every `dcc.Graph` holds a Plotly plot with data, the Customers member table has rows,
+and no element has `data-dash-is-loading=true`. `page_load_s` is the largest per-page median
+over `loads` warm loads; the first load of each page after gunicorn starts is reported apart
+(`cold_s`): its worker may be the one that reads the snapshot's caches.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench import appenv, server
+from bench.harness import Context, median, stage
+
+PAGES = ("/", "/segments", "/retention", "/sales", "/migration", "/customers", "/model")
+EXTRA_READY = {"/customers": "#members-table td.dash-cell"}
+LOADS = {"S": 2, "M": 5, "L": 5}
+TIMEOUT_S = 60
+
+READY_JS = """
+const extra = arguments[0];
+if (document.querySelector('[data-dash-is-loading="true"]')) return false;
+const graphs = document.querySelectorAll('#_pages_content .dash-graph');
+if (extra) {
+  if (!document.querySelector(extra)) return false;
+} else if (graphs.length === 0) {
+  return false;
+}
+for (const g of graphs) {
+  const plot = g.querySelector('.js-plotly-plot');
+  if (!plot || !plot.data || plot.data.length === 0 || !plot._fullLayout) return false;
+}
+return graphs.length + (extra ? 1 : 0);
+"""
+
+
+def browser() -> Any:
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ):
+        options.add_argument(arg)
+    return webdriver.Chrome(options=options)
+
+
+def login(driver: Any, url: str, email: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(url + "/login")
+    driver.find_element(By.ID, "email").send_keys(email)
+    driver.find_element(By.ID, "password").send_keys(appenv.PASSWORD)
+    driver.find_element(By.ID, "login-submit").click()
+    deadline = time.monotonic() + TIMEOUT_S
+    while "/login" in driver.current_url:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the login form did not let the bench user in")
+        time.sleep(0.05)
+
+
+DOM_JS = "return performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd;"
+
+
+def load(driver: Any, url: str, path: str, dom: list[float] | None = None) -> float:
+    """Seconds from navigation to the page drawn; `dom` gets the DOMContentLoaded time (the
+    HTML and Dash's scripts, before any callback)."""
+    started = time.perf_counter()
+    driver.get(url + path)
+    deadline = time.monotonic() + TIMEOUT_S
+    while not driver.execute_script(READY_JS, EXTRA_READY.get(path)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} was not drawn within {TIMEOUT_S} s")
+        time.sleep(0.02)
+    took = time.perf_counter() - started
+    if dom is not None:
+        dom.append(float(driver.execute_script(DOM_JS)) / 1000)
+    return took
+
+
+@stage("page_load", keys=("page_load_s", "pages", "cold_s"))
+def run(ctx: Context) -> dict[str, Any]:
+    """Headless Chromium against gunicorn: navigation to every chart drawn, per page."""
+    appenv.ensure_snapshots(ctx, 2)
+    [email] = appenv.ensure_users(ctx, 1)
+    loads = 1 if ctx.repeat == 1 else LOADS[ctx.scale]
+    with server.gunicorn(ctx) as served:
+        driver = browser()
+        try:
+            login(driver, served.url, email)
+            cold = {p: load(driver, served.url, p) for p in PAGES}
+            ctx.log("  cold: " + ", ".join(f"{p} {s:.2f} s" for p, s in cold.items()))
+            for _ in range(1 if ctx.repeat == 1 else 2):  # warm-up: spread over the workers
+                for p in PAGES:
+                    load(driver, served.url, p)
+            rss_warm = served.worker_rss_mb()
+            runs: dict[str, list[float]] = {p: [] for p in PAGES}
+            dom: dict[str, list[float]] = {p: [] for p in PAGES}
+            for _ in range(loads):
+                for p in PAGES:
+                    runs[p].append(load(driver, served.url, p, dom[p]))
+        finally:
+            driver.quit()
+    pages = {p: round(median(v), 3) for p, v in runs.items()}
+    ctx.log("  warm medians: " + ", ".join(f"{p} {s:.2f} s" for p, s in pages.items()))
+    return {
+        "page_load_s": max(pages.values()),
+        "slowest_page": max(pages, key=lambda p: pages[p]),
+        "pages": pages,
+        "cold_s": {p: round(v, 3) for p, v in cold.items()},
+        "cold_max_s": round(max(cold.values()), 3),
+        "loads": loads,
+        "dom_content_loaded_s": {p: round(median(v), 3) for p, v in dom.items()},
+        "runs_s": {p: [round(x, 3) for x in v] for p, v in runs.items()},
+        "rss_mb_warm": rss_warm,
+        "server": server.summary(served),
+        "targets": {"page_load_s": 2, "applies_at": "L"},
+    }

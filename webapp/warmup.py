@@ -1,0 +1,56 @@
+"""Each web worker reads the latest snapshot's caches in the background, at start and after a
+publish, so the first filter change after either does not wait seconds for them.
+
+`db.snapshots` keeps what a filter change needs of a snapshot in memory (its orders as arrays,
+its customers, ...); reading them at 1M customers takes seconds. A daemon thread per process
+reads them when the process starts (gunicorn imports `wsgi` in each worker) and again when it
+sees a newer published snapshot (it looks every `CUSTSEG_WARM_INTERVAL` seconds: one indexed
+query). Requests are served meanwhile; one that needs a frame being read waits for that read
+rather than starting its own. Older snapshots' frames leave the cache as usual (LRU), so a
+worker holds about two snapshots' frames at most while a new one is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqlalchemy import Engine
+
+from db import snapshots
+
+log = logging.getLogger("custseg.warmup")
+
+
+def _loop(engine: Engine, interval: float) -> None:
+    seen: tuple[int, object] | None = None
+    failing = False
+    while True:
+        try:
+            snap = snapshots.latest_published(engine)
+            if snap is not None and (snap.id, snap.started_at) != seen:
+                started = time.perf_counter()
+                snapshots.warm(engine, snap)
+                seen = (snap.id, snap.started_at)
+                log.info(
+                    "snapshot caches read",
+                    extra={
+                        "snapshot_id": snap.id,
+                        "seconds": round(time.perf_counter() - started, 2),
+                    },
+                )
+            failing = False
+        except Exception:  # noqa: BLE001 - a cold cache is slower, never wrong: keep serving
+            if not failing:
+                log.warning("could not read the snapshot caches; retrying", exc_info=True)
+            failing = True
+        time.sleep(interval)
+
+
+def start(engine: Engine, interval: float = 30.0) -> threading.Thread:
+    thread = threading.Thread(
+        target=_loop, args=(engine, interval), name="custseg-warmup", daemon=True
+    )
+    thread.start()
+    return thread

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, TypeAlias
 
-import numpy as np
 import pandas as pd
 
 from analytics.aggregates import rollup
@@ -322,13 +321,9 @@ def aov_distribution(orders: Orders, f: Filters) -> pd.DataFrame:
     """Per segment: the distribution of positive order totals in the period (box-plot figures)."""
     cols = ["segment_id", "orders", "mean", "min", "p05", "q1", "median", "q3", "p95", "max"]
     if isinstance(orders, OrderIndex):
-        rows = []
-        for sid, values in sorted(orders.order_values(f.start, f.end, f.segments).items()):
-            q = np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95])
-            rows.append([sid, len(values), values.mean(), values.min(), *q, values.max()])
-        out = pd.DataFrame(rows, columns=cols)
+        out = orders.aov_distribution(f.start, f.end, f.segments)
         out[cols[2:]] = out[cols[2:]].astype(float).round(4)
-        return out
+        return out[cols]
     o = _in_days(_in_segments(orders, f.segments), f)
     o = o[o["total"] > 0]
     if o.empty:
@@ -418,7 +413,7 @@ def customer_orders(orders: Orders, f: Filters) -> pd.DataFrame:
         o = orders.customer_orders(f.customer)
     else:
         o = orders[orders["customer_id"] == f.customer]
-    return o[cols].sort_values("day").reset_index(drop=True)
+    return o[cols].sort_values(["day", "total"]).reset_index(drop=True)
 
 
 def scores(table: pd.DataFrame, chosen_k: int | None) -> pd.DataFrame:

@@ -1,12 +1,18 @@
-"""A snapshot's orders as sorted numpy arrays, for filter changes in milliseconds at any size.
+"""A snapshot's orders as per-segment sorted arrays, for filter changes in milliseconds at any size.
 
 `analytics.metrics` and `analytics.aggregates` define the figures on DataFrames (the reference);
-this module computes the same figures for a date range and segments without pandas group-bys:
-orders are sorted by day, so a date range is one slice (two binary searches); distinct customers
-are counted with `np.bincount` over integer customer codes; per-period distinct customers come
-from a table computed once per snapshot and granularity, with only the partial periods at the
-edges of the range counted again. `tests/test_orderindex.py` checks every figure against the
-reference on random shops.
+this module computes the same figures for a date range and segments without group-bys.
+
+In a snapshot every customer is in one segment, so every figure of several segments is the sum
+of the figures of each (distinct customers included). The index keeps one `_Block` per segment:
+its positive orders and its returns, each sorted by day, with running sums, so a date range is
+two binary searches and the orders, returns, gross and net revenue of any range are differences
+of running sums. Distinct customers (and those with two or more orders) come from each
+customer's first, second, second-to-last and last order day, sorted: for a range that reaches
+the segment's last order (every preset of the date filter) or starts before its first one, the
+count is one binary search; only a range inside the data counts its orders with `np.bincount`
+over the segment's own customer codes. `tests/test_orderindex.py` checks every figure against
+the reference on random shops.
 """
 
 from __future__ import annotations
@@ -56,63 +62,274 @@ def period_end(starts: np.ndarray, granularity: str) -> np.ndarray:
     return nxt.astype("datetime64[D]").astype(np.int64) - 1
 
 
+QUANTILES = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+DIRECT = 100_000  # ranges with fewer orders than this: np.quantile over their totals
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """numpy's linear interpolation between order statistics, as `np.quantile` computes it."""
+    diff = b - a
+    return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+
+
+@dataclass
+class _Values:
+    """A segment's positive order totals, for order statistics of any date range.
+
+    `code`: each order's (day order) rank of its value among the segment's sorted totals
+    (equal values share one). `keyed`: month * n + code, sorted, so each month's codes are a
+    sorted run at the month's own positions (`bounds`). The k-th smallest total of a range is
+    found by a binary search on the code: the orders of the range with a code <= c are, per
+    whole month, one `searchsorted` (all months and all the ranks sought in one call), plus the
+    sorted codes of the two partial months at its edges.
+    """
+
+    sorted_totals: np.ndarray
+    code: np.ndarray
+    bounds: np.ndarray  # first position of each month of orders, then len
+    keyed: np.ndarray
+
+    @classmethod
+    def make(cls, day: np.ndarray, total: np.ndarray) -> _Values:
+        ordered = np.sort(total)
+        code = np.searchsorted(ordered, total, "left").astype(np.int64)
+        month = period_start(day, "month")
+        starts = np.flatnonzero(np.concatenate(([True], month[1:] != month[:-1])))
+        bounds = np.append(starts, len(day)).astype(np.int64)
+        rank = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(bounds))
+        return cls(ordered, code, bounds, np.sort(rank * len(ordered) + code))
+
+    def at_ranks(self, i: int, j: int, ranks: np.ndarray) -> np.ndarray:
+        """The totals of positions [i, j) (day order) at 0-based `ranks` in ascending order."""
+        n = len(self.sorted_totals)
+        a = int(np.searchsorted(self.bounds, i, "left"))
+        b = int(np.searchsorted(self.bounds, j, "right")) - 1
+        if a < b:
+            months = np.arange(a, b, dtype=np.int64)
+            head = np.sort(self.code[i : self.bounds[a]])
+            tail = np.sort(self.code[self.bounds[b] : j])
+        else:
+            months = np.zeros(0, dtype=np.int64)
+            head, tail = np.sort(self.code[i:j]), np.zeros(0, dtype=np.int64)
+        month_base = self.bounds[months][:, None]
+        lo = np.zeros(len(ranks), dtype=np.int64)
+        hi = np.full(len(ranks), n - 1, dtype=np.int64)
+        while (lo < hi).any():
+            mid = (lo + hi) // 2
+            count = np.searchsorted(head, mid, "right") + np.searchsorted(tail, mid, "right")
+            if len(months):
+                found = np.searchsorted(self.keyed, months[:, None] * n + mid[None, :], "right")
+                count += (found - month_base).sum(axis=0)
+            enough = count >= ranks + 1
+            hi = np.where(enough, mid, hi)
+            lo = np.where(enough, lo, mid + 1)
+        return self.sorted_totals[lo]
+
+
+def _running(values: np.ndarray) -> np.ndarray:
+    """Running sums with a leading 0: the sum of values[i:j] is out[j] - out[i]."""
+    out = np.zeros(len(values) + 1)
+    np.cumsum(values, out=out[1:])
+    return out
+
+
+@dataclass
+class Range:
+    """Day numbers, both included; None: open."""
+
+    lo: int | None
+    hi: int | None
+
+    @classmethod
+    def of(cls, start: date | None, end: date | None) -> Range:
+        return cls(
+            None if start is None else day_number(start), None if end is None else day_number(end)
+        )
+
+
+def _span(days: np.ndarray, r: Range) -> tuple[int, int]:
+    lo = 0 if r.lo is None else int(np.searchsorted(days, r.lo, "left"))
+    hi = len(days) if r.hi is None else int(np.searchsorted(days, r.hi, "right"))
+    return lo, max(lo, hi)
+
+
+@dataclass
+class _Block:
+    """One segment's orders. Customer codes are local: 0 .. n_customers - 1."""
+
+    segment_id: int
+    first_code: int  # its customers' codes in the index are first_code + local code
+    n_customers: int
+    day: np.ndarray  # positive orders: int64 day numbers, ascending (int32 would make every
+    customer: np.ndarray  # searchsorted copy the array); int64 local customer code of each
+    total: np.ndarray  # float64 totals
+    running: np.ndarray  # _running(total)
+    ret_day: np.ndarray  # returns (total <= 0): day numbers, ascending
+    ret_customer: np.ndarray
+    ret_total: np.ndarray
+    ret_running: np.ndarray
+    first1: np.ndarray  # each buying customer's first positive order day, sorted
+    first2: np.ndarray  # second order day of those with two or more, sorted
+    last1: np.ndarray  # last positive order day, sorted
+    last2: np.ndarray  # second-to-last, of those with two or more, sorted
+    _values: _Values | None = field(default=None, repr=False)
+
+    @classmethod
+    def make(
+        cls,
+        segment_id: int,
+        first_code: int,
+        n_customers: int,
+        day: np.ndarray,
+        customer: np.ndarray,
+        total: np.ndarray,
+    ) -> _Block:
+        """day, customer (local), total: the segment's orders sorted by day."""
+        pos = total > 0
+        d, c = day[pos], customer[pos]
+        by_customer = np.argsort(c, kind="stable")  # then by day: the input is day-sorted
+        cs, ds = c[by_customer], d[by_customer]
+        if len(cs):
+            starts = np.flatnonzero(np.concatenate(([True], cs[1:] != cs[:-1])))
+            ends = np.append(starts[1:], len(cs))
+        else:  # a segment whose customers only returned goods
+            starts = ends = np.zeros(0, dtype=np.int64)
+        multi = ends - starts >= 2
+        return cls(
+            segment_id=segment_id,
+            first_code=first_code,
+            n_customers=n_customers,
+            day=d.astype(np.int64),
+            customer=c.astype(np.int64),
+            total=total[pos],
+            running=_running(total[pos]),
+            ret_day=day[~pos].astype(np.int64),
+            ret_customer=customer[~pos].astype(np.int64),
+            ret_total=total[~pos],
+            ret_running=_running(total[~pos]),
+            first1=np.sort(ds[starts]),
+            first2=np.sort(ds[starts[multi] + 1]),
+            last1=np.sort(ds[ends - 1]),
+            last2=np.sort(ds[ends[multi] - 2]),
+        )
+
+    def figures(self, r: Range) -> tuple[int, int, float, float]:
+        """Orders, returns, gross and net revenue in the range."""
+        i, j = _span(self.day, r)
+        k, m = _span(self.ret_day, r)
+        gross = float(self.running[j] - self.running[i])
+        return j - i, m - k, gross, gross + float(self.ret_running[m] - self.ret_running[k])
+
+    def buyers(self, r: Range) -> tuple[int, int]:
+        """Customers with a positive order in the range, and those with two or more."""
+        if not len(self.day):
+            return 0, 0
+        lo, hi = r.lo, r.hi
+        reaches_end = hi is None or hi >= self.day[-1]
+        from_start = lo is None or lo <= self.day[0]
+        if reaches_end and from_start:
+            return len(self.first1), len(self.first2)
+        if reaches_end and lo is not None:  # bought <=> last (second-to-last) order day >= lo
+            return (
+                len(self.last1) - int(np.searchsorted(self.last1, lo, "left")),
+                len(self.last2) - int(np.searchsorted(self.last2, lo, "left")),
+            )
+        if from_start and hi is not None:  # <=> first (second) order day <= hi
+            return (
+                int(np.searchsorted(self.first1, hi, "right")),
+                int(np.searchsorted(self.first2, hi, "right")),
+            )
+        i, j = _span(self.day, r)
+        if i == j:
+            return 0, 0
+        counts = np.bincount(self.customer[i:j], minlength=self.n_customers)
+        return int(np.count_nonzero(counts)), int(np.count_nonzero(counts > 1))
+
+    def distribution(self, r: Range) -> list[float] | None:
+        """Orders, mean, min, the QUANTILES and max of the positive totals in the range."""
+        i, j = _span(self.day, r)
+        n = j - i
+        if not n:
+            return None
+        mean = float(self.running[j] - self.running[i]) / n
+        if n < DIRECT:
+            part = self.total[i:j]
+            return [n, mean, float(part.min()), *np.quantile(part, QUANTILES), float(part.max())]
+        if self._values is None:
+            self._values = _Values.make(self.day, self.total)
+        h = (n - 1) * QUANTILES
+        below = np.floor(h).astype(np.int64)
+        above = np.minimum(below + 1, n - 1)
+        v = self._values.at_ranks(i, j, np.concatenate(([0, n - 1], below, above)))
+        k = len(QUANTILES)
+        return [n, mean, float(v[0]), *_lerp(v[2 : 2 + k], v[2 + k :], h - below), float(v[1])]
+
+    def last_day(self, r: Range) -> int | None:
+        """The day of the last order (return or not) in the range."""
+        i, j = _span(self.day, r)
+        k, m = _span(self.ret_day, r)
+        days = [int(self.day[j - 1])] if j > i else []
+        days += [int(self.ret_day[m - 1])] if m > k else []
+        return max(days) if days else None
+
+    def orders(self) -> dict[str, np.ndarray]:
+        """Every order of the segment (positive first, then returns), global customer codes."""
+        return {
+            "day": np.concatenate((self.day, self.ret_day)).astype(np.int64),
+            "customer": np.concatenate((self.customer, self.ret_customer)).astype(np.int64)
+            + self.first_code,
+            "segment": np.full(len(self.day) + len(self.ret_day), self.segment_id, np.int64),
+            "total": np.concatenate((self.total, self.ret_total)),
+        }
+
+
 @dataclass
 class OrderIndex:
-    day: np.ndarray  # int64 day numbers, ascending
-    customer: np.ndarray  # int64 codes into customer_ids
-    segment: np.ndarray  # int64 segment id of each order (its customer's)
-    total: np.ndarray  # float64 order totals (<= 0: return)
-    customer_ids: np.ndarray  # code -> customer id
+    blocks: list[_Block]  # one per segment with orders, by segment id
+    customer_ids: np.ndarray  # code -> customer id (each segment's customers contiguous)
     _rollups: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    _codes: pd.Index | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, orders: pd.DataFrame) -> OrderIndex:
         """orders: customer_id, segment_id, day, total (one row per order)."""
-        o = orders.sort_values("day", kind="stable")
-        codes, uniques = pd.factorize(o["customer_id"])
-        days = (pd.to_datetime(o["day"]).to_numpy().astype("datetime64[D]")).astype(np.int64)
-        return cls(
-            day=days,
-            customer=codes.astype(np.int64),
-            segment=o["segment_id"].to_numpy(dtype=np.int64),
-            total=o["total"].to_numpy(dtype=float),
-            customer_ids=np.asarray(uniques, dtype=object),
-        )
+        codes, uniques = pd.factorize(orders["customer_id"])
+        seg = orders["segment_id"].to_numpy(dtype=np.int64)
+        seg_of = np.zeros(len(uniques), dtype=np.int64)
+        seg_of[codes] = seg
+        if len(seg) and (seg_of[codes] != seg).any():
+            bad = uniques[codes[np.flatnonzero(seg_of[codes] != seg)[0]]]
+            raise ValueError(f"customer {bad!r} has orders in two segments of one snapshot")
+        # Number the customers segment by segment, then sort the orders by segment and day.
+        by_segment = np.argsort(seg_of, kind="stable")
+        renumber = np.empty_like(by_segment)
+        renumber[by_segment] = np.arange(len(by_segment))
+        customer = renumber[codes]
+        seg_of = seg_of[by_segment]
+        days = pd.to_datetime(orders["day"]).to_numpy().astype("datetime64[D]").astype(np.int64)
+        total = orders["total"].to_numpy(dtype=float)
+        order = np.lexsort((days, seg))
+        seg, days, customer, total = seg[order], days[order], customer[order], total[order]
+        blocks = []
+        for s in _distinct(seg):
+            a, b = np.searchsorted(seg, s, "left"), np.searchsorted(seg, s, "right")
+            c0, c1 = np.searchsorted(seg_of, s, "left"), np.searchsorted(seg_of, s, "right")
+            blocks.append(
+                _Block.make(
+                    int(s), int(c0), int(c1 - c0), days[a:b], customer[a:b] - c0, total[a:b]
+                )
+            )
+        return cls(blocks=blocks, customer_ids=np.asarray(uniques, dtype=object)[by_segment])
 
     @property
     def customers(self) -> int:
         return len(self.customer_ids)
 
-    def span(self, start: date | None, end: date | None) -> slice:
-        """The orders from `start` to `end`, both days included."""
-        lo = 0 if start is None else int(np.searchsorted(self.day, day_number(start), "left"))
-        hi = (
-            len(self.day)
-            if end is None
-            else int(np.searchsorted(self.day, day_number(end), "right"))
-        )
-        return slice(lo, max(lo, hi))
-
-    def _mask(self, part: slice, segments: tuple[int, ...]) -> np.ndarray | None:
+    def _of(self, segments: tuple[int, ...]) -> list[_Block]:
         if not segments:
-            return None
-        return np.isin(self.segment[part], np.asarray(segments, dtype=np.int64))
-
-    def select(
-        self, start: date | None, end: date | None, segments: tuple[int, ...] = ()
-    ) -> dict[str, np.ndarray]:
-        """The arrays of the orders in the range and segments."""
-        part = self.span(start, end)
-        mask = self._mask(part, segments)
-        out = {
-            "day": self.day[part],
-            "customer": self.customer[part],
-            "segment": self.segment[part],
-            "total": self.total[part],
-        }
-        if mask is not None:
-            out = {k: v[mask] for k, v in out.items()}
-        return out
+            return self.blocks
+        wanted = set(segments)
+        return [b for b in self.blocks if b.segment_id in wanted]
 
     # --- the brief's KPIs --------------------------------------------------------------------
 
@@ -124,28 +341,33 @@ class OrderIndex:
         active_days: int = 90,
     ) -> Kpis:
         """As `analytics.metrics.kpis` for the orders of `segments` in [start, end]."""
-        o = self.select(start, end, segments)
-        positive = o["total"] > 0
-        counts = np.bincount(o["customer"][positive], minlength=self.customers)
-        n_orders = int(positive.sum())
-        gross = float(o["total"][positive].sum())
-        n_customers = int(np.count_nonzero(counts))
-        if end is None and len(o["day"]):
-            end = EPOCH + timedelta(days=int(o["day"][-1]))
+        r = Range.of(start, end)
+        blocks = self._of(segments)
+        n_orders = n_returns = n_customers = n_repeat = 0
+        gross = net = 0.0
+        for b in blocks:
+            o, ret, g, n = b.figures(r)
+            c, rep = b.buyers(r)
+            n_orders, n_returns, gross, net = n_orders + o, n_returns + ret, gross + g, net + n
+            n_customers, n_repeat = n_customers + c, n_repeat + rep
+        last = r.hi
+        if last is None:
+            found = [d for d in (b.last_day(r) for b in blocks) if d is not None]
+            last = max(found) if found else None
         active = 0
-        if end is not None and n_orders:
-            since = day_number(end) - (active_days - 1)
-            recent = positive & (o["day"] >= since)
-            active = int(np.count_nonzero(np.bincount(o["customer"][recent])))
+        if last is not None and n_orders:
+            since = last - (active_days - 1)
+            recent = Range(since if r.lo is None else max(r.lo, since), r.hi)
+            active = sum(b.buyers(recent)[0] for b in blocks)
         return Kpis(
             customers=n_customers,
             active_customers=active,
             orders=n_orders,
-            returns=int((~positive).sum()),
+            returns=n_returns,
             gross_revenue=round(gross, 2),
-            net_revenue=round(float(o["total"].sum()), 2),
+            net_revenue=round(net, 2),
             aov=gross / n_orders if n_orders else None,
-            repeat_rate=float(np.count_nonzero(counts >= 2) / n_customers) if n_customers else None,
+            repeat_rate=n_repeat / n_customers if n_customers else None,
         )
 
     # --- sales by period x segment ------------------------------------------------------------
@@ -154,15 +376,13 @@ class OrderIndex:
     def _rollup(o: dict[str, np.ndarray], periods: np.ndarray) -> pd.DataFrame:
         """orders, customers (distinct, positive orders), returns, gross, net per period x seg.
 
-        numpy only (unique + bincount): a month of orders at 1M customers (~180k) took ~50 ms
-        through a pandas group-by and drop_duplicates, and the Sales page recounts the periods a
-        date range cuts on every filter change.
+        numpy only (sorts and bincounts; np.unique's hash path in numpy 2.4 took ~8 s for 4.3M
+        values). Used once per snapshot and granularity for the whole snapshot.
         """
         if not len(periods):
             return pd.DataFrame(columns=["period", "segment_id", *ROLLUP_COLUMNS])
         seg, total, customer = o["segment"], o["total"], o["customer"]
         positive = total > 0
-        # Sort-based (np.unique's hash path in numpy 2.4 took ~8 s for 4.3M values).
         p_values = _distinct(np.sort(periods))
         low = int(seg.min())  # segment ids: a few small integers
         s_values = np.flatnonzero(np.bincount(seg - low)) + low
@@ -195,9 +415,13 @@ class OrderIndex:
     def _full_rollup(self, granularity: str) -> pd.DataFrame:
         """Every period x segment of the snapshot: computed once per granularity."""
         if granularity not in self._rollups:
-            everything = self.select(None, None)
+            parts = [b.orders() for b in self.blocks]
+            every = {
+                k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, np.int64)
+                for k in ("day", "customer", "segment", "total")
+            }
             self._rollups[granularity] = self._rollup(
-                everything, period_start(everything["day"], granularity)
+                every, period_start(every["day"], granularity)
             )
         return self._rollups[granularity]
 
@@ -211,37 +435,43 @@ class OrderIndex:
         """As the `sales` export's rollup: period (first day) x segment_id, for [start, end].
 
         Whole periods come from the snapshot-wide table; a period the range cuts is counted
-        again from its orders inside the range.
+        from each segment's running sums and buyers in the part of it inside the range.
         """
-        lo = day_number(start) if start else None
-        hi = day_number(end) if end else None
+        r = Range.of(start, end)
         full = self._full_rollup(granularity)
+        if segments:
+            full = full[full["segment_id"].isin(segments)]
         starts = full["period"].to_numpy()
         ends = period_end(starts, granularity)
         whole = np.ones(len(full), dtype=bool)
-        if lo is not None:
-            whole &= starts >= lo
-        if hi is not None:
-            whole &= ends <= hi
+        if r.lo is not None:
+            whole &= starts >= r.lo
+        if r.hi is not None:
+            whole &= ends <= r.hi
         parts = [full[whole]]
         cut_periods = set()
-        if lo is not None:
-            cut_periods.add(int(period_start(np.array([lo]), granularity)[0]))
-        if hi is not None:
-            cut_periods.add(int(period_start(np.array([hi]), granularity)[0]))
+        for bound in (r.lo, r.hi):
+            if bound is not None:
+                cut_periods.add(int(period_start(np.array([bound]), granularity)[0]))
+        rows = []
         for p in sorted(cut_periods):
             p_end = int(period_end(np.array([p]), granularity)[0])
-            if (lo is None or p >= lo) and (hi is None or p_end <= hi):
+            if (r.lo is None or p >= r.lo) and (r.hi is None or p_end <= r.hi):
                 continue  # not cut: already whole
-            a = max(p, lo) if lo is not None else p
-            b = min(p_end, hi) if hi is not None else p_end
-            if a > b:
+            a = p if r.lo is None else max(p, r.lo)
+            z = p_end if r.hi is None else min(p_end, r.hi)
+            if a > z:
                 continue
-            o = self.select(EPOCH + timedelta(days=a), EPOCH + timedelta(days=b))
-            parts.append(self._rollup(o, np.full(len(o["day"]), p, dtype=np.int64)))
+            part = Range(a, z)
+            for b in self._of(segments):
+                n_orders, n_returns, gross, net = b.figures(part)
+                if n_orders + n_returns:
+                    rows.append(
+                        (p, b.segment_id, n_orders, b.buyers(part)[0], n_returns, gross, net)
+                    )
+        if rows:
+            parts.append(pd.DataFrame(rows, columns=["period", "segment_id", *ROLLUP_COLUMNS]))
         out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].copy()
-        if segments:
-            out = out[out["segment_id"].isin(segments)]
         out = out.sort_values(["period", "segment_id"]).reset_index(drop=True)
         out["period"] = [EPOCH + timedelta(days=int(d)) for d in out["period"]]
         return out
@@ -252,49 +482,48 @@ class OrderIndex:
         self, start: date | None, end: date | None, segments: tuple[int, ...]
     ) -> pd.DataFrame:
         """Per segment: customers with a positive order in the range, those with two or more."""
-        o = self.select(start, end, segments)
-        positive = o["total"] > 0
+        r = Range.of(start, end)
         cols = ["segment_id", "customers", "repeat_customers", "repeat_rate"]
-        if not positive.any():
-            return pd.DataFrame(columns=cols)
-        counts = np.bincount(o["customer"][positive], minlength=self.customers)
-        seg_of = np.zeros(self.customers, dtype=np.int64)
-        seg_of[o["customer"]] = o["segment"]
-        buyers = counts > 0
-        seg_b = seg_of[buyers]
-        low = int(seg_b.min())  # segment ids are small integers: count them by bincount
-        every = np.bincount(seg_b - low)
-        repeat = np.bincount(seg_b[counts[buyers] >= 2] - low, minlength=len(every))
-        ids = np.flatnonzero(every)
-        out = pd.DataFrame(
-            {"segment_id": ids + low, "customers": every[ids], "repeat_customers": repeat[ids]}
-        )
+        rows = [(b.segment_id, *b.buyers(r)) for b in self._of(segments)]
+        out = pd.DataFrame([row for row in rows if row[1]], columns=cols[:3])
         out["repeat_rate"] = (out["repeat_customers"] / out["customers"]).round(6)
         return out[cols]
 
-    def order_values(
+    def aov_distribution(
         self, start: date | None, end: date | None, segments: tuple[int, ...]
-    ) -> dict[int, np.ndarray]:
-        """Positive order totals per segment in the range."""
-        o = self.select(start, end, segments)
-        positive = o["total"] > 0
-        totals, seg = o["total"][positive], o["segment"][positive]
-        if not len(seg):
-            return {}
-        low = int(seg.min())
-        return {
-            int(s) + low: totals[seg == s + low] for s in np.flatnonzero(np.bincount(seg - low))
-        }
+    ) -> pd.DataFrame:
+        """Per segment with a positive order in the range: orders, mean, min, p05, q1, median,
+        q3, p95, max of the positive order totals (np.quantile's linear interpolation)."""
+        r = Range.of(start, end)
+        cols = ["segment_id", "orders", "mean", "min", "p05", "q1", "median", "q3", "p95", "max"]
+        rows = []
+        for b in self._of(segments):
+            figures = b.distribution(r)
+            if figures is not None:
+                rows.append([b.segment_id, *figures])
+        return pd.DataFrame(rows, columns=cols)
 
     def customer_orders(self, customer_id: str) -> pd.DataFrame:
-        """One customer's orders, by day (day as a timestamp)."""
-        codes = np.flatnonzero(self.customer_ids == customer_id)
-        mask = self.customer == codes[0] if len(codes) else np.zeros(len(self.day), dtype=bool)
+        """One customer's orders, by day and total (day as a timestamp)."""
+        if self._codes is None:
+            self._codes = pd.Index(self.customer_ids)
+        found = self._codes.get_indexer([customer_id])[0] if len(self.customer_ids) else -1
+        days, totals, segment = np.zeros(0, np.int64), np.zeros(0), 0
+        if found >= 0:
+            block = next(
+                b for b in self.blocks if b.first_code <= found < b.first_code + b.n_customers
+            )
+            local = found - block.first_code
+            bought, returned = block.customer == local, block.ret_customer == local
+            days = np.concatenate((block.day[bought], block.ret_day[returned]))
+            totals = np.concatenate((block.total[bought], block.ret_total[returned]))
+            segment = block.segment_id
+        order = np.lexsort((totals, days))
         return pd.DataFrame(
             {
                 "customer_id": customer_id,
-                "day": self.day[mask].astype("datetime64[D]").astype("datetime64[ns]"),
-                "segment_id": self.segment[mask],
-                "total": self.total[mask],
+                "day": days[order].astype("datetime64[D]").astype("datetime64[ns]"),
+                "segment_id": np.full(len(days), segment, dtype=np.int64),
+                "total": totals[order],
             }
         )

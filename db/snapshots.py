@@ -82,6 +82,7 @@ def warm(engine: Engine, snap: Snapshot) -> None:
     index = order_index(engine, snap)
     for granularity in exports.GRANULARITIES:
         index.sales(None, None, (), granularity)
+    index.aov_distribution(None, None, ())  # builds each segment's order-value runs
     cached_customers(engine, snap)
     cached_retention(engine, snap)
     segs = segments(engine, snap.id)

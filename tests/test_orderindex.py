@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics import exports
+from analytics import exports, orderindex
 from analytics.exports import Filters
 from analytics.orderindex import OrderIndex, period_end, period_start
 
@@ -24,7 +24,7 @@ def shop(seed: int, n: int = 3_000) -> pd.DataFrame:
     totals = np.round(rng.lognormal(3, 1, n), 2)
     totals[rng.random(n) < 0.08] *= -1  # returns
     totals[rng.random(n) < 0.01] = 0.0
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "customer_id": [f"c{c:04d}" for c in customers],
             "segment_id": segment_of[customers],
@@ -32,6 +32,15 @@ def shop(seed: int, n: int = 3_000) -> pd.DataFrame:
             "total": totals,
         }
     )
+    only_returns = pd.DataFrame(  # a segment whose one customer only returned goods
+        {
+            "customer_id": "r0001",
+            "segment_id": 9,
+            "day": pd.to_datetime(["2024-01-03", "2024-06-30"]),
+            "total": [-12.5, 0.0],
+        }
+    )
+    return pd.concat([frame, only_returns], ignore_index=True)
 
 
 def ranges(rng: np.random.Generator) -> list[tuple[date | None, date | None]]:
@@ -44,6 +53,11 @@ def ranges(rng: np.random.Generator) -> list[tuple[date | None, date | None]]:
         (date(2024, 3, 1), None),
         (None, date(2024, 2, 29)),
         (date(2024, 5, 5), date(2024, 5, 5)),
+        # The presets: ranges that reach the last order day (2025-04-03) or start at the first.
+        (date(2025, 3, 5), date(2025, 4, 3)),
+        (date(2024, 4, 4), date(2030, 1, 1)),
+        (date(2023, 11, 20), date(2024, 6, 1)),
+        (date(2023, 1, 1), date(2023, 11, 20)),
     ]
     return out
 
@@ -54,7 +68,7 @@ def test_kpis_sales_and_rates_equal_the_reference(seed: int) -> None:
     index = OrderIndex.build(orders)
     rng = np.random.default_rng(seed)
     for start, end in ranges(rng):
-        for segs in ((), (2,), (1, 3)):
+        for segs in ((), (2,), (1, 3), (4, 99), (9,)):
             for granularity in ("day", "week", "month"):
                 f = Filters(start, end, segs, granularity)
                 fast, ref = exports.sales(index, f), exports.sales(orders, f)
@@ -73,18 +87,51 @@ def test_kpis_sales_and_rates_equal_the_reference(seed: int) -> None:
             )
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_order_value_distribution_by_rank_search(
+    monkeypatch: pytest.MonkeyPatch, ties: bool
+) -> None:
+    """The order statistics found by the binary search over month runs (what a range of
+    `orderindex.DIRECT` orders or more takes) equal np.quantile over the range's totals."""
+    monkeypatch.setattr(orderindex, "DIRECT", 0)
+    orders = shop(7, 6_000)
+    if ties:  # many equal totals: a few distinct values only
+        orders["total"] = np.sign(orders["total"]) * np.ceil(orders["total"].abs() / 20) * 20
+    index = OrderIndex.build(orders)
+    for start, end in ranges(np.random.default_rng(7)):
+        for segs in ((), (3,), (1, 2)):
+            f = Filters(start, end, segs)
+            pd.testing.assert_frame_equal(
+                exports.aov_distribution(index, f),
+                exports.aov_distribution(orders, f),
+                check_dtype=False,
+                obj=str(f),
+            )
+
+
 def test_customer_orders_and_empty_ranges() -> None:
     orders = shop(4)
     index = OrderIndex.build(orders)
     f = Filters(customer="c0007")
     fast, ref = exports.customer_orders(index, f), exports.customer_orders(orders, f)
+    assert len(fast) > 1
+    pd.testing.assert_frame_equal(fast, ref, check_dtype=False)
+    nobody = exports.customer_orders(index, Filters(customer="nobody"))
     pd.testing.assert_frame_equal(
-        fast, ref.sort_values("day", kind="stable").reset_index(drop=True), check_dtype=False
+        nobody, exports.customer_orders(orders, Filters(customer="nobody")), check_dtype=False
     )
-    assert exports.customer_orders(index, Filters(customer="nobody")).empty
+    assert nobody.empty and str(nobody["day"].dtype).startswith("datetime64")
     none = Filters(date(2030, 1, 1), date(2030, 2, 1))
     assert exports.kpis(index, none).iloc[0]["customers"] == 0
     assert exports.sales(index, none).empty and exports.aov_distribution(index, none).empty
+
+
+def test_a_customer_in_two_segments_is_refused() -> None:
+    orders = shop(5)
+    orders.loc[orders.index[1:], "customer_id"] = orders["customer_id"].iloc[0]
+    orders.loc[orders.index[1], "segment_id"] = orders["segment_id"].iloc[0] % 4 + 1
+    with pytest.raises(ValueError, match="two segments"):
+        OrderIndex.build(orders)
 
 
 def test_periods() -> None:

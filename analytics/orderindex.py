@@ -80,8 +80,9 @@ class _Values:
     (equal values share one). `keyed`: month * n + code, sorted, so each month's codes are a
     sorted run at the month's own positions (`bounds`). The k-th smallest total of a range is
     found by a binary search on the code: the orders of the range with a code <= c are, per
-    whole month, one `searchsorted` (all months and all the ranks sought in one call), plus the
-    sorted codes of the two partial months at its edges.
+    whole month, one `searchsorted` (all months and all the ranks sought in one call); a month
+    the range cuts adds its part's codes, sorted, or, when that part is the larger one, counts
+    the month whole and takes off the sorted codes of the rest.
     """
 
     sorted_totals: np.ndarray
@@ -100,23 +101,32 @@ class _Values:
         return cls(ordered, code, bounds, np.sort(rank * len(ordered) + code))
 
     def at_ranks(self, i: int, j: int, ranks: np.ndarray) -> np.ndarray:
-        """The totals of positions [i, j) (day order) at 0-based `ranks` in ascending order."""
-        n = len(self.sorted_totals)
-        a = int(np.searchsorted(self.bounds, i, "left"))
-        b = int(np.searchsorted(self.bounds, j, "right")) - 1
-        if a < b:
-            months = np.arange(a, b, dtype=np.int64)
-            head = np.sort(self.code[i : self.bounds[a]])
-            tail = np.sort(self.code[self.bounds[b] : j])
-        else:
-            months = np.zeros(0, dtype=np.int64)
-            head, tail = np.sort(self.code[i:j]), np.zeros(0, dtype=np.int64)
-        month_base = self.bounds[months][:, None]
+        """The totals of positions [i, j) (day order, i < j) at 0-based `ranks`, ascending."""
+        n, bounds = len(self.sorted_totals), self.bounds
+        first = int(np.searchsorted(bounds, i, "right")) - 1  # the month holding position i
+        last = int(np.searchsorted(bounds, j - 1, "right")) - 1  # and j - 1
+        whole = list(range(first + 1, last))
+        plus: list[np.ndarray] = []  # codes of partial months, counted one by one
+        minus: list[np.ndarray] = []  # codes left out of a month counted whole
+        for m in sorted({first, last}):
+            a, b = max(i, int(bounds[m])), min(j, int(bounds[m + 1]))
+            size = int(bounds[m + 1] - bounds[m])
+            if b - a == size:
+                whole.append(m)
+            elif 2 * (b - a) <= size:  # sort the smaller side: the part in the range ...
+                plus.append(self.code[a:b])
+            else:  # ... or the rest of its month
+                whole.append(m)
+                minus += [self.code[bounds[m] : a], self.code[b : bounds[m + 1]]]
+        added = np.sort(np.concatenate(plus)) if plus else np.zeros(0, dtype=np.int64)
+        taken = np.sort(np.concatenate(minus)) if minus else np.zeros(0, dtype=np.int64)
+        months = np.asarray(sorted(whole), dtype=np.int64)
+        month_base = bounds[months][:, None]
         lo = np.zeros(len(ranks), dtype=np.int64)
         hi = np.full(len(ranks), n - 1, dtype=np.int64)
         while (lo < hi).any():
             mid = (lo + hi) // 2
-            count = np.searchsorted(head, mid, "right") + np.searchsorted(tail, mid, "right")
+            count = np.searchsorted(added, mid, "right") - np.searchsorted(taken, mid, "right")
             if len(months):
                 found = np.searchsorted(self.keyed, months[:, None] * n + mid[None, :], "right")
                 count += (found - month_base).sum(axis=0)

@@ -331,10 +331,6 @@ class OrderIndex:
             )
         return cls(blocks=blocks, customer_ids=np.asarray(uniques, dtype=object)[by_segment])
 
-    @property
-    def customers(self) -> int:
-        return len(self.customer_ids)
-
     def _of(self, segments: tuple[int, ...]) -> list[_Block]:
         if not segments:
             return self.blocks

@@ -1,8 +1,9 @@
 """Write the latest results into bench/README.md (a table) and bench/results/refit.png (a plot).
 
 python -m bench.report [RESULT.json ...]
-    (default: bench/results/{M,L}-before.json and {M,L}.json, those present; then a table of
-    the dashboard stages from bench/results/{M,L}-dash-before.json and {M,L}-dash.json)
+    (default: the latest `make bench` runs, bench/results/M.json and L.json, every stage; then
+    the before/after history: the refit from {M,L}-before.json and {M,L}-phase1.json, the
+    dashboard from {M,L}-dash-before.json, {M,L}-dash.json, L-dash2-before.json and L.json)
 
 The table sits between the `bench:results` markers of bench/README.md; everything else in the
 README is left alone. Each stage contributes rows through `ROWS` (one entry per stage), so a new
@@ -229,22 +230,30 @@ def load(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    default = [RESULTS / f"{s}{v}.json" for s in ("M", "L") for v in ("-before", "")]
-    dash = [RESULTS / f"{s}-dash{v}.json" for s in ("M", "L") for v in ("-before", "")]
-    docs = load([Path(a) for a in args] or default)
-    dash_docs = [] if args else load(dash)
-    if not docs and not dash_docs:
+    latest = load([Path(a) for a in args] or [RESULTS / "M.json", RESULTS / "L.json"])
+    if not latest:
         print("no results to report", file=sys.stderr)
         return 1
-    body = table(docs, PHASE1) if docs else ""
-    if docs and plot(docs, RESULTS / "refit.png"):
+    body = table(latest)
+    if plot(latest, RESULTS / "refit.png"):
         body += "\n\n![refit time per stage and peak RSS](results/refit.png)"
-    if dash_docs:
-        stages = tuple(n for n in ROWS if n not in PHASE1)
-        body += "\n\nThe dashboard (`--only callbacks page_load load`, kept databases):\n\n"
-        body += table(dash_docs, stages)
-        if plot_dashboard(dash_docs, RESULTS / "dashboard.png"):
-            body += "\n\n![callback p95 per page and page load](results/dashboard.png)"
+    if plot_dashboard(latest, RESULTS / "dashboard.png"):
+        body += "\n\n![callback p95 per page and page load](results/dashboard.png)"
+    if not args:
+        refit = load([RESULTS / f"{s}{v}.json" for s in ("M", "L") for v in ("-before", "-phase1")])
+        dash = load(
+            [RESULTS / f"{s}-dash{v}.json" for s in ("M", "L") for v in ("-before", "")]
+            + [RESULTS / "L-dash2-before.json", RESULTS / "L.json"]
+        )
+        if refit:
+            body += "\n\nHistory: the refit before and after its fixes (`--only import refit`):\n\n"
+            body += table(refit, PHASE1)
+        if dash:
+            body += (
+                "\n\nHistory: the dashboard before and after its fixes (`--only callbacks "
+                "page_load load` against kept databases; the last column is the latest L run):\n\n"
+            )
+            body += table(dash, tuple(n for n in ROWS if n not in PHASE1))
     text = README.read_text()
     if START not in text or END not in text:
         print(f"{README} has no {START} ... {END} markers", file=sys.stderr)

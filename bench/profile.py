@@ -3,9 +3,9 @@
     python -m bench.profile --reuse URL [--page sales ...] [--cold] [--calls 30] -o out.txt
 
 `URL` is a kept bench database (`python -m bench ... --keep` prints it; it needs two published
-snapshots, which any dashboard stage makes). Without `--cold` the caches are read first
-(unprofiled) and the profile covers `--calls` warm filter changes per page; with `--cold` it
-covers each page's first call after the caches are emptied.
+snapshots, which any dashboard stage makes). Without `--cold` the caches are read first as a
+worker's warm-up thread reads them (unprofiled), and the profile covers `--calls` warm filter
+changes per page; with `--cold` it covers each page's first call after the caches are emptied.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> None:
         p: dashpost.scenarios(p, facts.last_day, facts.segment_ids, facts.snapshot_ids, rng)
         for p in specs
     }
-    if not args.cold:
+    if not args.cold:  # what a worker's warm-up thread reads, then one call per page
+        for snap in snapshots.published(app.engine)[:2]:
+            snapshots.warm(app.engine, snap)
         for page, spec in specs.items():
             app.post(dashpost.body(spec, *work[page][0]))
     profiler = Profiler(interval=0.0005)

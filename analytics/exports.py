@@ -181,7 +181,9 @@ def migration(table: pd.DataFrame, f: Filters) -> pd.DataFrame:
     if f.segments:
         t = t[t["from_segment"].isin(f.segments) | t["to_segment"].isin(f.segments)]
     cols = ["from_segment", "to_segment", "customers", "gross_revenue"]
-    return t[cols].sort_values(["from_segment", "to_segment"]).reset_index(drop=True)
+    out = t[cols].sort_values(["from_segment", "to_segment"]).reset_index(drop=True)
+    out["gross_revenue"] = out["gross_revenue"].astype(float).round(2)  # sums of cents
+    return out
 
 
 def members(customers: pd.DataFrame, f: Filters) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from config.settings import get_settings
-from db.models import Transaction, User
+from db.models import Snapshot, Transaction, User
 from db.session import make_engine
 from tests.conftest import SAMPLE
 from webapp.cli import main
@@ -39,6 +39,13 @@ def test_bootstrap_twice_adds_no_duplicate_data_or_users(env: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Transaction)).scalar_one() == 32_421
         assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 1
+        # Two first snapshots, so Migration has something to compare on the first run; the
+        # second bootstrap makes none.
+        snaps = conn.execute(
+            select(Snapshot.as_of).where(Snapshot.status == "published").order_by(Snapshot.id)
+        ).all()
+    assert [str(a) for (a,) in snaps] == ["2011-11-09", "2011-12-09"]
+    assert "two first snapshots: as of 2011-11-09" in first.output
 
 
 def test_import_of_a_bad_file_prints_the_error_and_exits_non_zero(env: str, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -298,25 +299,41 @@ def bootstrap(sample: Path) -> None:
     _post_bootstrap(engine)
 
 
+BOOTSTRAP_PREVIOUS_DAYS = 30  # the first of two bootstrap snapshots: this long before the end
+BOOTSTRAP_MIN_SPAN_DAYS = 90  # data spanning less than this gets one snapshot
+
+
 def _post_bootstrap(engine: Any) -> None:
-    """Make the first snapshot when there are transactions and none is published yet."""
+    """Make the first snapshots when there are orders and none is published yet.
+
+    Two when the data spans three months or more: one as of 30 days before the last order day,
+    standing in for the previous scheduled refit, then one as of the last order day, so that the
+    Migration page has two snapshots to compare on the first run. One otherwise.
+    """
+    from db.queries import data_window
     from db.refit import RefitSkipped
     from db.snapshots import latest_published
 
     if latest_published(engine) is not None:
         return
-    from db.models import Transaction
-    from db.session import session_scope
-
-    with session_scope(engine) as db:
-        if not db.scalar(select(func.count()).select_from(Transaction)):
-            return
-    try:
-        outcome = _run_refit(engine, None, None, trigger="bootstrap")
-    except RefitSkipped as exc:
-        click.echo(str(exc))
+    first, last = data_window(engine)
+    if first is None or last is None:
         return
-    _print_outcome(outcome)
+    as_of_dates: list[Any] = [None]
+    if (last - first).days >= BOOTSTRAP_MIN_SPAN_DAYS:
+        previous = last - timedelta(days=BOOTSTRAP_PREVIOUS_DAYS)
+        as_of_dates.insert(0, previous)
+        click.echo(
+            f"two first snapshots: as of {previous} (in place of a previous refit, so Migration "
+            f"has one to compare with) and as of the last order day, {last}"
+        )
+    for as_of in as_of_dates:
+        try:
+            outcome = _run_refit(engine, None, as_of, trigger="bootstrap")
+        except RefitSkipped as exc:
+            click.echo(str(exc))
+            return
+        _print_outcome(outcome)
 
 
 def _run_refit(

@@ -321,6 +321,34 @@ def test_model_page(app, dashboard) -> None:  # type: ignore[no-untyped-def]
     assert list(fig.data[1].text) == ["chosen k=3"]
 
 
+def test_refit_progress_when_the_refit_starts_between_its_two_reads(  # type: ignore[no-untyped-def]
+    app, dashboard, sqlite_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`progress` reads the running refit, then the history: a refit that begins in between is
+    in the history as running. It is reported as running with its stage, and the page's poll
+    shows it (this was a KeyError, seen once in CI)."""
+    from webapp import jobs
+    from webapp.refit_ui import poll
+
+    real = snapshots.history
+
+    def with_a_running_one(engine):  # type: ignore[no-untyped-def]
+        frame = real(engine)
+        row = frame.iloc[[0]].copy()
+        row["snapshot_id"] = int(frame["snapshot_id"].max()) + 1
+        row["status"], row["stage"] = "running", "clustering"
+        return pd.concat([row, frame], ignore_index=True)
+
+    monkeypatch.setattr(snapshots, "running", lambda engine: None)
+    monkeypatch.setattr(snapshots, "history", with_a_running_one)
+    with as_user(app, "admin@example.com"):
+        started = {"after": 2, "at": time.time()}
+        now = jobs.progress(sqlite_engine, started)
+        assert now["state"] == "running" and now["stage"] == "clustering"
+        text, percent, style, stop = poll(1, "", started)
+    assert text == "Refitting: clustering…" and stop is False and 0 < percent < 100
+
+
 def test_refit_now_is_for_admins_and_runs_in_the_background(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     from webapp.refit_ui import poll, start
 

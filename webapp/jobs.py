@@ -75,6 +75,12 @@ def start_refit(settings: Settings, engine: object) -> dict[str, Any]:
     return {"after": after, "at": time.time(), "pid": child.pid}
 
 
+def _running(stage: str | None) -> dict[str, Any]:
+    stage = stage or "queued"
+    step = STAGES.index(stage) + 1 if stage in STAGES else 1
+    return {"state": "running", "stage": stage, "percent": int(100 * step / (len(STAGES) + 1))}
+
+
 def progress(engine: object, started: dict[str, Any] | None) -> dict[str, Any]:
     """What became of the refit started as `started` (from any web worker): its stage while it
     runs, then its snapshot (published or failed), or that it never started (see the log)."""
@@ -86,13 +92,13 @@ def progress(engine: object, started: dict[str, Any] | None) -> dict[str, Any]:
         after, at = 0, 0.0
     run = snapshots.running(engine)  # type: ignore[arg-type]
     if run is not None and run.id > after:
-        stage = run.stage or "queued"
-        step = STAGES.index(stage) + 1 if stage in STAGES else 1
-        return {"state": "running", "stage": stage, "percent": int(100 * step / (len(STAGES) + 1))}
+        return _running(run.stage)
     history = snapshots.history(engine)  # type: ignore[arg-type]
     newer = history[history["snapshot_id"] > after] if not history.empty else history
     if not newer.empty:
         row = newer.iloc[0]
+        if str(row["status"]) not in ("published", "failed"):  # began between the two reads
+            return _running(row["stage"] if isinstance(row["stage"], str) else None)
         return {
             "state": str(row["status"]),
             "snapshot_id": int(row["snapshot_id"]),

@@ -11,6 +11,7 @@ import base64
 import io
 import time
 from datetime import date
+from typing import Any
 
 import openpyxl
 import pandas as pd
@@ -302,6 +303,24 @@ def test_member_list_is_for_analysts_and_paged(app, dashboard, sqlite_engine) ->
         expected = list(every["customer_id"].iloc[PAGE_SIZE : 2 * PAGE_SIZE])
         assert [r["customer_id"] for r in rows] == expected
         assert "page must be" in members(None, None, None, None, -1)[2]
+        table = page("customers").layout()
+        columns = {c["id"]: c for c in _component(table, "members-table").columns}
+        spend = columns["monetary"]["format"].to_plotly_json()["specifier"]
+        assert spend == columns["aov"]["format"].to_plotly_json()["specifier"] == ",.2f"
+        assert "format" not in columns["frequency"]
+
+
+def _component(root: Any, cid: str) -> Any:
+    """The component with id `cid` in a layout tree."""
+    if getattr(root, "id", None) == cid:
+        return root
+    children = getattr(root, "children", None)
+    for child in children if isinstance(children, list) else [children]:
+        if child is not None and not isinstance(child, str | int | float):
+            found = _component(child, cid)
+            if found is not None:
+                return found
+    return None
 
 
 # --- Model, admin -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dash_table, html
+from dash.dash_table.Format import Format, Group, Scheme
 from flask_login import current_user
 
 from db import snapshots
@@ -42,6 +43,17 @@ MEMBER_COLUMNS = (
     ("last_order_day", "Last order", "text"),
 )
 
+MONEY_COLUMNS = ("monetary", "aov")
+# Thousands separator and two decimals, as `components.money` writes amounts elsewhere.
+MONEY = Format(precision=2, scheme=Scheme.fixed, group=Group.yes)
+
+
+def _column(cid: str, name: str, kind: str) -> dict[str, Any]:
+    col: dict[str, Any] = {"id": cid, "name": name, "type": kind}
+    if cid in MONEY_COLUMNS:
+        col["format"] = MONEY
+    return col
+
 
 def layout(**query: Any) -> html.Div:
     init = initial(query)
@@ -59,7 +71,7 @@ def layout(**query: Any) -> html.Div:
                     html.Div(id="members-count", className="small text-muted mb-1"),
                     dash_table.DataTable(
                         id="members-table",
-                        columns=[{"id": c, "name": n, "type": t} for c, n, t in MEMBER_COLUMNS],
+                        columns=[_column(c, n, t) for c, n, t in MEMBER_COLUMNS],
                         page_current=0,
                         page_size=PAGE_SIZE,
                         page_action="custom",

@@ -28,33 +28,6 @@ def rollup(orders: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out
 
 
-def sales_daily(orders: pd.DataFrame) -> pd.DataFrame:
-    """Per day x segment: orders, customers, new customers, returns, gross and net revenue.
-
-    `orders`: customer_id, segment_id, ordered_at, total (returns included).
-    """
-    keys = ["day", "segment_id"]
-    o = orders.assign(day=orders["ordered_at"].dt.normalize())
-    out = rollup(o, keys)
-    pos = o[o["total"] > 0]
-    firsts = pos[pos["day"] == pos.groupby("customer_id")["day"].transform("min")]
-    new = firsts.groupby(keys)["customer_id"].nunique()
-    out["new_customers"] = new.reindex(out.index, fill_value=0).astype(int)
-    out = out.reset_index()
-    out["day"] = out["day"].dt.date
-    cols = [
-        "day",
-        "segment_id",
-        "orders",
-        "customers",
-        "new_customers",
-        "returns",
-        "gross_revenue",
-        "net_revenue",
-    ]
-    return out[cols].sort_values(keys).reset_index(drop=True)
-
-
 def month_start(ts: pd.Series) -> pd.Series:
     return ts.dt.to_period("M").dt.to_timestamp()
 

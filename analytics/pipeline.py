@@ -61,7 +61,6 @@ class RefitResult:
     customers: pd.DataFrame
     segments: pd.DataFrame
     orders: pd.DataFrame
-    sales_daily: pd.DataFrame
     retention: pd.DataFrame
     migration: pd.DataFrame
     features: dict[str, Any]
@@ -143,7 +142,6 @@ def run_refit(
     seg_by_code = np.full(len(uniques), UNSEGMENTED, dtype=np.int64)
     seg_by_code[feat_codes] = feats["segment_id"].to_numpy()
     with_seg = keyed.assign(segment_id=seg_by_code[codes])
-    sales = aggregates.sales_daily(with_seg)
     retention = aggregates.retention(with_seg)
     customers = feats.reset_index().rename(columns={"index": "customer_id"})
     customers["first_order_day"] = customers["first_order_day"].dt.date
@@ -186,7 +184,6 @@ def run_refit(
         customers=customers,
         segments=segments,
         orders=order_rows,
-        sales_daily=sales,
         retention=retention,
         migration=migration,
         features=transform.describe(),

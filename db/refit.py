@@ -35,7 +35,6 @@ from db.models import (
     SnapshotMigration,
     SnapshotOrder,
     SnapshotRetention,
-    SnapshotSalesDaily,
     SnapshotScore,
     SnapshotSegment,
     Transaction,
@@ -218,7 +217,6 @@ def _write(
         write(SnapshotSegment, result.segments)
         write(SnapshotCustomer, result.customers)
         write(SnapshotOrder, result.orders)
-        write(SnapshotSalesDaily, result.sales_daily)
         write(SnapshotRetention, result.retention)
         if previous is not None:
             write(SnapshotMigration, result.migration, from_snapshot_id=previous.snapshot_id)

@@ -6,33 +6,29 @@ from datetime import date
 
 import pandas as pd
 
-from analytics.aggregates import migration, sales_daily
+from analytics.aggregates import migration, rollup
 
 
-def test_sales_daily_counts_orders_customers_new_customers_and_returns() -> None:
+def test_rollup_counts_orders_customers_returns_and_revenue() -> None:
     orders = pd.DataFrame(
         [
-            ("a", 1, "2024-01-01 09:00", 10.0),  # a's first order: new on 01-01
-            ("a", 1, "2024-01-01 18:00", 5.0),
-            ("b", 1, "2024-01-01 10:00", -3.0),  # a return only
-            ("a", 1, "2024-01-02 10:00", 7.0),
-            ("c", 2, "2024-01-02 11:00", 20.0),  # c new on 01-02
+            ("a", 1, date(2024, 1, 1), 10.0),
+            ("a", 1, date(2024, 1, 1), 5.0),  # a's second order that day: one customer
+            ("b", 1, date(2024, 1, 1), -3.0),  # a return only: no customer, no gross
+            ("a", 1, date(2024, 1, 2), 7.0),
+            ("c", 2, date(2024, 1, 2), 20.0),
         ],
-        columns=["customer_id", "segment_id", "ordered_at", "total"],
+        columns=["customer_id", "segment_id", "day", "total"],
     )
-    orders["ordered_at"] = pd.to_datetime(orders["ordered_at"])
-    out = sales_daily(orders).set_index(["day", "segment_id"])
+    out = rollup(orders, ["day", "segment_id"])
     jan1 = out.loc[(date(2024, 1, 1), 1)]
-    assert (jan1["orders"], jan1["customers"], jan1["new_customers"], jan1["returns"]) == (
-        2,
-        1,
-        1,
-        1,
-    )
+    assert (jan1["orders"], jan1["customers"], jan1["returns"]) == (2, 1, 1)
     assert (jan1["gross_revenue"], jan1["net_revenue"]) == (15.0, 12.0)
     jan2 = out.loc[(date(2024, 1, 2), 1)]
-    assert (jan2["orders"], jan2["new_customers"]) == (1, 0)
-    assert out.loc[(date(2024, 1, 2), 2), "new_customers"] == 1
+    assert (jan2["orders"], jan2["customers"], jan2["returns"]) == (1, 1, 0)
+    assert out.loc[(date(2024, 1, 2), 2), "gross_revenue"] == 20.0
+    by_segment = rollup(orders, ["segment_id"])
+    assert by_segment.loc[1, "customers"] == 1 and by_segment.loc[1, "orders"] == 3
 
 
 def test_migration_counts_new_gone_and_moved_customers() -> None:

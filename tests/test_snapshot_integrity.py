@@ -28,14 +28,13 @@ from db.models import (
     SnapshotCustomer,
     SnapshotOrder,
     SnapshotRetention,
-    SnapshotSalesDaily,
     SnapshotSegment,
 )
 from db.refit import RefitFailed, RefitSkipped, refit
 from tests.conftest import CDNOW
 
 ROOT = Path(__file__).parent.parent
-CHILDREN = (SnapshotSegment, SnapshotCustomer, SnapshotOrder, SnapshotSalesDaily, SnapshotRetention)
+CHILDREN = (SnapshotSegment, SnapshotCustomer, SnapshotOrder, SnapshotRetention)
 
 RUNNER = textwrap.dedent(
     """

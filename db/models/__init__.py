@@ -7,7 +7,6 @@ from db.models.snapshots import (
     SnapshotMigration,
     SnapshotOrder,
     SnapshotRetention,
-    SnapshotSalesDaily,
     SnapshotScore,
     SnapshotSegment,
 )
@@ -23,7 +22,6 @@ __all__ = [
     "SnapshotMigration",
     "SnapshotOrder",
     "SnapshotRetention",
-    "SnapshotSalesDaily",
     "SnapshotScore",
     "SnapshotSegment",
     "Transaction",

@@ -143,22 +143,6 @@ class SnapshotOrder(Base):
     total: Mapped[float] = mapped_column(Float)
 
 
-class SnapshotSalesDaily(Base):
-    __tablename__ = "snapshot_sales_daily"
-
-    snapshot_id: Mapped[int] = mapped_column(
-        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
-    )
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    orders: Mapped[int] = mapped_column(Integer)
-    customers: Mapped[int] = mapped_column(Integer)
-    new_customers: Mapped[int] = mapped_column(Integer)
-    returns: Mapped[int] = mapped_column(Integer)
-    gross_revenue: Mapped[float] = mapped_column(Float)
-    net_revenue: Mapped[float] = mapped_column(Float)
-
-
 class SnapshotRetention(Base):
     __tablename__ = "snapshot_retention"
 

@@ -118,7 +118,14 @@ def segments(profiles: pd.DataFrame, f: Filters) -> pd.DataFrame:
         "repeat_rate",
         "description",
     ]
-    return _in_segments(profiles, f.segments)[cols].reset_index(drop=True)
+    out = _in_segments(profiles, f.segments)[cols].reset_index(drop=True)
+    # Sums of cents and ratios, rounded as the other exports round them.
+    out[["gross_revenue", "monetary"]] = out[["gross_revenue", "monetary"]].astype(float).round(2)
+    out[["share", "revenue_share", "repeat_rate"]] = (
+        out[["share", "revenue_share", "repeat_rate"]].astype(float).round(6)
+    )
+    out["aov"] = out["aov"].astype(float).round(4)
+    return out
 
 
 def sales(orders: Orders, f: Filters) -> pd.DataFrame:

@@ -289,6 +289,10 @@ def _level(value: float, low: float, high: float, words: tuple[str, str, str]) -
     return words[0] if value <= low else (words[2] if value >= high else words[1])
 
 
+# Above this share of customers with two or more orders, a segment is not called "one-time".
+ONE_TIME_MAX_REPEAT_RATE = 0.2
+
+
 def name_segment(profile: pd.Series, population: pd.DataFrame) -> str:
     """A plain-language name from the segment's medians relative to all customers."""
     r_lo, r_hi = population["recency_days"].quantile([0.33, 0.67])
@@ -298,7 +302,10 @@ def name_segment(profile: pd.Series, population: pd.DataFrame) -> str:
     if freq <= 1.0:
         if rec <= r_lo and profile.get("tenure_days", rec) <= max(r_lo, 30):
             return "new customers"
-        return "lapsed one-time buyers" if rec >= r_hi else "one-time buyers"
+        # A median of one order can hide many repeat buyers (with k = 2, nearly half of them).
+        one_time = profile.get("repeat_rate", 0.0) <= ONE_TIME_MAX_REPEAT_RATE
+        kind = "one-time buyers" if one_time else "occasional buyers"
+        return f"lapsed {kind}" if rec >= r_hi else kind
     if rec >= r_hi:
         return f"lapsed {value} customers"
     if freq >= max(4.0, population["frequency"].quantile(0.9)):

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from analytics.demo import generate, write_demo_csv
 from analytics.exports import Filters
-from analytics.segmentation import silhouette, silhouettes
+from analytics.segmentation import ONE_TIME_MAX_REPEAT_RATE, name_segment, silhouette, silhouettes
 from db import snapshots
 from db.importer import import_file
 from db.models import Snapshot, SnapshotCustomer
@@ -107,6 +107,31 @@ def test_sample_snapshot_figures_match_the_brief(engine: Engine) -> None:
     assert sales["net_revenue"].sum() == pytest.approx(734_776.06, abs=0.01)
     members, _ = snapshots.export_frame(engine, "members", Filters())
     assert len(members) == 297
+    # No segment called "one-time" holds many repeat buyers (k=2 here: 44% of the low segment).
+    for _, seg in segs.iterrows():
+        if "one-time" in seg["name"]:
+            assert seg["repeat_rate"] <= ONE_TIME_MAX_REPEAT_RATE, seg["name"]
+
+
+def test_names_follow_the_profile() -> None:
+    rng = np.random.default_rng(3)
+    population = pd.DataFrame(
+        {"recency_days": rng.integers(0, 365, 300), "monetary": rng.gamma(2.0, 200.0, 300)}
+    )
+    population["frequency"] = rng.integers(1, 6, 300)
+
+    def name(**profile: float) -> str:
+        base = {"recency_days": 180.0, "frequency": 1.0, "monetary": 300.0, "tenure_days": 400.0}
+        return name_segment(pd.Series({**base, **profile}), population)
+
+    assert name(repeat_rate=0.05) == "one-time buyers"
+    assert name(repeat_rate=0.44) == "occasional buyers"
+    assert name(repeat_rate=0.05, recency_days=360.0) == "lapsed one-time buyers"
+    assert name(repeat_rate=0.44, recency_days=360.0) == "lapsed occasional buyers"
+    assert name(repeat_rate=0.0, recency_days=5.0, tenure_days=5.0) == "new customers"
+    assert (
+        name(frequency=3.0, recency_days=5.0, monetary=5_000.0) == "active high-value repeat buyers"
+    )
 
 
 def test_hand_built_cases(sqlite_engine: Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]

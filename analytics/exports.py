@@ -422,7 +422,9 @@ def customer_orders(orders: Orders, f: Filters) -> pd.DataFrame:
         o = orders.customer_orders(f.customer)
     else:
         o = orders[orders["customer_id"] == f.customer]
-    return o[cols].sort_values(["day", "total"]).reset_index(drop=True)
+    out = o[cols].sort_values(["day", "total"]).reset_index(drop=True)
+    out["total"] = out["total"].astype(float).round(2)  # sums of line amounts in cents
+    return out
 
 
 def scores(table: pd.DataFrame, chosen_k: int | None) -> pd.DataFrame:

@@ -91,7 +91,7 @@ def refit_lock(engine: Engine) -> Iterator[None]:
                     text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}
                 ).scalar()
                 if not got:
-                    raise RefitSkipped("another refit is running; skipped")
+                    raise RefitSkipped("another refit is running")
                 yield
         return
     database = make_url(str(engine.url)).database
@@ -103,7 +103,7 @@ def refit_lock(engine: Engine) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RefitSkipped("another refit is running; skipped") from None
+            raise RefitSkipped("another refit is running") from None
         try:
             yield
         finally:

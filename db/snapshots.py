@@ -412,6 +412,10 @@ def export_frame(
         frame = exports.repeat_rate(order_index(engine, snap), f)
     elif name == "migration":
         if f.compare_to is not None:
+            if f.compare_to >= snap.id:
+                raise ValueError(
+                    f"compare_to must be a snapshot earlier than {snap.id} (got {f.compare_to})"
+                )
             source = get_snapshot(engine, f.compare_to)
         elif snap.previous_id is not None:
             source = latest_published(engine, snap.previous_id) or snap

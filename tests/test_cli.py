@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,17 @@ def test_refit_export_rename_and_scheduler_once(env: str, tmp_path: Path) -> Non
     runner.invoke(main, ["export", "segments", "--format", "xlsx", "--out", str(xlsx)])
     names = [c.value for c in openpyxl.load_workbook(xlsx)["data"]["B"]][1:]
     assert '\'=HYPERLINK("x")' in names  # the rename followed into snapshot 2, neutralized
+    again = runner.invoke(main, ["refit", "--k", "3"])
+    assert again.exit_code == 0, again.output
+    assert 'segment   1  =HYPERLINK("x")' in again.output  # the name users see, not the generated
+    same = runner.invoke(main, ["export", "migration", "--compare-to", "3", "--out", "-"])
+    assert same.exit_code == 1 and "earlier than 3 (got 3)" in same.output
+    earlier = runner.invoke(main, ["export", "migration", "--compare-to", "1", "--out", "-"])
+    assert earlier.exit_code == 0 and "# from_snapshot_id: 1" in earlier.output
+    orders = runner.invoke(main, ["export", "customer_orders", "--customer", "17450", "--out", "-"])
+    assert orders.exit_code == 0, orders.output
+    totals = pd.read_csv(io.StringIO(orders.output), comment="#")["total"]
+    assert len(totals) > 1 and (totals.round(2) == totals).all()
     bad = runner.invoke(main, ["export", "sales", "--start", "2011-13-01", "--out", "-"])
     assert bad.exit_code == 2 and "is not a date" in bad.output
     unknown = runner.invoke(main, ["export", "sales", "--segment", "99", "--out", "-"])

@@ -187,8 +187,8 @@ def import_cmd(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write a CSV (and FILE.segments.csv with the planted segments) instead of "
-    "importing into the database.",
+    help="Write a CSV instead of importing into the database, and the planted segments "
+    "next to it (demo.csv: demo.segments.csv).",
 )
 @click.option(
     "--end",
@@ -333,7 +333,7 @@ def _post_bootstrap(engine: Any) -> None:
         except RefitSkipped as exc:
             click.echo(str(exc))
             return
-        _print_outcome(outcome)
+        _print_outcome(engine, outcome)
 
 
 def _run_refit(
@@ -356,14 +356,20 @@ def _run_refit(
     )
 
 
-def _print_outcome(o: Any) -> None:
+def _print_outcome(engine: Any, o: Any) -> None:
+    from db.snapshots import segments
+
     click.echo(
         f"snapshot {o.snapshot_id} published: as of {o.as_of}, {o.customers:,} customers, "
         f"k={o.k}, silhouette {o.silhouette:.3f}, {o.duration_s:.1f} s"
     )
+    # The names users see: an analyst's rename over the generated name.
+    shown = segments(engine, o.snapshot_id)
+    names = dict(zip(shown["segment_id"], shown["name"], strict=True))
     for seg in o.segments:
+        name = names.get(seg["segment_id"], seg["name"])
         click.echo(
-            f"  segment {seg['segment_id']:>3}  {seg['name']:<36} "
+            f"  segment {seg['segment_id']:>3}  {name:<36} "
             f"{seg['customers']:>9,} customers ({seg['share']:.0%})"
         )
 
@@ -413,7 +419,8 @@ def refit_cmd(k_opt: str, as_of: str | None, quiet: bool, trigger: str) -> None:
     show = _show_progress(quiet)
     stage_echo = (lambda name: click.echo(f"  ... {name}", err=True)) if show else None
     try:
-        outcome = _run_refit(_engine(get_settings()), k, day, trigger=trigger, on_stage=stage_echo)
+        engine = _engine(get_settings())
+        outcome = _run_refit(engine, k, day, trigger=trigger, on_stage=stage_echo)
     except RefitSkipped as exc:
         click.echo(f"skipped: {exc}")
         return
@@ -423,7 +430,7 @@ def refit_cmd(k_opt: str, as_of: str | None, quiet: bool, trigger: str) -> None:
             f"is unchanged): {exc}"
         )
         return
-    _print_outcome(outcome)
+    _print_outcome(engine, outcome)
 
 
 @main.command("scheduler")

@@ -94,3 +94,128 @@ def csp_violations(dash_duo: Any) -> list[str]:
     """Console errors that say the Content-Security-Policy blocked something."""
     words = ("Content Security Policy", "Content-Security-Policy", "unsafe-eval", "Refused to")
     return [m for m in browser_errors(dash_duo) if any(w in m for w in words)]
+
+
+# --- a browser's view of a page, without a browser --------------------------------------------
+
+
+def _ids_and_props(layout: Any) -> dict[str, dict[str, Any]]:
+    """Every component of a layout JSON with an id: its id (JSON for dict ids) -> its props."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            props = node.get("props")
+            if isinstance(props, dict) and "id" in props:
+                ident = props["id"]
+                key = json.dumps(ident, sort_keys=True) if isinstance(ident, dict) else str(ident)
+                found[key] = props
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(layout)
+    return found
+
+
+def _matches(pattern: dict[str, Any], ident: dict[str, Any]) -> bool:
+    if set(pattern) != set(ident):
+        return False
+    return all(isinstance(v, list) or ident[k] == v for k, v in pattern.items())
+
+
+def page_responses(client: Any, path: str, search: str = "") -> list[tuple[str, int, str]]:
+    """Open `path` as Dash's renderer would and fire every server callback the page can fire.
+
+    The page's layout comes from the page router's callback (as in a browser); then each callback
+    whose inputs all exist on the page is posted with the values the page holds (pattern-matching
+    callbacks once per matching component, with each n_clicks set as after a click). Returns
+    (output, status, body) of every response, the router's included.
+    """
+    deps = client.get("/_dash-dependencies").get_json()
+    app_layout = client.get("/_dash-layout").get_json()
+    router = next(d for d in deps if "_pages_content" in d["output"])
+    body = callback_body(
+        router, {"_pages_location.pathname": path, "_pages_location.search": search}
+    )
+    resp = client.post("/_dash-update-component", json=body)
+    out = [(router["output"], resp.status_code, resp.get_data(as_text=True))]
+    ids = _ids_and_props(app_layout) | _ids_and_props(resp.get_json())
+    for dep in deps:
+        if dep is router or dep.get("clientside_function"):
+            continue
+        declared = dep["inputs"] + dep["state"]
+        pattern_ids = [json.loads(d["id"]) for d in declared if str(d["id"]).startswith("{")]
+        if pattern_ids:
+            keys = [json.loads(k) for k in ids if k.startswith("{")]
+            wanted = [k for k in keys if _matches(pattern_ids[0], k)]
+            for concrete in wanted:
+                fill = {p: concrete[p] for p, v in pattern_ids[0].items() if isinstance(v, list)}
+                body = _pattern_body(dep, fill, ids)
+                if body is not None:
+                    resp = client.post("/_dash-update-component", json=body)
+                    out.append((dep["output"], resp.status_code, resp.get_data(as_text=True)))
+            continue
+        if not all(d["id"] in ids for d in dep["inputs"]):
+            continue
+        values = {
+            f"{d['id']}.{d['property']}": ids.get(d["id"], {}).get(d["property"]) for d in declared
+        }
+        for d in dep["inputs"]:  # buttons: as after a click
+            if d["property"] == "n_clicks":
+                values[f"{d['id']}.n_clicks"] = 1
+        body = callback_body(dep, values, values)
+        resp = client.post("/_dash-update-component", json=body)
+        out.append((dep["output"], resp.status_code, resp.get_data(as_text=True)))
+    return out
+
+
+def _pattern_body(
+    dep: dict[str, Any], fill: dict[str, Any], ids: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    def concrete(spec_id: str) -> dict[str, Any]:
+        pattern = json.loads(spec_id)
+        return {k: fill.get(k, v) if isinstance(v, list) else v for k, v in pattern.items()}
+
+    def items(declared: list[dict[str, Any]], click: bool) -> list[dict[str, Any]] | None:
+        result = []
+        for d in declared:
+            ident = concrete(d["id"]) if str(d["id"]).startswith("{") else d["id"]
+            key = json.dumps(ident, sort_keys=True) if isinstance(ident, dict) else ident
+            if key not in ids:
+                return None
+            value = ids[key].get(d["property"])
+            if click and d["property"] == "n_clicks":
+                value = 1
+            result.append({"id": ident, "property": d["property"], "value": value})
+        return result
+
+    inputs, state = items(dep["inputs"], True), items(dep["state"], False)
+    if inputs is None or state is None:
+        return None
+    parts = dep["output"][2:-2].split("...") if dep["output"].startswith("..") else [dep["output"]]
+    outputs = []
+    for part in parts:
+        ident, prop = part.rsplit(".", 1)
+        outputs.append(
+            {
+                "id": concrete(ident) if ident.startswith("{") else ident,
+                "property": prop.split("@")[0],
+            }
+        )
+    return {
+        "output": dep["output"],
+        "outputs": outputs if len(outputs) > 1 else outputs[0],
+        "inputs": inputs,
+        "changedPropIds": [f"{_id_text(i['id'])}.{i['property']}" for i in inputs],
+        "state": state,
+    }
+
+
+def _id_text(ident: Any) -> str:
+    """An id as Dash writes it in changedPropIds (dict ids as compact, sorted JSON)."""
+    if isinstance(ident, dict):
+        return json.dumps(ident, separators=(",", ":"), sort_keys=True)
+    return str(ident)

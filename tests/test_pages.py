@@ -131,7 +131,7 @@ def test_every_page_refuses_bad_filters_with_a_message(  # type: ignore[no-untyp
 def test_segments_page_draws_the_exports(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     update_segments = page("segments").update_segments
 
-    with as_user(app):
+    with as_user(app, "analyst@example.com"):
         shares, heat, table, scatter, p1, p2, p3, p4, msg = update_segments(*FULL, None, None)
     assert msg is None
     seg = frame(sqlite_engine, "segments")
@@ -277,7 +277,7 @@ def test_customer_lookup(app, dashboard, sqlite_engine) -> None:  # type: ignore
     lookup = page("customers").lookup
 
     customer = str(snapshots.customers(sqlite_engine, dashboard[1].snapshot_id)["customer_id"][0])
-    with as_user(app):
+    with as_user(app, "analyst@example.com"):
         result, params = lookup(1, customer, None)
         orders = frame(sqlite_engine, "customer_orders", customer=customer)
         text = str(result)

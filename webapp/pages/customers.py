@@ -30,7 +30,7 @@ from webapp.state import state
 
 dash.register_page(__name__, path="/customers", name="Customers", title="Customers")
 
-MEMBERS_ROLE = "analyst"
+MEMBERS_ROLE = "analyst"  # customer-level data (ids, orders): docs/SECURITY.md
 PAGE_SIZE = 25
 MAX_PAGE = 1_000_000
 MEMBER_COLUMNS = (
@@ -84,10 +84,40 @@ def layout(**query: Any) -> html.Div:
             ),
         )
     else:
-        members = dbc.Alert(
-            "Member lists are for analysts. Ask an admin if you need one.",
-            color="light",
-            className="border small",
+        members = None
+    lookup_card: Any = dbc.Alert(
+        "Customer lookups and member lists show single customers: they are for analysts. "
+        "Ask an admin if you need them.",
+        color="light",
+        className="border small",
+    )
+    if can(MEMBERS_ROLE):
+        lookup_card = chart_card(
+            "customers-lookup",
+            "Look up a customer",
+            "A customer's orders up to the snapshot's as-of date (returns included) and "
+            "their segment in every snapshot kept.",
+            html.Div(
+                [
+                    dbc.InputGroup(
+                        [
+                            dbc.Input(
+                                id="lookup-id",
+                                placeholder="Customer id, e.g. 12347",
+                                maxLength=MAX_TEXT,
+                                debounce=True,
+                                type="text",
+                            ),
+                            dbc.Button("Look up", id="lookup-go"),
+                        ],
+                        size="sm",
+                        className="mb-2",
+                        style={"maxWidth": "420px"},
+                    ),
+                    html.Div(id="lookup-result"),
+                ]
+            ),
+            exportable=can("analyst"),
         )
     return html.Div(
         [
@@ -96,33 +126,7 @@ def layout(**query: Any) -> html.Div:
                 "Look up one customer, or list the members of a segment for a campaign.",
             ),
             filter_bar(init, dates=False),
-            chart_card(
-                "customers-lookup",
-                "Look up a customer",
-                "A customer's orders up to the snapshot's as-of date (returns included) and "
-                "their segment in every snapshot kept.",
-                html.Div(
-                    [
-                        dbc.InputGroup(
-                            [
-                                dbc.Input(
-                                    id="lookup-id",
-                                    placeholder="Customer id, e.g. 12347",
-                                    maxLength=MAX_TEXT,
-                                    debounce=True,
-                                    type="text",
-                                ),
-                                dbc.Button("Look up", id="lookup-go"),
-                            ],
-                            size="sm",
-                            className="mb-2",
-                            style={"maxWidth": "420px"},
-                        ),
-                        html.Div(id="lookup-result"),
-                    ]
-                ),
-                exportable=can("analyst"),
-            ),
+            lookup_card,
             members,
         ]
     )
@@ -136,6 +140,9 @@ def layout(**query: Any) -> html.Div:
     Input("f-snapshot", "value"),
 )
 def lookup(_clicks: Any, customer: Any, snapshot: Any) -> tuple[Any, Any]:
+    """Analysts only: a customer's orders and segments are customer-level data."""
+    if not (current_user.is_authenticated and current_user.has_role(MEMBERS_ROLE)):
+        return html.Small("Customer lookups need the analyst role.", className="text-muted"), None
     if customer is None or customer == "":
         return html.Small("Type a customer id.", className="text-muted"), None
     try:

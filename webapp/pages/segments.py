@@ -34,6 +34,7 @@ from webapp.state import state
 dash.register_page(__name__, path="/segments", name="Segments", title="Segments")
 
 RENAME_ROLE = "analyst"
+CUSTOMER_ROLE = "analyst"  # customer-level data (ids, per-customer rows): docs/SECURITY.md
 
 
 def layout(**query: Any) -> html.Div:
@@ -115,10 +116,12 @@ def layout(**query: Any) -> html.Div:
                 "segments-scatter",
                 "Customers in recency, frequency and spend",
                 "A fixed sample of up to 400 customers per segment. Frequency and spend on log "
-                "scales.",
+                "scales. Customer-level data: for analysts.",
                 graph("segments-scatter"),
                 exportable=export,
-            ),
+            )
+            if can(CUSTOMER_ROLE)
+            else None,
         ]
     )
 
@@ -194,8 +197,12 @@ def update_segments(
         view = view.with_(start=None, end=None)
         seg, seg_params = read(view, "segments")
         prof, prof_params = read(view, "profiles")
-        sample, sample_params = read(view, "customer_sample")
         pal = palette(view)
+        # The scatter shows single customers: sent to analysts only, whatever the page shows.
+        scatter, sample_params = charts.empty_figure("Customer-level data is for analysts."), None
+        if current_user.is_authenticated and current_user.has_role(CUSTOMER_ROLE):
+            sample, sample_params = read(view, "customer_sample")
+            scatter = charts.customer_scatter(sample, pal)
     except HANDLED as exc:
         blank = charts.empty_figure(str(exc))
         alert = dbc.Alert(str(exc), color="warning", className="py-2")
@@ -204,7 +211,7 @@ def update_segments(
         charts.segment_shares(seg, pal),
         charts.profile_heatmap(prof, pal),
         _table(seg, prof, pal),
-        charts.customer_scatter(sample, pal),
+        scatter,
         seg_params,
         prof_params,
         seg_params,

@@ -37,7 +37,7 @@ browser:
 lint: $(BIN)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy analytics db config
+	$(BIN)/mypy analytics db config webapp
 
 test: $(BIN)/.test-installed browser lint
 	TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \

@@ -7,4 +7,4 @@ app = create_app()
 server = app.server
 _state = server.extensions["custseg"]
 if _state.settings.warm_caches:  # in each worker: gunicorn imports this module after forking
-    warmup.start(_state.engine, _state.settings.warm_interval_s)
+    warmup.start(_state.exporter, _state.settings.warm_interval_s)

@@ -7,12 +7,10 @@ net revenue only. Lines without a customer id never reach an order table.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import date, timedelta
 
 import pandas as pd
-
-ORDER_COLUMNS = ("customer_id", "order_id", "ordered_at", "total")
 
 DEFINITIONS = {
     "customers": "Customers with at least one positive order in the period.",
@@ -40,6 +38,9 @@ class Kpis:
 
     def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
+
+
+KPI_ORDER = tuple(f.name for f in fields(Kpis))  # the headline figures, in the brief's order
 
 
 def filter_period(orders: pd.DataFrame, start: date | None, end: date | None) -> pd.DataFrame:

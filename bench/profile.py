@@ -45,13 +45,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     if not args.cold:  # what a worker's warm-up thread reads, then one call per page
         for snap in snapshots.published(app.engine)[:2]:
-            snapshots.warm(app.engine, snap)
+            app.state.exporter.warm(snap)
         for page, spec in specs.items():
             app.post(dashpost.body(spec, *work[page][0]))
     profiler = Profiler(interval=0.0005)
     for page, spec in specs.items():
         if args.cold:
-            snapshots.clear_cache()
+            app.state.cache.clear()
             profiler.start()
             app.post(dashpost.body(spec, *work[page][-1]))
             profiler.stop()

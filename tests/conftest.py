@@ -221,3 +221,22 @@ def page(name: str):  # type: ignore[no-untyped-def]
     import sys
 
     return sys.modules[f"pages.{name}"]
+
+
+def export_frame(
+    engine: Engine, name: str, filters: object = None, snapshot_id: int | None = None, **kw: object
+):  # type: ignore[no-untyped-def]
+    """Export `name` of a snapshot and its provenance, as pages, downloads and the CLI get it."""
+    from analytics.exports import Filters
+    from db.exporter import Exporter
+    from db.snapshot_cache import SnapshotCache
+
+    f = filters if filters is not None else Filters()
+    return Exporter(engine, SnapshotCache()).export(name, f, snapshot_id, **kw)  # type: ignore[arg-type]
+
+
+def view(
+    start: object = None, end: object = None, segments: object = None, snapshot: object = None
+) -> dict[str, object]:
+    """The filter bar's values as a page callback takes them (by name)."""
+    return {"start": start, "end": end, "segments": segments, "snapshot": snapshot}

@@ -14,19 +14,31 @@ def callback_spec(client: Any, output_contains: str) -> dict[str, Any]:
     return matches[0]  # type: ignore[no-any-return]
 
 
-def _output(part: str) -> dict[str, Any]:
-    """One output: a pattern-matching id is JSON; `@hash` marks an allow_duplicate output."""
+# The navbar links a viewer sees: what an ALL output over them addresses (webapp/nav.py).
+VIEWER_PAGES = ("/", "/segments", "/retention", "/sales", "/migration", "/customers", "/model")
+
+
+def _output(part: str, every: dict[str, list[dict[str, Any]]] | None = None) -> Any:
+    """One output: a pattern-matching id is JSON; `@hash` marks an allow_duplicate output. An
+    ALL output addresses every matching component: `every` maps a pattern's type to their ids
+    (default: the navbar links of a viewer)."""
     ident, prop = part.rsplit(".", 1)
-    return {
-        "id": json.loads(ident) if ident.startswith("{") else ident,
-        "property": prop.split("@")[0],
-    }
+    prop = prop.split("@")[0]
+    if ident.startswith("{"):
+        pattern = json.loads(ident)
+        if ["ALL"] in pattern.values():
+            known = (every or {}).get(pattern.get("type", ""))
+            if known is None and pattern.get("type") == "nav-link":
+                known = [{"type": "nav-link", "page": p} for p in VIEWER_PAGES]
+            return [{"id": i, "property": prop} for i in known or []]
+        return {"id": pattern, "property": prop}
+    return {"id": ident, "property": prop}
 
 
-def _outputs(output: str) -> list[dict[str, Any]] | dict[str, Any]:
+def _outputs(output: str, every: dict[str, list[dict[str, Any]]] | None = None) -> Any:
     if output.startswith("..") and output.endswith(".."):
-        return [_output(p) for p in output[2:-2].split("...")]
-    return _output(output)
+        return [_output(p, every) for p in output[2:-2].split("...")]
+    return _output(output, every)
 
 
 def callback_body(
@@ -167,8 +179,19 @@ def page_responses(client: Any, path: str, search: str = "") -> list[tuple[str, 
             if d["property"] == "n_clicks":
                 values[f"{d['id']}.n_clicks"] = 1
         body = callback_body(dep, values, values)
+        body["outputs"] = _outputs(dep["output"], _by_type(ids))
         resp = client.post("/_dash-update-component", json=body)
         out.append((dep["output"], resp.status_code, resp.get_data(as_text=True)))
+    return out
+
+
+def _by_type(ids: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The dict ids of a page's components, by their "type" (what ALL outputs address)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key in ids:
+        if key.startswith("{"):
+            ident = json.loads(key)
+            out.setdefault(ident.get("type", ""), []).append(ident)
     return out
 
 

@@ -143,7 +143,7 @@ def test_a_click_on_a_segment_filters_and_a_download_equals_the_chart(  # type: 
     from selenium.webdriver.common.action_chains import ActionChains
 
     from analytics.exports import Filters
-    from db.snapshots import export_frame
+    from tests.conftest import export_frame
 
     dash_duo.start_server(app, navigate=False)
     _login(dash_duo, "analyst@example.com")
@@ -158,7 +158,7 @@ def test_a_click_on_a_segment_filters_and_a_download_equals_the_chart(  # type: 
     top = int(export_frame(sqlite_engine, "segments", Filters())[0]["segment_id"].iloc[0])
     assert segment == top
     # The filter follows to the Sales page through the navbar link.
-    dash_duo.find_element("#nav-sales").click()
+    dash_duo.find_element("""a[id='{"page":"/sales","type":"nav-link"}']""").click()
     _settled(dash_duo, "sales-time")
     assert f"segment={top}" in dash_duo.driver.current_url
     drawn = dash_duo.driver.execute_script(DRAWN_REVENUE)

@@ -9,7 +9,15 @@ import pytest
 
 from analytics import exports
 from analytics.exports import Filters
+from analytics.exports.orders import previous_period
+from tests.reference import FrameSources, window
 from webapp import charts
+
+
+def export(name: str, f: Filters | None = None, **frames: object) -> pd.DataFrame:
+    """Export `name` computed from frames in memory (the registry's function, no database)."""
+    return exports.compute(name, FrameSources(**frames), f or Filters())[0]  # type: ignore[arg-type]
+
 
 SEGMENTS = pd.DataFrame(
     {
@@ -47,7 +55,7 @@ def test_palette_keeps_names_colours_and_revenue_order() -> None:
 
 
 def test_revenue_trend_stacks_each_segment_in_its_colour() -> None:
-    sales = exports.sales(orders(), Filters(granularity="month"))
+    sales = export("sales", Filters(granularity="month"), orders_frame=orders())
     fig = charts.revenue_trend(sales, PAL, "month")
     assert [t.name for t in fig.data] == ["loyal", "lapsed"]
     assert [t.line.color for t in fig.data] == ["#111111", "#222222"]
@@ -75,14 +83,16 @@ def test_profiles_and_their_heatmap() -> None:
         }
     )
     segs = SEGMENTS.assign(centroid=[{"frequency": 3.0}, {}])
-    prof = exports.profiles(customers, segs, Filters())
+    prof = export("profiles", customers_frame=customers, segments_frame=segs)
     row = prof.set_index(["segment_id", "feature"]).loc[(2, "frequency")]
     assert row["segment_mean"] == 3.0 and row["average"] == 2.0 and row["ratio_to_average"] == 1.5
     assert row["centroid"] == 3.0
     fig = charts.profile_heatmap(prof, PAL)
     assert list(fig.data[0].y) == ["loyal", "lapsed"]
     assert fig.data[0].text[0][1] == "1.5×" and fig.data[0].z[0][1] == pytest.approx(0.585, 1e-3)
-    only = exports.profiles(customers, segs, Filters(segments=(1,)))
+    only = export(
+        "profiles", Filters(segments=(1,)), customers_frame=customers, segments_frame=segs
+    )
     assert set(only["segment_id"]) == {1}
 
 
@@ -96,15 +106,20 @@ def test_customer_sample_is_fixed_and_capped() -> None:
             "monetary": [1.0] * 50,
         }
     )
-    a = exports.customer_sample(customers, Filters(), per_segment=5)
-    b = exports.customer_sample(customers.sample(frac=1, random_state=3), Filters(), per_segment=5)
+    from analytics.exports.customers import sample_customers
+
+    a = sample_customers(customers, per_segment=5)
+    b = sample_customers(customers.sample(frac=1, random_state=3), per_segment=5)
+    assert export("customer_sample", Filters(segments=(2,)), customers_frame=customers).equals(
+        sample_customers(customers)[lambda c: c["segment_id"] == 2].reset_index(drop=True)
+    )
     assert a.equals(b) and a["segment_id"].value_counts().to_dict() == {1: 5, 2: 5}
     fig = charts.customer_scatter(a, PAL)
     assert len(fig.data) == 6 and fig.layout.yaxis.type == "log"
 
 
 def test_aov_distribution_and_boxes() -> None:
-    dist = exports.aov_distribution(orders(), Filters())
+    dist = export("aov_distribution", orders_frame=orders())
     loyal = dist.set_index("segment_id").loc[2]
     assert loyal["orders"] == 3 and loyal["median"] == 100.0 and loyal["max"] == 300.0
     assert loyal["q1"] == pytest.approx(75.0)
@@ -114,7 +129,7 @@ def test_aov_distribution_and_boxes() -> None:
 
 
 def test_sales_share_and_the_three_panels() -> None:
-    sales = exports.sales(orders(), Filters(granularity="month"))
+    sales = export("sales", Filters(granularity="month"), orders_frame=orders())
     jan = sales[sales["period"] == date(2024, 1, 1)].set_index("segment_id")
     assert jan.loc[2, "revenue_share"] == pytest.approx(150 / 160)
     assert jan.loc[2, "aov"] == 75.0
@@ -138,7 +153,7 @@ def test_returns_only_customers_are_not_drawn_but_kept_in_the_data() -> None:
             ),
         ]
     )
-    sales = exports.sales(o, Filters(granularity="month"))
+    sales = export("sales", Filters(granularity="month"), orders_frame=o)
     assert 0 in set(sales["segment_id"])  # its net revenue is in the download
     for fig in (charts.revenue_trend(sales, PAL, "month"), charts.revenue_share(sales, PAL)):
         assert "No segment (returns only)" not in {t.name for t in fig.data}
@@ -158,19 +173,27 @@ def retention_table() -> pd.DataFrame:
 
 
 def test_retention_trend_fills_zeros_and_waits_for_complete_months() -> None:
-    trend = exports.retention_trend(retention_table(), Filters(end=date(2024, 3, 31), month=1))
+    trend = export(
+        "retention_trend",
+        Filters(end=date(2024, 3, 31), month=1),
+        retention_frame=retention_table(),
+    )
     assert list(trend["cohort"]) == [date(2024, 1, 1), date(2024, 2, 1)]
     assert list(trend["retention"]) == [0.5, 0.0]  # nobody of February came back in March
-    two = exports.retention_trend(retention_table(), Filters(end=date(2024, 3, 31), month=2))
+    two = export(
+        "retention_trend",
+        Filters(end=date(2024, 3, 31), month=2),
+        retention_frame=retention_table(),
+    )
     assert list(two["cohort"]) == [date(2024, 1, 1)]  # February's month 2 is April: not yet
     with pytest.raises(ValueError, match="month must be"):
-        exports.retention_trend(retention_table(), Filters(month=0))
+        Filters(month=0).validate()
     fig = charts.retention_trend(trend, PAL, 1)
     assert list(fig.data[0].y) == [0.5, 0.0] and fig.data[0].name == "loyal"
 
 
 def test_retention_heatmap_rows_are_cohorts() -> None:
-    ret = exports.retention(retention_table(), Filters(end=date(2024, 3, 31)))
+    ret = export("retention", Filters(end=date(2024, 3, 31)), retention_frame=retention_table())
     fig = charts.retention_heatmap(ret)
     assert list(fig.data[0].y) == ["2024-01 (4)", "2024-02 (2)"]
     assert list(fig.data[0].z[0]) == [1.0, 0.5, 0.25]
@@ -178,13 +201,13 @@ def test_retention_heatmap_rows_are_cohorts() -> None:
 
 
 def test_repeat_rate() -> None:
-    rates = exports.repeat_rate(orders(), Filters())
+    rates = export("repeat_rate", orders_frame=orders())
     by = rates.set_index("segment_id")
     assert by.loc[2, "customers"] == 2 and by.loc[2, "repeat_customers"] == 1
     assert by.loc[1, "repeat_rate"] == 0.5
     fig = charts.repeat_rate_bars(rates, PAL)
     assert list(fig.data[0].x) == ["loyal", "lapsed"] and list(fig.data[0].y) == [0.5, 0.5]
-    march = exports.repeat_rate(orders(), Filters(start=date(2024, 3, 1)))
+    march = export("repeat_rate", Filters(start=date(2024, 3, 1)), orders_frame=orders())
     assert march.to_dict("records") == [
         {"segment_id": 1, "customers": 1, "repeat_customers": 1, "repeat_rate": 1.0}
     ]
@@ -211,15 +234,15 @@ def test_migration_figures_add_up() -> None:
 
 
 def test_kpi_comparison_uses_the_period_before() -> None:
-    assert exports.previous_period(date(2024, 3, 1), date(2024, 3, 31)) == (
+    assert previous_period(date(2024, 3, 1), date(2024, 3, 31)) == (
         date(2024, 1, 30),
         date(2024, 2, 29),
     )
-    cmp = exports.kpi_comparison(
-        orders(),
+    cmp = export(
+        "kpi_comparison",
         Filters(start=date(2024, 2, 1), end=date(2024, 3, 31)),
-        date(2024, 1, 1),
-        date(2024, 3, 31),
+        orders_frame=orders(),
+        info=window(date(2024, 1, 1), date(2024, 3, 31)),
     ).set_index("metric")
     assert cmp.loc["orders", "current"] == 3 and cmp.loc["orders", "previous"] == 3
     assert cmp.loc["customers", "change"] == pytest.approx(0.0)
@@ -231,7 +254,9 @@ def test_scores_and_snapshot_history() -> None:
     table = pd.DataFrame(
         {"k": [3, 2], "silhouette": [0.5, 0.4], "inertia": [9.0, 12.0], "davies_bouldin": [1, 1]}
     )
-    scores = exports.scores(table, 3)
+    scores = export(
+        "scores", scores_frame=table, info=window(date(2024, 1, 1), date(2024, 3, 31), k=3)
+    )
     assert list(scores["k"]) == [2, 3] and list(scores["chosen"]) == [False, True]
     fig = charts.model_scores(scores)
     assert list(fig.data[1].x) == [3] and list(fig.data[1].text) == ["chosen k=3"]

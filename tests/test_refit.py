@@ -18,7 +18,7 @@ from db import snapshots
 from db.importer import import_file
 from db.models import Snapshot, SnapshotCustomer
 from db.refit import RefitFailed, RefitSkipped, refit, refit_lock
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, export_frame
 
 
 def test_fast_silhouette_equals_sklearn() -> None:
@@ -86,7 +86,7 @@ def test_five_percent_more_data_keeps_segment_ids(sqlite_engine: Engine, tmp_pat
 def test_sample_snapshot_figures_match_the_brief(engine: Engine) -> None:
     import_file(engine, SAMPLE)
     outcome = refit(engine, k_max=5)
-    kpis, prov = snapshots.export_frame(engine, "kpis", Filters())
+    kpis, prov = export_frame(engine, "kpis", Filters())
     row = kpis.iloc[0]
     assert (row["customers"], row["orders"], row["returns"]) == (297, 1286, 275)
     assert row["gross_revenue"] == pytest.approx(762_694.99, abs=0.005)
@@ -94,18 +94,18 @@ def test_sample_snapshot_figures_match_the_brief(engine: Engine) -> None:
     assert row["aov"] == pytest.approx(593.0754, abs=1e-4)
     assert row["repeat_rate"] == pytest.approx(0.646465, abs=1e-6)
     assert prov["snapshot_id"] == outcome.snapshot_id and str(prov["as_of"]) == "2011-12-09"
-    ret, _ = snapshots.export_frame(engine, "retention", Filters())
+    ret, _ = export_frame(engine, "retention", Filters())
     dec = ret[ret["cohort"].astype(str) == "2010-12-01"].set_index("months_since_first")
     assert dec.loc[0, "cohort_size"] == 56
     assert dec.loc[1, "retention"] == pytest.approx(0.357143, abs=1e-6)
-    segs, _ = snapshots.export_frame(engine, "segments", Filters())
+    segs, _ = export_frame(engine, "segments", Filters())
     assert segs["customers"].sum() == 297
     assert segs["gross_revenue"].sum() == pytest.approx(762_694.99, abs=0.01)
     assert segs["share"].sum() == pytest.approx(1.0)
-    sales, _ = snapshots.export_frame(engine, "sales", Filters(granularity="month"))
+    sales, _ = export_frame(engine, "sales", Filters(granularity="month"))
     assert sales["orders"].sum() == 1286
     assert sales["net_revenue"].sum() == pytest.approx(734_776.06, abs=0.01)
-    members, _ = snapshots.export_frame(engine, "members", Filters())
+    members, _ = export_frame(engine, "members", Filters())
     assert len(members) == 297
     # No segment called "one-time" holds many repeat buyers (k=2 here: 44% of the low segment).
     for _, seg in segs.iterrows():
@@ -152,19 +152,15 @@ def test_hand_built_cases(sqlite_engine: Engine, tmp_path) -> None:  # type: ign
     )
     import_file(sqlite_engine, path)
     refit(sqlite_engine, k=2)
-    kpis, _ = snapshots.export_frame(
-        sqlite_engine, "kpis", Filters(date(2024, 2, 1), date(2024, 3, 31))
-    )
+    kpis, _ = export_frame(sqlite_engine, "kpis", Filters(date(2024, 2, 1), date(2024, 3, 31)))
     r = kpis.iloc[0]
     assert (r["customers"], r["orders"], r["returns"]) == (3, 4, 1)
     assert r["gross_revenue"] == 95.0 and r["net_revenue"] == 75.0
     assert r["repeat_rate"] == pytest.approx(1 / 3)
-    ret, _ = snapshots.export_frame(
-        sqlite_engine, "retention", Filters(date(2024, 2, 1), date(2024, 3, 31))
-    )
+    ret, _ = export_frame(sqlite_engine, "retention", Filters(date(2024, 2, 1), date(2024, 3, 31)))
     cohorts = sorted(set(ret["cohort"].astype(str)))
     assert cohorts == ["2024-02-01", "2024-03-01"]  # the filter selects cohorts
-    ret_all, _ = snapshots.export_frame(sqlite_engine, "retention", Filters(end=date(2024, 2, 29)))
+    ret_all, _ = export_frame(sqlite_engine, "retention", Filters(end=date(2024, 2, 29)))
     jan = ret_all[ret_all["cohort"].astype(str) == "2024-01-01"].set_index("months_since_first")
     assert jan.loc[1, "retention"] == 1.0 and 2 not in jan.index  # counted up to the end month
     dq = snapshots.get_snapshot(sqlite_engine).data_quality

@@ -429,7 +429,7 @@ def test_a_page_role_and_a_callback_role_are_enforced_on_the_server(
 ) -> None:
     from dash import Input, Output, html
 
-    from webapp.security import protect_pages, require_role
+    from webapp.roles import guarded, protect_pages
 
     app = build_app(tmp_path, sqlite_engine)
     dash.register_page(
@@ -442,9 +442,13 @@ def test_a_page_role_and_a_callback_role_are_enforced_on_the_server(
         protect_pages()
 
         @app.callback(Output("zz-members", "children"), Input("zz-go", "n_clicks"))
-        @require_role("analyst")
+        @guarded("analyst")
         def members(_: Any) -> str:
             return "member list"
+
+        @app.callback(Output("zz-undeclared", "children"), Input("zz-go", "n_clicks"))
+        def undeclared(_: Any) -> str:
+            return "what nobody declared"
 
         for role, page_ok, callback_ok in (
             ("viewer", False, False),
@@ -458,6 +462,9 @@ def test_a_page_role_and_a_callback_role_are_enforced_on_the_server(
             call = post_callback(client, "zz-members", {"zz-go.n_clicks": 1})
             assert call.status_code == (200 if callback_ok else 403), role
             assert ("member list" in call.get_data(True)) is callback_ok
+            # A callback that declares no role is refused to everyone (fail closed).
+            nobody = post_callback(client, "zz-undeclared", {"zz-go.n_clicks": 1})
+            assert nobody.status_code == 403 and "declared" not in nobody.get_data(True)
     finally:
         dash.page_registry.pop("tests.admin_only_page", None)
 

@@ -31,7 +31,7 @@ from db.models import (
     SnapshotSegment,
 )
 from db.refit import RefitFailed, RefitSkipped, refit
-from tests.conftest import CDNOW
+from tests.conftest import CDNOW, export_frame
 
 ROOT = Path(__file__).parent.parent
 CHILDREN = (SnapshotSegment, SnapshotCustomer, SnapshotOrder, SnapshotRetention)
@@ -182,10 +182,8 @@ def test_readers_during_publishes_never_see_a_mix(engine: Engine) -> None:
     def read() -> None:
         while not stop.is_set():
             try:
-                segs, prov = snapshots.export_frame(engine, "segments", Filters())
-                members, prov2 = snapshots.export_frame(
-                    engine, "members", Filters(), prov["snapshot_id"]
-                )
+                segs, prov = export_frame(engine, "segments", Filters())
+                members, prov2 = export_frame(engine, "members", Filters(), prov["snapshot_id"])
             except Exception as exc:  # noqa: BLE001 - any failure is a finding
                 problems.append(f"{type(exc).__name__}: {exc}")
                 continue

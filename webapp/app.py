@@ -15,9 +15,11 @@ from sqlalchemy import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings, get_settings
+from db.exporter import Exporter
 from db.session import make_engine, session_factory
-from webapp import auth, downloads, filters, security
-from webapp.nav import FILTERED, NAV, nav_id
+from db.snapshot_cache import SnapshotCache
+from webapp import auth, downloads, filters, roles, security
+from webapp.nav import nav_id
 from webapp.state import AppState
 
 HERE = Path(__file__).parent
@@ -25,19 +27,18 @@ HERE = Path(__file__).parent
 
 def _navbar() -> dbc.Navbar:
     user = current_user if current_user and current_user.is_authenticated else None
+    # One link per page the user may open; a callback keeps their query and active state.
     links = [
         dbc.NavItem(
-            # Links that carry the filters get `active` from a callback (their href has a query).
             dbc.NavLink(
-                label,
-                href=href,
-                active=False if href in FILTERED else "exact",
-                id=nav_id(href),
+                page["name"],
+                href=page["path"],
+                active=False,
+                id=nav_id(page["path"]),
                 className="text-nowrap px-2",
             )
         )
-        for label, href, role in NAV
-        if user is not None and user.has_role(role)
+        for page in (roles.visible_pages() if user is not None else [])
     ]
     right = []
     if user is not None:
@@ -124,18 +125,25 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             x_proto=settings.trusted_proxies,
             x_host=settings.trusted_proxies,
         )
-    server.extensions["custseg"] = AppState(settings, engine, session_factory(engine))
+    cache = SnapshotCache()
+    server.extensions["custseg"] = AppState(
+        settings,
+        engine,
+        session_factory(engine),
+        cache,
+        Exporter(engine, cache, settings.active_days),
+    )
     auth.init_app(server)
 
     app = Dash(
         __name__,
-        server=server,
+        server=server,  # type: ignore[arg-type]  # Dash takes a Flask app here (its docs)
         use_pages=True,
         pages_folder=str(HERE / "pages"),
         external_stylesheets=["/static/bootstrap.min.css"],
         suppress_callback_exceptions=True,
         title="Customer segmentation",
-        update_title=None,
+        update_title=None,  # type: ignore[arg-type]  # None: keep the title while loading
         serve_locally=True,
     )
     app.layout = _layout

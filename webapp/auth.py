@@ -30,13 +30,12 @@ from sqlalchemy import select
 from wtforms.validators import ValidationError
 
 from db.models import User
+from webapp import roles
 from webapp.state import state
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
-
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "static", "health"})
 
 
 class SessionUser(UserMixin):
@@ -157,15 +156,26 @@ def _is_api(path: str) -> bool:
 
 
 def guard() -> Any:
-    """Runs before every request: the only place that decides who may see what."""
-    if request.endpoint in PUBLIC_ENDPOINTS:
+    """Runs before every request: who may use which route (`webapp/roles.py::ROUTES`).
+
+    Public routes pass; anything else needs a login (JSON 401 for API calls, a redirect to the
+    login form for pages) and the route's role; a route nobody declared is refused (404).
+    """
+    role = roles.ROUTES.get(request.endpoint or "")
+    if role == roles.PUBLIC:
         return None
-    if current_user.is_authenticated:
-        return None
-    if _is_api(request.path) or request.method != "GET":
-        return jsonify(error="authentication required"), 401
-    target = request.full_path if request.query_string else request.path
-    return redirect(url_for("auth.login", next=target))
+    if not current_user.is_authenticated:
+        if _is_api(request.path) or request.method != "GET":
+            return jsonify(error="authentication required"), 401
+        target = request.full_path if request.query_string else request.path
+        return redirect(url_for("auth.login", next=target))
+    if request.endpoint is None:
+        return None  # no such route: Flask answers 404
+    if role is None:
+        return jsonify(error="not found"), 404
+    if not roles.has_role(role):
+        return jsonify(error=f"this needs the {role} role"), 403
+    return None
 
 
 def _rate_limited(exc: Exception) -> Any:

@@ -1,7 +1,7 @@
 """Figure builders: an export frame in, a Plotly figure out. Pure; the pages call them.
 
 Each builder draws exactly the frame it is given, so a chart's download (the same frame from
-`db.snapshots.export_frame`) holds exactly what the chart shows. Segments keep their colour
+`db/exporter.py`) holds exactly what the chart shows. Segments keep their colour
 (`snapshot_segments.color`, fixed per segment id) in every chart.
 """
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy import func, select
 
-from analytics.exports import EXPORTS
+from analytics.exports import REGISTRY as EXPORTS
 from config import ConfigError, Settings, get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -493,14 +493,30 @@ def scheduler_cmd(once: bool) -> None:
 @handled
 def rename_segment(segment_id: int, name: str) -> None:
     """Give a segment a name of your own; it follows the segment into later snapshots."""
-    from db.snapshots import rename_segment as rename
+    from db.segment_names import rename_segment as rename
 
     name = rename(_engine(get_settings()), segment_id, name, by="cli")
     click.echo(f"segment {segment_id} is now called {name!r}")
 
 
+def _export_list() -> str:
+    """Every export with its columns and the role it needs, from the registry."""
+    from analytics.exports import REGISTRY
+
+    lines = []
+    for spec in REGISTRY.values():
+        options = f"  options: {', '.join('--' + o.replace('_', '-') for o in spec.options)}"
+        lines.append(f"{spec.name}  (one row per {spec.row}; role: {spec.role})")
+        lines.append(f"  {spec.summary}")
+        lines.append(f"  columns: {', '.join(spec.columns)}")
+        if spec.options:
+            lines.append(options)
+    return "\n".join(lines)
+
+
 @main.command("export")
-@click.argument("chart", type=click.Choice(EXPORTS))
+@click.argument("chart", required=False, type=click.Choice(list(EXPORTS)))
+@click.option("--list", "show_list", is_flag=True, help="List every export and exit.")
 @click.option("--start", default=None, help="First day (YYYY-MM-DD), inclusive.")
 @click.option("--end", default=None, help="Last day (YYYY-MM-DD), inclusive.")
 @click.option("--segment", "segment_ids", multiple=True, type=DB_ID, help="Segment id, repeatable.")
@@ -520,7 +536,7 @@ def rename_segment(segment_id: int, name: str) -> None:
 )
 @click.option(
     "--compare-to",
-    type=int,
+    type=DB_ID,
     default=None,
     help="migration: the snapshot customers come from (default: the previous one).",
 )
@@ -531,12 +547,13 @@ def rename_segment(segment_id: int, name: str) -> None:
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
+    default=None,
     help="Output file ('-' for standard output, CSV only).",
 )
 @handled
 def export_cmd(
-    chart: str,
+    chart: str | None,
+    show_list: bool,
     start: str | None,
     end: str | None,
     segment_ids: tuple[int, ...],
@@ -547,27 +564,26 @@ def export_cmd(
     compare_to: int | None,
     customer: str | None,
     fmt: str,
-    out: Path,
+    out: Path | None,
 ) -> None:
-    """Export a chart's data (the same as the page's download button)."""
-    from datetime import date
+    """Export a chart's data (the same as the page's download button); --list shows them all."""
+    from analytics.exports import Filters
+    from db.exporter import Exporter
+    from db.snapshot_cache import SnapshotCache
+    from db.snapshots import NoSnapshot
 
-    from analytics.exports import Filters, to_bytes
-    from db.snapshots import NoSnapshot, export_frame
-
-    def day(value: str | None, flag: str) -> date | None:
-        if not value:
-            return None
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise click.BadParameter(
-                f"{value!r} is not a date (YYYY-MM-DD)", param_hint=flag
-            ) from None
-
+    if show_list:
+        click.echo(_export_list())
+        return
+    if chart is None:
+        raise click.UsageError("name an export (CHART), or use --list")
+    if out is None:
+        raise click.UsageError("Missing option '--out'.")
+    if str(out) == "-" and fmt != "csv":
+        raise ValueError("only CSV can go to standard output")
     filters = Filters(
-        day(start, "--start"),
-        day(end, "--end"),
+        _day(start, "--start"),
+        _day(end, "--end"),
         tuple(segment_ids),
         granularity,
         split_by_segment,
@@ -576,28 +592,34 @@ def export_cmd(
         customer=customer,
     )
     settings = get_settings()
+    exporter = Exporter(_engine(settings), SnapshotCache(), settings.active_days)
     try:
-        frame, provenance = export_frame(
-            _engine(settings), chart, filters, snapshot_id, settings.active_days
+        data, provenance = exporter.file(
+            chart, filters, snapshot_id, fmt, row_cap=settings.export_row_cap
         )
     except NoSnapshot as exc:
         raise ValueError(str(exc)) from None
-    if len(frame) > settings.export_row_cap:
-        raise ValueError(
-            f"{len(frame):,} rows is over the export cap of "
-            f"{settings.export_row_cap:,} (CUSTSEG_EXPORT_ROW_CAP); narrow the filters"
-        )
-    data = to_bytes(frame, fmt, provenance)
     if str(out) == "-":
-        if fmt != "csv":
-            raise ValueError("only CSV can go to standard output")
         sys.stdout.write(data.decode("utf-8"))
         return
     out.write_bytes(data)
     click.echo(
-        f"wrote {len(frame):,} rows of {chart} (snapshot {provenance['snapshot_id']}) to {out}",
+        f"wrote {provenance['rows']:,} rows of {chart} (snapshot {provenance['snapshot_id']}) "
+        f"to {out}",
         err=True,
     )
+
+
+def _day(value: str | None, flag: str) -> Any:
+    """A YYYY-MM-DD option (a usage error otherwise); its range is checked with the filters."""
+    from datetime import date
+
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=flag) from None
 
 
 @main.command("serve")

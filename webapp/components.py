@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
@@ -34,6 +36,11 @@ def info(text: str) -> html.Span:
         className="badge rounded-pill text-bg-light border text-secondary ms-1 fw-normal",
         style={"cursor": "help"},
     )
+
+
+def params_id(chart: str) -> dict[str, str]:
+    """The store of what chart `chart` was drawn from (its download recomputes exactly that)."""
+    return {"type": "params", "chart": chart}
 
 
 def chart_card(
@@ -93,7 +100,7 @@ def chart_card(
                     html.Div(
                         id={"type": "dl-msg", "chart": key}, className="small text-danger mt-1"
                     ),
-                    dcc.Store(id={"type": "params", "chart": key}),
+                    dcc.Store(id=params_id(key)),
                     footer if footer is not None else html.Span(),
                 ],
                 className="p-2",
@@ -128,13 +135,6 @@ def no_snapshot(title: str) -> html.Div:
     )
 
 
-def can(role: str) -> bool:
-    """Whether the current user has `role` (for showing controls; callbacks check again)."""
-    from flask_login import current_user
-
-    return bool(current_user and current_user.is_authenticated and current_user.has_role(role))
-
-
 def change_text(change: float | None, difference: float | None, metric: str) -> str:
     """'▲ 12.3%' against the previous period ('▲ 2.1 pts' for rates); '–' when undefined."""
     if metric == "repeat_rate":
@@ -151,7 +151,7 @@ def change_text(change: float | None, difference: float | None, metric: str) -> 
 TABLE_FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 
 
-def table_style(**cell: object) -> dict[str, object]:
+def table_style(**cell: object) -> dict[str, Any]:
     """Keyword arguments for a DataTable in the app's look (text left, numbers right)."""
     return {
         "style_as_list_view": True,

@@ -1,9 +1,10 @@
 """Every chart's CSV / XLSX download: one callback for all of them.
 
-The chart's own callback stores what it drew (`View.params`); this callback checks those params
-again (they come back from the browser), checks the role, and builds the file with the same
-`export_frame` + `to_bytes` as `custseg export`: the file holds exactly the chart's data, with
-its provenance, formula-like cells neutralized, and a row cap.
+The chart's callback stored what it drew (`View.params`); this callback checks those params again
+(they come back from the browser), and builds the file with the same `Exporter.export` +
+`to_bytes` as `custseg export`: the file holds exactly the chart's data, with its provenance,
+formula-like cells neutralized, and a row cap. Files are for analysts (the callback's role); an
+export of single customers needs its own role too (the exporter checks it).
 """
 
 from __future__ import annotations
@@ -13,34 +14,30 @@ from typing import Any
 from dash import MATCH, Dash, Input, Output, State, ctx, dcc, no_update
 from flask_login import current_user
 
-from analytics.exports import to_bytes
-from db import snapshots
+from analytics.exports import REGISTRY
+from db.exporter import Forbidden
+from db.snapshots import NoSnapshot
+from webapp import roles
 from webapp.filters import FilterError, view_from_params
 from webapp.state import state
 
-EXPORT_ROLE = "analyst"
+DOWNLOAD_ROLE: roles.Role = "analyst"
 
 
-def build_download(params: object, fmt: str, user: Any) -> tuple[bytes, str]:
-    """The file of a chart's download; ValueError with what is wrong otherwise."""
-    if user is None or not user.is_authenticated or not user.has_role(EXPORT_ROLE):
-        raise PermissionError("Downloads need the analyst role; ask an admin.")
-    if fmt not in ("csv", "xlsx"):
-        raise ValueError("The format must be csv or xlsx.")
-    export, view = view_from_params(params)
+def build_download(params: object, fmt: str) -> tuple[bytes, str]:
+    """The file of a chart's download for the logged-in user; ValueError with what is wrong."""
+    export, view = view_from_params(params, tuple(REGISTRY))
     st = state()
-    frame, provenance = snapshots.export_frame(
-        st.engine, export, view.filters, view.snapshot_id, st.settings.active_days
+    data, provenance = st.exporter.file(
+        export,
+        view.filters,
+        view.snapshot_id,
+        fmt,
+        row_cap=st.settings.export_row_cap,
+        role=roles.role_of_user() or "viewer",
+        extra={"exported_by": current_user.email},
     )
-    cap = st.settings.export_row_cap
-    if len(frame) > cap:
-        raise ValueError(
-            f"{len(frame):,} rows is over the export cap of {cap:,}: narrow the filters "
-            "(or ask an admin to run `custseg export`)."
-        )
-    provenance["exported_by"] = user.email
-    name = f"{export}_snapshot{provenance['snapshot_id']}.{fmt}"
-    return to_bytes(frame, fmt, provenance), name
+    return data, f"{export}_snapshot{provenance['snapshot_id']}.{fmt}"
 
 
 def download(_csv: object, _xlsx: object, params: object) -> tuple[Any, str]:
@@ -49,18 +46,20 @@ def download(_csv: object, _xlsx: object, params: object) -> tuple[Any, str]:
         return no_update, ""
     fmt = "xlsx" if trigger.get("type") == "dl-xlsx" else "csv"
     try:
-        data, filename = build_download(params, fmt, current_user)
-    except (FilterError, PermissionError, ValueError, snapshots.NoSnapshot) as exc:
+        data, filename = build_download(params, fmt)
+    except (FilterError, Forbidden, ValueError, NoSnapshot) as exc:
         return no_update, str(exc)
     return dcc.send_bytes(data, filename), ""
 
 
 def register(app: Dash) -> None:
-    app.callback(
+    roles.app_callback(
+        app,
         Output({"type": "download", "chart": MATCH}, "data"),
         Output({"type": "dl-msg", "chart": MATCH}, "children"),
         Input({"type": "dl-csv", "chart": MATCH}, "n_clicks"),
         Input({"type": "dl-xlsx", "chart": MATCH}, "n_clicks"),
         State({"type": "params", "chart": MATCH}, "data"),
         prevent_initial_call=True,
+        role=DOWNLOAD_ROLE,
     )(download)

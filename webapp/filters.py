@@ -3,153 +3,72 @@
 The query (`start`, `end`, `segment` repeatable, `snapshot`) sets the controls when a page is
 opened, so a link reproduces the view; changing a control rewrites the query (without reloading)
 and the navbar links, so the view follows the user from page to page. Every callback input is
-checked here on the server before any query runs (`parse_view`).
+checked on the server before any query runs (`analytics/exports/spec.py`, `parse_view`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import dash
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from analytics.exports import FIRST_DAY, GRANULARITIES, LAST_DAY, MAX_RETENTION_MONTH, Filters
+from analytics.exports.spec import (
+    MAX_SEGMENTS,
+    FilterError,
+    View,
+    parse_choice,
+    parse_day,
+    parse_int,
+    parse_segments,
+    parse_snapshot,
+    parse_text,
+    parse_view,
+    view_from_params,
+)
 from db import snapshots
 from db.models import Snapshot
-from webapp.nav import FILTERED, nav_id
+from webapp import roles
+from webapp.nav import NAV_LINK, carries_filters
 from webapp.state import state
 
+__all__ = [  # the checks every callback uses, from the one place that defines them
+    "FilterError",
+    "View",
+    "parse_choice",
+    "parse_day",
+    "parse_int",
+    "parse_segments",
+    "parse_snapshot",
+    "parse_text",
+    "parse_view",
+    "view_from_params",
+]
+
 PRESETS = (("30", "30 days"), ("90", "90 days"), ("ytd", "Year to date"), ("all", "All"))
-MAX_SEGMENTS = 64
-MAX_TEXT = 64  # longest customer id a callback accepts
-DAY = re.compile(
-    r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?"
-)  # as the date picker sends
-CONTROLS = (
-    Input("f-dates", "start_date"),
-    Input("f-dates", "end_date"),
-    Input("f-segments", "value"),
-    Input("f-snapshot", "value"),
-)
-
-
-class FilterError(ValueError):
-    """A filter value the server refuses; the message says which and why."""
-
-
-def parse_day(value: object, label: str = "date") -> date | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or not DAY.fullmatch(value):
-        raise FilterError(f"The {label} is not a date (use YYYY-MM-DD).")
-    try:
-        day = date.fromisoformat(value[:10])
-    except ValueError:
-        raise FilterError(f"The {label} {value[:20]!r} is not a date (use YYYY-MM-DD).") from None
-    if not FIRST_DAY <= day <= LAST_DAY:
-        raise FilterError(f"The {label} must lie between {FIRST_DAY} and {LAST_DAY}.")
-    return day
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def parse_segments(value: object) -> tuple[int, ...]:
-    if value is None:
-        return ()
-    if _is_int(value):
-        value = [value]
-    if not isinstance(value, list) or len(value) > MAX_SEGMENTS:
-        raise FilterError("The segment filter is not valid.")
-    if not all(_is_int(v) and abs(v) < 2**31 for v in value):
-        raise FilterError("The segment filter is not valid.")
-    return tuple(sorted(set(value)))
-
-
-def parse_snapshot(value: object) -> int | None:
-    if value is None or value == "":
-        return None
-    if not _is_int(value) or not 0 < value < 2**31:  # type: ignore[operator]
-        raise FilterError("The snapshot is not valid.")
-    return int(value)  # type: ignore[arg-type]
-
-
-def parse_choice(value: object, choices: Sequence[str], label: str) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise FilterError(f"The {label} must be one of {', '.join(choices)}.")
-    return value
-
-
-def parse_int(value: object, low: int, high: int, label: str) -> int:
-    if not _is_int(value) or not low <= value <= high:  # type: ignore[operator]
-        raise FilterError(f"The {label} must be a whole number from {low} to {high}.")
-    return int(value)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class View:
-    """Checked filters of one callback: what to read and from which snapshot."""
-
-    filters: Filters
-    snapshot_id: int | None
-
-    def params(self, export: str) -> dict[str, Any]:
-        """What a chart was drawn from; its download recomputes exactly this."""
-        f = self.filters
-        return {
-            "export": export,
-            "start": f.start.isoformat() if f.start else None,
-            "end": f.end.isoformat() if f.end else None,
-            "segments": list(f.segments),
-            "snapshot": self.snapshot_id,
-            "granularity": f.granularity,
-            "split_by_segment": f.split_by_segment,
-            "month": f.month,
-            "compare_to": f.compare_to,
-            "customer": f.customer,
-        }
-
-    def with_(self, **changes: Any) -> View:
-        return View(replace(self.filters, **changes), self.snapshot_id)
-
-
-def parse_view(start: object, end: object, segments: object, snapshot: object) -> View:
-    first, last = parse_day(start, "start date"), parse_day(end, "end date")
-    if first and last and first > last:
-        raise FilterError("The start date is after the end date.")
-    return View(Filters(first, last, parse_segments(segments)), parse_snapshot(snapshot))
-
-
-def view_from_params(params: object) -> tuple[str, View]:
-    """A chart's params (as sent back by the browser), checked again: they may be tampered."""
-    if not isinstance(params, dict):
-        raise FilterError("Nothing to download yet: wait for the chart to load.")
-    from analytics.exports import EXPORTS
-
-    export = parse_choice(params.get("export"), EXPORTS, "export")
-    view = parse_view(
-        params.get("start"), params.get("end"), params.get("segments"), params.get("snapshot")
-    )
-    customer = params.get("customer")
-    if customer is not None and (not isinstance(customer, str) or len(customer) > MAX_TEXT):
-        raise FilterError("The customer id is not valid.")
-    compare_to = params.get("compare_to")
-    return export, view.with_(
-        granularity=parse_choice(params.get("granularity", "month"), GRANULARITIES, "period"),
-        split_by_segment=bool(params.get("split_by_segment", False)),
-        month=parse_int(params.get("month", 1), 1, MAX_RETENTION_MONTH, "month"),
-        compare_to=None if compare_to is None else parse_snapshot(compare_to),
-        customer=customer,
-    )
+# The filter bar's component ids: every page and callback names them through these.
+DATES, SEGMENTS, SNAPSHOT, AS_OF = "f-dates", "f-segments", "f-snapshot", "f-asof"
+PRESET = "f-preset-"
+# The filter bar's values as named callback inputs (see webapp/pagekit.py).
+FILTERS = {
+    "start": Input(DATES, "start_date"),
+    "end": Input(DATES, "end_date"),
+    "segments": Input(SEGMENTS, "value"),
+    "snapshot": Input(SNAPSHOT, "value"),
+}
+CONTROLS = tuple(FILTERS.values())
 
 
 # --- the URL query -------------------------------------------------------------------------
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def query_string(start: object, end: object, segments: object, snapshot: object) -> str:
@@ -159,8 +78,8 @@ def query_string(start: object, end: object, segments: object, snapshot: object)
     if isinstance(end, str) and end:
         pairs.append(("end", end[:10]))
     if isinstance(segments, list):
-        pairs += [("segment", s) for s in segments if _is_int(s)]
-    if _is_int(snapshot):
+        pairs += [("segment", s) for s in segments if _whole(s)]
+    if _whole(snapshot):
         pairs.append(("snapshot", snapshot))
     return "?" + urlencode(pairs) if pairs else ""
 
@@ -232,6 +151,11 @@ def preset_range(preset: str, first: date, last: date) -> tuple[date, date]:
 # --- the bar -------------------------------------------------------------------------------
 
 
+def iso(day: date | None) -> str | None:
+    """A day as the date picker takes it."""
+    return day.isoformat() if day else None
+
+
 def as_of_text(snap: Snapshot) -> str:
     fitted = f"{snap.finished_at:%Y-%m-%d %H:%M} UTC" if snap.finished_at else "–"
     return (
@@ -269,7 +193,7 @@ def filter_bar(init: Initial, segments: bool = True, dates: bool = True) -> html
                     [
                         dbc.Button(
                             label,
-                            id=f"f-preset-{key}",
+                            id=f"{PRESET}{key}",
                             size="sm",
                             outline=True,
                             color="secondary",
@@ -283,12 +207,12 @@ def filter_bar(init: Initial, segments: bool = True, dates: bool = True) -> html
             ),
             dbc.Col(
                 dcc.DatePickerRange(
-                    id="f-dates",
-                    min_date_allowed=snap.data_start,
-                    max_date_allowed=snap.data_end,
-                    initial_visible_month=init.end,
-                    start_date=init.start,
-                    end_date=init.end,
+                    id=DATES,
+                    min_date_allowed=iso(snap.data_start),
+                    max_date_allowed=iso(snap.data_end),
+                    initial_visible_month=iso(init.end),
+                    start_date=iso(init.start),
+                    end_date=iso(init.end),
                     display_format="YYYY-MM-DD",
                     first_day_of_week=1,
                     minimum_nights=0,
@@ -301,17 +225,17 @@ def filter_bar(init: Initial, segments: bool = True, dates: bool = True) -> html
         items.append(
             html.Div(
                 dcc.DatePickerRange(
-                    id="f-dates",
-                    start_date=init.start,
-                    end_date=init.end,
-                    min_date_allowed=snap.data_start,
-                    max_date_allowed=snap.data_end,
+                    id=DATES,
+                    start_date=iso(init.start),
+                    end_date=iso(init.end),
+                    min_date_allowed=iso(snap.data_start),
+                    max_date_allowed=iso(snap.data_end),
                 ),
                 className="d-none",
             )
         )
     seg_dropdown = dcc.Dropdown(
-        id="f-segments",
+        id=SEGMENTS,
         options=segment_options(snap.id),
         value=init.segments,
         multi=True,
@@ -325,7 +249,7 @@ def filter_bar(init: Initial, segments: bool = True, dates: bool = True) -> html
         dbc.Col(
             html.Div(
                 dcc.Dropdown(
-                    id="f-snapshot",
+                    id=SNAPSHOT,
                     options=snapshot_options(init.snaps),
                     value=snap.id,
                     clearable=False,
@@ -342,7 +266,7 @@ def filter_bar(init: Initial, segments: bool = True, dates: bool = True) -> html
             dbc.Row(items, className="g-2 align-items-center"),
             html.Div(
                 [
-                    html.Small(as_of_text(snap), id="f-asof", className="text-muted"),
+                    html.Small(as_of_text(snap), id=AS_OF, className="text-muted"),
                     html.Small(init.note, className="text-warning ms-2"),
                 ],
                 className="mt-1",
@@ -363,14 +287,14 @@ def page_header(title: str, lead: str) -> html.Div:
 
 def apply_preset(*args: Any) -> tuple[Any, Any]:
     trigger = ctx.triggered_id
-    if not isinstance(trigger, str) or not trigger.startswith("f-preset-"):
+    if not isinstance(trigger, str) or not trigger.startswith(PRESET):
         return no_update, no_update
     try:
         snap = snapshots.get_snapshot(state().engine, parse_snapshot(args[-1]))
     except (FilterError, snapshots.NoSnapshot):
         return no_update, no_update
     assert snap.data_start is not None and snap.data_end is not None
-    first, last = preset_range(trigger.removeprefix("f-preset-"), snap.data_start, snap.data_end)
+    first, last = preset_range(trigger.removeprefix(PRESET), snap.data_start, snap.data_end)
     return first.isoformat(), last.isoformat()
 
 
@@ -422,48 +346,67 @@ def switch_snapshot(
     )
 
 
-def remember_view(start: object, end: object, segments: object, snapshot: object) -> list[str]:
+def remember_view(
+    start: object, end: object, segments: object, snapshot: object
+) -> tuple[str, list[str]]:
     """Write the filters into the address bar and the navbar links (no data is read)."""
     query = query_string(start, end, segments, snapshot)
-    return [query] + [path + query for path in FILTERED]
+    pages = {p["path"]: p for p in dash.page_registry.values()}
+    hrefs = []
+    for item in ctx.outputs_list[1]:
+        path = item["id"]["page"]
+        hrefs.append(path + query if carries_filters(pages.get(path, {})) else path)
+    return query, hrefs
 
 
 def active_link(pathname: object) -> list[bool]:
     path = pathname if isinstance(pathname, str) else "/"
-    return [path == p or (p != "/" and path.startswith(p + "/")) for p in FILTERED]
+    links = [item["id"]["page"] for item in ctx.outputs_list]
+    return [path == p or (p != "/" and path.startswith(p + "/")) for p in links]
 
 
 def register(app: Dash) -> None:
-    """The controls' callbacks, on `app` (shared modules register per app, pages by import)."""
-    app.callback(
-        Output("f-dates", "start_date", allow_duplicate=True),
-        Output("f-dates", "end_date", allow_duplicate=True),
-        [Input(f"f-preset-{key}", "n_clicks") for key, _ in PRESETS],
-        State("f-snapshot", "value"),
+    """The controls' callbacks, on `app` (shared modules register per app, pages by import).
+
+    They read snapshot metadata and segment names, which every page shows: any logged-in user.
+    """
+    roles.app_callback(
+        app,
+        Output(DATES, "start_date", allow_duplicate=True),
+        Output(DATES, "end_date", allow_duplicate=True),
+        [Input(f"{PRESET}{key}", "n_clicks") for key, _ in PRESETS],
+        State(SNAPSHOT, "value"),
         prevent_initial_call=True,
+        role="viewer",
     )(apply_preset)
-    app.callback(
-        Output("f-segments", "options"),
-        Output("f-segments", "value", allow_duplicate=True),
-        Output("f-dates", "min_date_allowed"),
-        Output("f-dates", "max_date_allowed"),
-        Output("f-dates", "start_date", allow_duplicate=True),
-        Output("f-dates", "end_date", allow_duplicate=True),
-        Output("f-asof", "children"),
-        Input("f-snapshot", "value"),
-        State("f-segments", "value"),
-        State("f-dates", "start_date"),
-        State("f-dates", "end_date"),
-        State("f-dates", "min_date_allowed"),
-        State("f-dates", "max_date_allowed"),
+    roles.app_callback(
+        app,
+        Output(SEGMENTS, "options"),
+        Output(SEGMENTS, "value", allow_duplicate=True),
+        Output(DATES, "min_date_allowed"),
+        Output(DATES, "max_date_allowed"),
+        Output(DATES, "start_date", allow_duplicate=True),
+        Output(DATES, "end_date", allow_duplicate=True),
+        Output(AS_OF, "children"),
+        Input(SNAPSHOT, "value"),
+        State(SEGMENTS, "value"),
+        State(DATES, "start_date"),
+        State(DATES, "end_date"),
+        State(DATES, "min_date_allowed"),
+        State(DATES, "max_date_allowed"),
         prevent_initial_call=True,
+        role="viewer",
     )(switch_snapshot)
-    app.callback(
+    roles.app_callback(
+        app,
         Output("url-query", "search"),
-        [Output(nav_id(path), "href") for path in FILTERED],
+        Output({"type": NAV_LINK, "page": ALL}, "href"),
         *CONTROLS,
+        role="viewer",
     )(remember_view)
-    app.callback(
-        [Output(nav_id(path), "active") for path in FILTERED],
+    roles.app_callback(
+        app,
+        Output({"type": NAV_LINK, "page": ALL}, "active"),
         Input("url", "pathname"),
+        role="viewer",
     )(active_link)

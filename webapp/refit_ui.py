@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback, dcc, html, no_update
-from flask_login import current_user
+from dash import Input, Output, State, dcc, html, no_update
 
-from webapp import jobs
+from webapp import jobs, roles
 from webapp.state import state
 
-REFIT_ROLE = "admin"
+REFIT_ROLE: roles.Role = "admin"
 
 
 def panel(id_prefix: str) -> html.Div:
@@ -38,17 +38,17 @@ def panel(id_prefix: str) -> html.Div:
     )
 
 
+@roles.guarded(REFIT_ROLE)
 def start(clicks: Any) -> tuple[Any, Any, Any]:
-    """Admins only (checked here): start a background refit."""
+    """Start a background refit (admins: the callback's role)."""
     if not clicks:
         return no_update, no_update, no_update
-    if not (current_user.is_authenticated and current_user.has_role(REFIT_ROLE)):
-        return html.Span("Refit needs the admin role.", className="text-danger"), True, None
     st = state()
     started = jobs.start_refit(st.settings, st.engine)
     return "Refit started: its progress shows below.", False, started
 
 
+@roles.guarded(REFIT_ROLE)
 def poll(_n: Any, message: Any, started: Any = None) -> tuple[Any, ...]:
     """While the refit runs: its stage and a progress bar; then its outcome."""
     st = state()
@@ -73,14 +73,15 @@ def poll(_n: Any, message: Any, started: Any = None) -> tuple[Any, ...]:
 
 
 def register(prefix: str) -> None:
-    callback(
+    """Register the panel's callbacks (their role: `start`'s and `poll`'s own)."""
+    dash.callback(
         Output(f"{prefix}-refit-message", "children"),
         Output(f"{prefix}-refit-poll", "disabled"),
         Output(f"{prefix}-refit-started", "data"),
         Input(f"{prefix}-refit", "n_clicks"),
         prevent_initial_call=True,
     )(start)
-    callback(
+    dash.callback(
         Output(f"{prefix}-refit-message", "children", allow_duplicate=True),
         Output(f"{prefix}-refit-progress", "value"),
         Output(f"{prefix}-refit-progress", "style"),

@@ -3,7 +3,8 @@
 `webapp/auth.py::guard` decides who is logged in; this module adds, for every response, a
 Content-Security-Policy that Dash runs under and the usual browser hardening headers, refuses
 callback requests whose shape does not match a registered callback (a 400 instead of a crash in
-Dash's dispatcher), and gives pages and callbacks one way to require a role on the server.
+Dash's dispatcher), and checks the role every callback declares (webapp/roles.py) before Dash
+runs it: a user without it, or a callback that declares none, gets a 403.
 
 Why a small after_request rather than flask-talisman: the policy has to carry the hashes of
 Dash's inline scripts, which exist only once Dash has set itself up on the first request, and
@@ -13,17 +14,16 @@ configuration of the same values.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import dash
-from flask import Flask, Response, abort, jsonify, request
-from flask_login import current_user
+from flask import Flask, Response, jsonify, request
+
+from webapp import roles
 
 log = logging.getLogger("custseg.security")
-F = TypeVar("F", bound=Callable[..., Any])
 
 CALLBACK_PATH = "/_dash-update-component"
 # Dash's Location-style props carry URLs; its page router assumes strings that start with "/".
@@ -100,6 +100,23 @@ def _check_items(
     return None
 
 
+def _outputs_fit(output: str, outputs: Any) -> bool:
+    """Whether a request's `outputs` has the callback's shape: one entry per output, a list of
+    entries for an output that addresses every matching component (ALL)."""
+    parts = output[2:-2].split("...") if output.startswith("..") else [output]
+
+    def fits(part: str, given: Any) -> bool:
+        if '["ALL"]' in part or '["ALLSMALLER"]' in part:
+            return isinstance(given, list) and len(given) <= MAX_CALLBACK_ITEMS
+        return isinstance(given, dict)
+
+    if len(parts) == 1 and not output.startswith(".."):
+        return fits(parts[0], outputs)
+    if not isinstance(outputs, list) or len(outputs) != len(parts):
+        return False
+    return all(fits(p, g) for p, g in zip(parts, outputs, strict=True))
+
+
 def _check_callback_request(app: dash.Dash) -> Callable[[], Any]:
     """Refuse, with a 400, a callback request that no registered callback could have sent."""
 
@@ -113,76 +130,26 @@ def _check_callback_request(app: dash.Dash) -> Callable[[], Any]:
         if not isinstance(output, str) or output not in app.callback_map:
             return _bad_request("no such callback")
         spec = app.callback_map[output]
+        role = roles.callback_role(output, spec.get("callback"))
+        if role is None:  # fail closed: every callback says who may use it
+            log.warning("callback without a declared role refused", extra={"output": output})
+            return jsonify(error="this callback declares no role"), 403
+        if not roles.has_role(role):
+            log.warning("role refused", extra={"needs": role, "output": output[:200]})
+            return jsonify(error=f"this needs the {role} role"), 403
         why = _check_items(body.get("inputs"), spec.get("inputs", []), "inputs", True)
         why = why or _check_items(body.get("state", []), spec.get("state", []), "state", False)
         if why:
             return _bad_request(why)
         outputs = body.get("outputs")
-        n_out = output.count("...") + 1 if output.startswith("..") else 1
-        if not spec.get("no_output"):
-            shaped = isinstance(outputs, dict) if n_out == 1 else isinstance(outputs, list)
-            if not shaped or (isinstance(outputs, list) and len(outputs) != n_out):
-                return _bad_request("outputs do not match the callback")
+        if not spec.get("no_output") and not _outputs_fit(output, outputs):
+            return _bad_request("outputs do not match the callback")
         changed = body.get("changedPropIds", [])
         if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
             return _bad_request("changedPropIds is not a list of names")
         return None
 
     return check
-
-
-def has_role(role: str) -> bool:
-    """True when the logged-in user's role includes `role` (admin > analyst > viewer)."""
-    return bool(current_user and current_user.is_authenticated and current_user.has_role(role))
-
-
-def require_role(role: str) -> Callable[[F], F]:
-    """Decorate a callback (or a route) so that it answers 403 to users without `role`.
-
-    Hiding a button is not a permission: exports, member lists, renames, user management,
-    import and refit call this on the server.
-    """
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            if not has_role(role):
-                log.warning("role refused", extra={"needs": role, "path": request.path})
-                abort(403, description=f"this needs the {role} role")
-            return fn(*args, **kwargs)
-
-        return checked  # type: ignore[return-value]
-
-    return wrap
-
-
-def _forbidden_page(role: str) -> Any:
-    import dash_bootstrap_components as dbc
-
-    return dbc.Alert(
-        f"This page needs the {role} role. Ask an admin if you need it.", color="warning"
-    )
-
-
-def protect_pages() -> None:
-    """Pages registered with `dash.register_page(..., role="analyst")` render only for that role.
-
-    The check runs where the layout is built (the page router's callback), so a request that
-    skips the navbar still gets nothing.
-    """
-    for page in dash.page_registry.values():
-        role = page.get("role")
-        if not role or getattr(page["layout"], "_custseg_role", None) == role:
-            continue
-        original = page["layout"]
-
-        def layout(*args: Any, _original: Any = original, _role: str = role, **kw: Any) -> Any:
-            if not has_role(_role):
-                return _forbidden_page(_role)
-            return _original(*args, **kw) if callable(_original) else _original
-
-        layout._custseg_role = role  # type: ignore[attr-defined]
-        page["layout"] = layout
 
 
 def _forbidden(exc: Exception) -> Any:
@@ -201,4 +168,4 @@ def init_app(app: dash.Dash) -> None:
     server.after_request(_headers(app))
     server.register_error_handler(403, _forbidden)
     server.register_error_handler(413, _too_large)
-    protect_pages()
+    roles.protect_pages()

@@ -1,4 +1,4 @@
-"""Per-app state reachable from requests and callbacks: settings and the database engine."""
+"""Per-app state reachable from requests and callbacks: settings, database, snapshot cache."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
+from db.exporter import Exporter
+from db.snapshot_cache import SnapshotCache
 
 
 @dataclass
@@ -16,6 +18,8 @@ class AppState:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    cache: SnapshotCache  # this process's snapshot frames (one per process)
+    exporter: Exporter  # every export of every surface goes through it
 
 
 def state() -> AppState:

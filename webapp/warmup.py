@@ -1,12 +1,12 @@
 """Each web worker reads the latest snapshot's caches in the background, at start and after a
 publish, so the first filter change after either does not wait seconds for them.
 
-`db.snapshots` keeps what a filter change needs of a snapshot in memory (its orders as arrays,
-its customers, ...); reading them at 1M customers takes seconds. A daemon thread per process
-reads them when the process starts (gunicorn imports `wsgi` in each worker) and again when it
-sees a newer published snapshot (it looks every `CUSTSEG_WARM_INTERVAL` seconds: one indexed
-query). Requests are served meanwhile; one that needs a frame being read waits for that read
-rather than starting its own. Older snapshots' frames leave the cache as usual (LRU), so a
+The app's `SnapshotCache` keeps what a filter change needs of a snapshot in memory (its orders
+as arrays, its customers, ...); reading them at 1M customers takes seconds. A daemon thread per
+process reads them when the process starts (gunicorn imports `wsgi` in each worker) and again
+when it sees a newer published snapshot (it looks every `CUSTSEG_WARM_INTERVAL` seconds: one
+indexed query). Requests are served meanwhile; one that needs a frame being read waits for that
+read rather than starting its own. Older snapshots' frames leave the cache as usual (LRU), so a
 worker holds about two snapshots' frames at most while a new one is read.
 """
 
@@ -16,22 +16,21 @@ import logging
 import threading
 import time
 
-from sqlalchemy import Engine
-
 from db import snapshots
+from db.exporter import Exporter
 
 log = logging.getLogger("custseg.warmup")
 
 
-def _loop(engine: Engine, interval: float) -> None:
+def _loop(exporter: Exporter, interval: float) -> None:
     seen: tuple[int, object] | None = None
     failing = False
     while True:
         try:
-            snap = snapshots.latest_published(engine)
+            snap = snapshots.latest_published(exporter.engine)
             if snap is not None and (snap.id, snap.started_at) != seen:
                 started = time.perf_counter()
-                snapshots.warm(engine, snap)
+                exporter.warm(snap)
                 seen = (snap.id, snap.started_at)
                 log.info(
                     "snapshot caches read",
@@ -48,9 +47,9 @@ def _loop(engine: Engine, interval: float) -> None:
         time.sleep(interval)
 
 
-def start(engine: Engine, interval: float = 30.0) -> threading.Thread:
+def start(exporter: Exporter, interval: float = 30.0) -> threading.Thread:
     thread = threading.Thread(
-        target=_loop, args=(engine, interval), name="custseg-warmup", daemon=True
+        target=_loop, args=(exporter, interval), name="custseg-warmup", daemon=True
     )
     thread.start()
     return thread

@@ -8,7 +8,7 @@ callback checks, the callback and Dash's JSON serialization all count; the netwo
 (the `load` stage has it).
 
 Cold: the first call of each page after the per-snapshot caches are emptied
-(`db.snapshots.clear_cache`, what a fresh worker or a new snapshot sees). Warm: every filter
+(the app's `SnapshotCache` cleared: what a fresh worker or a new snapshot sees). Warm: every filter
 change of `bench.dashpost.scenarios` (date ranges 30/90/365 days/all x no segment/one/two, Sales
 x day/week/month, each page's own inputs drawn at random), shuffled, `repeat` times over.
 
@@ -70,6 +70,7 @@ class LoggedIn:
         )
         self.engine = make_engine(ctx.database_url)
         self.app = create_app(settings, self.engine)
+        self.state = self.app.server.extensions["custseg"]  # its snapshot cache and exporter
         self.client = self.app.server.test_client()
         page = self.client.get("/login").get_data(as_text=True)
         token = re.search(r'name="csrf_token" value="([^"]+)"', page)
@@ -129,7 +130,7 @@ def run(ctx: Context) -> dict[str, Any]:
         # Cold: each page's first call with empty per-snapshot caches (all dates, no segment).
         cold: dict[str, float] = {}
         for page, spec in specs.items():
-            snapshots.clear_cache()
+            app.state.cache.clear()
             values, changed = next(  # all dates, no segment
                 s
                 for s in work[page]
@@ -139,10 +140,8 @@ def run(ctx: Context) -> dict[str, Any]:
             ctx.log(f"  cold {page}: {cold[page]:.0f} ms")
         # Warm: what a worker's background thread reads after a publish (webapp/warmup.py),
         # then every scenario of every page, shuffled, warm_repeat times.
-        warm = getattr(snapshots, "warm", None)
-        if warm is not None:
-            for snap in snapshots.published(app.engine)[:2]:
-                warm(app.engine, snap)
+        for snap in snapshots.published(app.engine)[:2]:
+            app.state.exporter.warm(snap)
 
         calls = [(p, s) for p in specs for s in work[p]] * warm_repeat
         rng.shuffle(calls)

@@ -14,25 +14,24 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, State, callback, dash_table, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
+from dash.dash_table.DataTable import DataTable
 from flask_login import current_user
 
 from db.importer import ImportRejected, import_file
 from db.models import ROLES
 from db.users import UserError, change_user, create_user, list_users
-from webapp import refit_ui
-from webapp.components import can, table_style
+from webapp import refit_ui, roles
+from webapp.components import table_style
 from webapp.filters import page_header
 from webapp.state import state
 
-dash.register_page(__name__, path="/admin", name="Admin", title="Admin")
+dash.register_page(
+    __name__, path="/admin", name="Admin", title="Admin", order=90, role="admin", filtered=False
+)
 
-ADMIN = "admin"
+ADMIN: roles.Role = "admin"
 UPLOAD_SUFFIXES = (".csv", ".txt")
-
-
-def _is_admin() -> bool:
-    return bool(current_user.is_authenticated and current_user.has_role(ADMIN))
 
 
 def _card(title: str, body: Any) -> dbc.Card:
@@ -43,19 +42,13 @@ def _card(title: str, body: Any) -> dbc.Card:
 
 
 def layout(**_query: Any) -> html.Div:
-    if not can(ADMIN):
-        return html.Div(
-            [
-                html.H2("Admin", className="h4"),
-                dbc.Alert("This page is for admins.", color="light", className="border"),
-            ]
-        )
+    """Served to admins only (the page's role, webapp/roles.py::protect_pages)."""
     max_mb = state().settings.max_upload_mb
     role_options = [{"label": r, "value": r} for r in ROLES]
     users = _card(
         "Users",
         [
-            dash_table.DataTable(
+            DataTable(
                 id="admin-users",
                 columns=[
                     {"id": "email", "name": "Email"},
@@ -172,14 +165,13 @@ def layout(**_query: Any) -> html.Div:
     )
 
 
-@callback(
+@roles.callback(
     Output("admin-users", "data"),
     Output("admin-user", "options"),
     Input("admin-changed", "data"),
+    role=ADMIN,
 )
 def show_users(_changed: Any) -> tuple[Any, Any]:
-    if not _is_admin():
-        return [], []
     users = list_users(state().engine)
     rows = [
         {
@@ -194,7 +186,7 @@ def show_users(_changed: Any) -> tuple[Any, Any]:
     return rows, options
 
 
-@callback(
+@roles.callback(
     Output("admin-users-message", "children"),
     Output("admin-changed", "data"),
     Input("admin-add", "n_clicks"),
@@ -208,6 +200,7 @@ def show_users(_changed: Any) -> tuple[Any, Any]:
     State("admin-role", "value"),
     State("admin-changed", "data"),
     prevent_initial_call=True,
+    role=ADMIN,
 )
 def change_users(
     _add: Any,
@@ -221,8 +214,6 @@ def change_users(
     role: Any,
     changed: Any,
 ) -> tuple[Any, Any]:
-    if not _is_admin():
-        return html.Span("User management needs the admin role.", className="text-danger"), 0
     action = dash.ctx.triggered_id
     bump = (changed if isinstance(changed, int) else 0) + 1
     try:
@@ -255,17 +246,16 @@ def change_users(
     return html.Span(text, className="text-success"), bump
 
 
-@callback(
+@roles.callback(
     Output("admin-import-report", "children"),
     Input("admin-upload", "contents"),
     State("admin-upload", "filename"),
     State("admin-skip-invalid", "value"),
     prevent_initial_call=True,
+    role=ADMIN,
 )
 def upload(contents: Any, filename: Any, skip_invalid: Any) -> str:
     """Import an uploaded file with the same checks and report as `custseg import`."""
-    if not _is_admin():
-        return "Import needs the admin role."
     if not isinstance(contents, str) or "," not in contents:
         return "No file received."
     name = Path(filename).name if isinstance(filename, str) and filename else "upload.csv"

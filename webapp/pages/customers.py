@@ -1,6 +1,7 @@
 """Customers (/customers): look up one customer; list a segment's members for a campaign.
 
-Member lists and their export are for analysts (checked in the callbacks, not only by hiding).
+Single customers are for analysts: the callbacks declare the analyst role, and the exports they
+read (`customer_orders`, `members`) refuse other roles whatever a page shows.
 """
 
 from __future__ import annotations
@@ -9,28 +10,33 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, callback, dash_table, html
+from dash import Input, Output, html
+from dash.dash_table.DataTable import DataTable
 from dash.dash_table.Format import Format, Group, Scheme
-from flask_login import current_user
 
+from analytics.exports.spec import MAX_TEXT
 from db import snapshots
-from webapp.components import can, chart_card, money, no_snapshot, table_style
+from webapp import roles
+from webapp.components import chart_card, money, no_snapshot, table_style
 from webapp.filters import (
-    CONTROLS,
-    MAX_TEXT,
-    FilterError,
+    FILTERS,
+    SEGMENTS,
+    SNAPSHOT,
     filter_bar,
     initial,
     page_header,
     parse_int,
-    parse_view,
+    parse_text,
 )
-from webapp.pagekit import HANDLED, palette, read
+from webapp.pagekit import Extra, Kit, chart_callback
+from webapp.roles import has_role
 from webapp.state import state
 
-dash.register_page(__name__, path="/customers", name="Customers", title="Customers")
+dash.register_page(
+    __name__, path="/customers", name="Customers", title="Customers", order=5, role="viewer"
+)
 
-MEMBERS_ROLE = "analyst"  # customer-level data (ids, orders): docs/SECURITY.md
+MEMBERS_ROLE: roles.Role = "analyst"  # single customers (ids, orders): docs/SECURITY.md
 PAGE_SIZE = 25
 MAX_PAGE = 1_000_000
 MEMBER_COLUMNS = (
@@ -48,7 +54,8 @@ MONEY_COLUMNS = ("monetary", "aov")
 MONEY = Format(precision=2, scheme=Scheme.fixed, group=Group.yes)
 
 
-def _column(cid: str, name: str, kind: str) -> dict[str, Any]:
+def _column(cid: str, name: str, kind: str) -> Any:
+    """A DataTable column (money with thousands separators and cents)."""
     col: dict[str, Any] = {"id": cid, "name": name, "type": kind}
     if cid in MONEY_COLUMNS:
         col["format"] = MONEY
@@ -60,7 +67,7 @@ def layout(**query: Any) -> html.Div:
     if init is None:
         return no_snapshot("Customers")
     members: Any
-    if can(MEMBERS_ROLE):
+    if has_role(MEMBERS_ROLE):
         members = chart_card(
             "customers-members",
             "Members of the selected segments",
@@ -69,7 +76,7 @@ def layout(**query: Any) -> html.Div:
             html.Div(
                 [
                     html.Div(id="members-count", className="small text-muted mb-1"),
-                    dash_table.DataTable(
+                    DataTable(
                         id="members-table",
                         columns=[_column(c, n, t) for c, n, t in MEMBER_COLUMNS],
                         page_current=0,
@@ -91,7 +98,7 @@ def layout(**query: Any) -> html.Div:
         color="light",
         className="border small",
     )
-    if can(MEMBERS_ROLE):
+    if has_role(MEMBERS_ROLE):
         lookup_card = chart_card(
             "customers-lookup",
             "Look up a customer",
@@ -117,7 +124,7 @@ def layout(**query: Any) -> html.Div:
                     html.Div(id="lookup-result"),
                 ]
             ),
-            exportable=can("analyst"),
+            exportable=True,
         )
     return html.Div(
         [
@@ -132,33 +139,35 @@ def layout(**query: Any) -> html.Div:
     )
 
 
-@callback(
-    Output("lookup-result", "children"),
-    Output({"type": "params", "chart": "customers-lookup"}, "data"),
-    Input("lookup-go", "n_clicks"),
-    Input("lookup-id", "value"),
-    Input("f-snapshot", "value"),
+@chart_callback(
+    "customers",
+    {"customers-lookup": None},
+    inputs={
+        "clicks": Input("lookup-go", "n_clicks"),
+        "customer": Input("lookup-id", "value"),
+        "snapshot": FILTERS["snapshot"],
+    },
+    role=MEMBERS_ROLE,
+    message_to="lookup-result",
 )
-def lookup(_clicks: Any, customer: Any, snapshot: Any) -> tuple[Any, Any]:
-    """Analysts only: a customer's orders and segments are customer-level data."""
-    if not (current_user.is_authenticated and current_user.has_role(MEMBERS_ROLE)):
-        return html.Small("Customer lookups need the analyst role.", className="text-muted"), None
-    if customer is None or customer == "":
-        return html.Small("Type a customer id.", className="text-muted"), None
-    try:
-        if not isinstance(customer, str) or len(customer) > MAX_TEXT:
-            raise FilterError("The customer id is not valid.")
-        customer = customer.strip()
-        view = parse_view(None, None, None, snapshot).with_(customer=customer)
-        orders, params = read(view, "customer_orders")
-        history = snapshots.customer_history(state().engine, customer)
-        pal = palette(view)
-    except HANDLED as exc:
-        return dbc.Alert(str(exc), color="warning", className="py-2"), None
+def lookup(kit: Kit, clicks: Any = None, customer: Any = None) -> dict[str, Any]:
+    """A customer's orders and their segment in every snapshot kept."""
+    customer = parse_text(customer, "customer id")
+    if not customer:
+        return {"message": html.Small("Type a customer id.", className="text-muted")}
+    view = kit.view.with_(customer=customer)
+    orders = kit.read("customer_orders", view, charts=("customers-lookup",))
+    history = snapshots.customer_history(state().engine, customer)
+    pal = kit.palette
     if history.empty and orders.empty:
-        return dbc.Alert(
-            f"No customer “{customer}” in any snapshot kept.", color="light", className="border"
-        ), None
+        kit.params.clear()
+        return {
+            "message": dbc.Alert(
+                f"No customer “{customer}” in any snapshot kept.",
+                color="light",
+                className="border",
+            )
+        }
     positive = orders[orders["total"] > 0]
     facts = html.Ul(
         [
@@ -198,8 +207,8 @@ def lookup(_clicks: Any, customer: Any, snapshot: Any) -> tuple[Any, Any]:
         )
         for r in orders.itertuples()
     ]
-    return (
-        dbc.Row(
+    return {
+        "message": dbc.Row(
             [
                 dbc.Col(
                     [
@@ -221,55 +230,53 @@ def lookup(_clicks: Any, customer: Any, snapshot: Any) -> tuple[Any, Any]:
                     lg=5,
                 ),
             ]
-        ),
-        params,
-    )
+        )
+    }
 
 
-@callback(
-    Output("members-table", "data"),
-    Output("members-table", "page_count"),
-    Output("members-count", "children"),
-    Output({"type": "params", "chart": "customers-members"}, "data"),
-    *CONTROLS,
-    Input("members-table", "page_current"),
+@chart_callback(
+    "customers",
+    {"customers-members": None},
+    inputs={
+        "segments": FILTERS["segments"],
+        "snapshot": FILTERS["snapshot"],
+        "page": Input("members-table", "page_current"),
+    },
+    extras={
+        "members-table": Extra(Output("members-table", "data"), []),
+        "members-pages": Extra(Output("members-table", "page_count"), 0),
+    },
+    role=MEMBERS_ROLE,
+    message_to="members-count",
 )
-def members(start: Any, end: Any, segments: Any, snapshot: Any, page: Any = 0) -> tuple[Any, ...]:
-    """Analysts only: a page of the member list."""
-    if not (current_user.is_authenticated and current_user.has_role(MEMBERS_ROLE)):
-        return [], 0, "Member lists need the analyst role.", None
-    try:
-        view = parse_view(None, None, segments, snapshot)
-        n = parse_int(page if page is not None else 0, 0, MAX_PAGE, "page")
-        engine = state().engine
-        snap = snapshots.get_snapshot(engine, view.snapshot_id)
-        snapshots.validate_segments(engine, snap.id, view.filters.segments)
-        # One page of the `members` export; the download holds them all.
-        part, total = snapshots.members_page(engine, snap, view.filters.segments, n, PAGE_SIZE)
-        params = view.params("members")
-        pal = palette(view)
-    except HANDLED as exc:
-        return [], 0, str(exc), None
+def members(kit: Kit, page: Any = 0) -> dict[str, Any]:
+    """A page of the member list (the download holds them all)."""
+    n = parse_int(page if page is not None else 0, 0, MAX_PAGE, "page")
+    segments = kit.view.filters.segments
+    part, total = state().exporter.members_page(
+        kit.sources(), segments, n, PAGE_SIZE, role=roles.role_of_user()
+    )
+    kit.params["customers-members"] = kit.view.params("members")
+    pal = kit.palette
     part = part.copy()
     part["segment_id"] = [pal.name(int(i)) for i in part["segment_id"]]
     part["monetary"] = part["monetary"].round(2)
     part["aov"] = part["aov"].round(2)
     part["last_order_day"] = part["last_order_day"].astype(str)
-    pages = max(1, -(-total // PAGE_SIZE))
-    which = (
-        ", ".join(pal.name(s) for s in view.filters.segments)
-        if view.filters.segments
-        else "all segments"
-    )
-    count = f"{total:,} customers in {which}."
-    return part[[c for c, _, _ in MEMBER_COLUMNS]].to_dict("records"), pages, count, params
+    which = ", ".join(pal.name(s) for s in segments) if segments else "all segments"
+    return {
+        "members-table": part[[c for c, _, _ in MEMBER_COLUMNS]].to_dict("records"),
+        "members-pages": max(1, -(-total // PAGE_SIZE)),
+        "message": f"{total:,} customers in {which}.",
+    }
 
 
-@callback(
+@roles.callback(
     Output("members-table", "page_current"),
-    Input("f-segments", "value"),
-    Input("f-snapshot", "value"),
+    Input(SEGMENTS, "value"),
+    Input(SNAPSHOT, "value"),
     prevent_initial_call=True,
+    role=MEMBERS_ROLE,
 )
 def first_page(_segments: Any, _snapshot: Any) -> int:
     """Another segment or snapshot: back to the first page of the member list."""

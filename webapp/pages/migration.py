@@ -13,27 +13,30 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, dcc, html
 
 from analytics.aggregates import GONE
 from db import snapshots
-from webapp import charts
-from webapp.components import can, chart_card, graph, no_snapshot
+from webapp import charts, roles
+from webapp.components import chart_card, graph, no_snapshot
 from webapp.filters import (
-    CONTROLS,
+    FILTERS,
+    SNAPSHOT,
     FilterError,
     filter_bar,
     initial,
     page_header,
     parse_choice,
     parse_snapshot,
-    parse_view,
     snapshot_options,
 )
-from webapp.pagekit import HANDLED, read
+from webapp.pagekit import Extra, Kit, chart_callback, sources
+from webapp.roles import has_role
 from webapp.state import state
 
-dash.register_page(__name__, path="/migration", name="Migration", title="Migration")
+dash.register_page(
+    __name__, path="/migration", name="Migration", title="Migration", order=4, role="viewer"
+)
 
 MEASURES = ("customers", "gross_revenue")
 
@@ -42,7 +45,7 @@ def layout(**query: Any) -> html.Div:
     init = initial(query)
     if init is None:
         return no_snapshot("Migration")
-    export = can("analyst")
+    export = has_role("analyst")
     options, value = _earlier(init.snaps, init.snap.id)
     return html.Div(
         [
@@ -135,76 +138,58 @@ def summary(moves: pd.DataFrame, target: pd.DataFrame) -> str:
     )
 
 
-@callback(
-    Output("migration-sankey", "figure"),
-    Output("migration-matrix", "figure"),
-    Output({"type": "params", "chart": "migration-sankey"}, "data"),
-    Output({"type": "params", "chart": "migration-matrix"}, "data"),
-    Output("migration-summary", "children"),
-    Output("migration-message", "children"),
-    *CONTROLS,
-    Input("migration-from", "value"),
-    Input("migration-measure", "value"),
+@chart_callback(
+    "migration",
+    {"migration-sankey": "figure", "migration-matrix": "figure"},
+    inputs={
+        **FILTERS,
+        "source": Input("migration-from", "value"),
+        "measure": Input("migration-measure", "value"),
+    },
+    extras={"migration-summary": Extra(Output("migration-summary", "children"))},
+    note_color="info",
 )
-def update_migration(
-    start: Any,
-    end: Any,
-    segments: Any,
-    snapshot: Any,
-    source: Any = None,
-    measure: Any = "customers",
-) -> tuple[Any, ...]:
-    try:
-        view = parse_view(start, end, segments, snapshot).with_(start=None, end=None)
-        value = parse_choice(measure, MEASURES, "measure")
-        engine = state().engine
-        target = snapshots.get_snapshot(engine, view.snapshot_id)
-        source_id = parse_snapshot(source)
-        if source_id is None:
-            if len(snapshots.published(engine)) < 2:
-                raise FilterError(
-                    "Only one snapshot so far: migration compares two. It appears after the "
-                    "next refit (scheduled, `custseg refit`, or Model → Refit now)."
-                )
+def update_migration(kit: Kit, source: Any = None, measure: Any = "customers") -> dict[str, Any]:
+    view = kit.view.with_(start=None, end=None)
+    value = parse_choice(measure, MEASURES, "measure")
+    target = kit.snapshot
+    source_id = parse_snapshot(source)
+    if source_id is None:
+        if len(snapshots.published(state().engine)) < 2:
             raise FilterError(
-                f"Snapshot {target.id} is the oldest kept: choose a later one above to see who "
-                "moved since it."
+                "Only one snapshot so far: migration compares two. It appears after the "
+                "next refit (scheduled, `custseg refit`, or Model → Refit now)."
             )
-        if source_id >= target.id:
-            raise FilterError("Choose an earlier snapshot to compare with.")
-        earlier = snapshots.get_snapshot(engine, source_id)
-        moves, params = read(view.with_(compare_to=earlier.id), "migration")
-        # The headline is about all customers, whatever segments the charts show.
-        every = (
-            read(view.with_(compare_to=earlier.id, segments=()), "migration")[0]
-            if view.filters.segments
-            else moves
+        raise FilterError(
+            f"Snapshot {target.id} is the oldest kept: choose a later one above to see who "
+            "moved since it."
         )
-        target_segs = snapshots.segments(engine, target.id)
-        pal_to = charts.Palette(target_segs)
-        pal_from = charts.Palette(snapshots.segments(engine, earlier.id))
-    except HANDLED as exc:
-        blank = charts.empty_figure(str(exc))
-        return blank, blank, None, None, None, dbc.Alert(str(exc), color="info", className="py-2")
+    if source_id >= target.id:
+        raise FilterError("Choose an earlier snapshot to compare with.")
+    earlier = sources(source_id).snap
+    moved = view.with_(compare_to=earlier.id)
+    moves = kit.read("migration", moved, charts=("migration-sankey", "migration-matrix"))
+    # The headline is about all customers, whatever segments the charts show.
+    every = kit.read("migration", moved.with_(segments=())) if view.filters.segments else moves
+    pal_to = kit.palette
+    pal_from = charts.Palette(sources(earlier.id).segments)
     lead = (
         f"Snapshot {earlier.id} (as of {earlier.as_of}) → snapshot {target.id} "
         f"(as of {target.as_of}). "
     )
-    return (
-        charts.migration_sankey(moves, pal_from, pal_to, value),
-        charts.migration_matrix(moves, pal_from, pal_to, value),
-        params,
-        params,
-        html.P(lead + summary(every, target_segs), className="mb-0"),
-        None,
-    )
+    return {
+        "migration-sankey": charts.migration_sankey(moves, pal_from, pal_to, value),
+        "migration-matrix": charts.migration_matrix(moves, pal_from, pal_to, value),
+        "migration-summary": html.P(lead + summary(every, kit.segments), className="mb-0"),
+    }
 
 
-@callback(
+@roles.callback(
     Output("migration-from", "options"),
     Output("migration-from", "value"),
-    Input("f-snapshot", "value"),
+    Input(SNAPSHOT, "value"),
     prevent_initial_call=True,
+    role="viewer",
 )
 def earlier_choices(snapshot: Any) -> tuple[list[dict[str, Any]], Any]:
     """The earlier snapshot defaults to the one before the snapshot selected above."""

@@ -11,14 +11,16 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Output, callback, dash_table, html
+from dash import Output, html
+from dash.dash_table.DataTable import DataTable
 
 from webapp import charts, refit_ui
-from webapp.components import can, chart_card, graph, no_snapshot, table_style
-from webapp.filters import CONTROLS, filter_bar, initial, page_header, parse_view
-from webapp.pagekit import HANDLED, read, snapshot_of
+from webapp.components import chart_card, graph, no_snapshot, table_style
+from webapp.filters import FILTERS, filter_bar, initial, page_header
+from webapp.pagekit import Extra, Kit, chart_callback
+from webapp.roles import has_role
 
-dash.register_page(__name__, path="/model", name="Model", title="Model")
+dash.register_page(__name__, path="/model", name="Model", title="Model", order=6, role="viewer")
 
 REFIT_ROLE = refit_ui.REFIT_ROLE
 QUALITY_LABELS = {
@@ -57,10 +59,10 @@ def layout(**query: Any) -> html.Div:
     init = initial(query)
     if init is None:
         body = no_snapshot("Model")
-        if can(REFIT_ROLE):
+        if has_role(REFIT_ROLE):
             body.children.append(refit_ui.panel("model"))
         return body
-    export = can("analyst")
+    export = has_role("analyst")
     return html.Div(
         [
             page_header(
@@ -69,7 +71,7 @@ def layout(**query: Any) -> html.Div:
             ),
             filter_bar(init, dates=False, segments=False),
             html.Div(id="model-message"),
-            html.Div(refit_ui.panel("model"), className="mb-3") if can(REFIT_ROLE) else None,
+            html.Div(refit_ui.panel("model"), className="mb-3") if has_role(REFIT_ROLE) else None,
             dbc.Row(
                 [
                     dbc.Col(
@@ -117,7 +119,7 @@ def layout(**query: Any) -> html.Div:
                             "Snapshot history",
                             "Every refit kept: published ones can be selected above; failed ones "
                             "changed nothing and say why.",
-                            dash_table.DataTable(
+                            DataTable(
                                 id="model-history",
                                 columns=[{"id": c, "name": n} for c, n in HISTORY_COLUMNS],
                                 page_size=10,
@@ -189,40 +191,30 @@ def _quality(snap: Any) -> Any:
     return [dbc.Table(html.Tbody(rows), size="sm", className="mb-0"), note]
 
 
-@callback(
-    Output("model-scores", "figure"),
-    Output("model-features", "children"),
-    Output("model-quality", "children"),
-    Output("model-history", "data"),
-    Output({"type": "params", "chart": "model-scores"}, "data"),
-    Output({"type": "params", "chart": "model-history"}, "data"),
-    Output("model-message", "children"),
-    *CONTROLS,
+@chart_callback(
+    "model",
+    {"model-scores": "figure", "model-history": "data"},
+    inputs={"snapshot": FILTERS["snapshot"]},
+    extras={
+        "model-features": Extra(Output("model-features", "children")),
+        "model-quality": Extra(Output("model-quality", "children")),
+    },
 )
-def update_model(start: Any, end: Any, segments: Any, snapshot: Any) -> tuple[Any, ...]:
-    try:
-        view = parse_view(None, None, None, snapshot)
-        snap = snapshot_of(view)
-        scores, scores_params = read(view, "scores")
-        history, history_params = read(view, "snapshots")
-    except HANDLED as exc:
-        blank = charts.empty_figure(str(exc))
-        return blank, None, None, [], None, None, dbc.Alert(str(exc), color="warning")
+def update_model(kit: Kit) -> dict[str, Any]:
+    snap = kit.snapshot
+    scores = kit.read("scores", charts=("model-scores",))
+    history = kit.read("snapshots", charts=("model-history",))
     table = history.copy()
     table["started_at"] = table["started_at"].astype(str).str[:19]
     table["as_of"] = table["as_of"].astype(str)
     table["silhouette"] = table["silhouette"].round(3)
     records = table[[c for c, _ in HISTORY_COLUMNS]].astype(object)
-    records = records.where(records.notna(), None).to_dict("records")
-    return (
-        charts.model_scores(scores),
-        _features(snap),
-        _quality(snap),
-        records,
-        scores_params,
-        history_params,
-        None,
-    )
+    return {
+        "model-scores": charts.model_scores(scores),
+        "model-history": records.where(records.notna(), None).to_dict("records"),
+        "model-features": _features(snap),
+        "model-quality": _quality(snap),
+    }
 
 
 refit_ui.register("model")

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Output, callback, html
+from dash import Output, html
 
 from analytics.metrics import DEFINITIONS
 from webapp import charts
-from webapp.components import can, change_text, chart_card, graph, integer, money, no_snapshot
+from webapp.components import change_text, chart_card, graph, integer, money, no_snapshot
 from webapp.components import percent as pct
-from webapp.filters import CONTROLS, filter_bar, initial, page_header, parse_view
-from webapp.pagekit import HANDLED, auto_granularity, palette, read, snapshot_of
+from webapp.filters import filter_bar, initial, page_header
+from webapp.pagekit import Extra, Kit, auto_granularity, chart_callback
+from webapp.roles import has_role
 from webapp.state import state
 
-dash.register_page(__name__, path="/", name="Overview", title="Overview · Customer segmentation")
+dash.register_page(
+    __name__,
+    path="/",
+    name="Overview",
+    title="Overview · Customer segmentation",
+    order=0,
+    role="viewer",
+)
 
-CARDS = (
+Format = Callable[[Any], str]
+CARDS: tuple[tuple[str, str, Format], ...] = (
     ("customers", "Customers", integer),
     ("active_customers", "Active customers", integer),
     ("orders", "Orders", integer),
@@ -56,7 +66,7 @@ def layout(**query: Any) -> html.Div:
         [_card(key, label, DEFINITIONS[key].format(active_days=days)) for key, label, _ in CARDS],
         className="g-2",
     )
-    export = can("analyst")
+    export = has_role("analyst")
     return html.Div(
         [
             page_header(
@@ -85,49 +95,38 @@ def layout(**query: Any) -> html.Div:
     )
 
 
-@callback(
-    [Output(f"kpi-{key}", "children") for key, _, _ in CARDS],
-    [Output(f"kpi-{key}-change", "children") for key, _, _ in CARDS],
-    Output("overview-compare", "children"),
-    Output("overview-trend", "figure"),
-    Output({"type": "params", "chart": "overview-kpis"}, "data"),
-    Output({"type": "params", "chart": "overview-trend"}, "data"),
-    Output("overview-message", "children"),
-    *CONTROLS,
+KPI_OUTPUTS = {f"kpi-{key}": Extra(Output(f"kpi-{key}", "children"), "–") for key, _, _ in CARDS}
+CHANGE_OUTPUTS = {
+    f"kpi-{key}-change": Extra(Output(f"kpi-{key}-change", "children"), "") for key, _, _ in CARDS
+}
+
+
+@chart_callback(
+    "overview",
+    {"overview-kpis": None, "overview-trend": "figure"},
+    extras={
+        **KPI_OUTPUTS,
+        **CHANGE_OUTPUTS,
+        "overview-compare": Extra(Output("overview-compare", "children"), ""),
+    },
 )
-def update_overview(start: Any, end: Any, segments: Any, snapshot: Any) -> tuple[Any, ...]:
-    n = len(CARDS)
-    try:
-        view = parse_view(start, end, segments, snapshot)
-        snap = snapshot_of(view)
-        kpis, kpi_params = read(view, "kpi_comparison")
-        granularity = auto_granularity(view, snap.data_start, snap.data_end)
-        trend_view = view.with_(granularity=granularity)
-        sales, trend_params = read(trend_view, "sales")
-        pal = palette(view)
-    except HANDLED as exc:
-        blank = charts.empty_figure(str(exc))
-        return (
-            *["–"] * n,
-            *[""] * n,
-            "",
-            blank,
-            None,
-            None,
-            dbc.Alert(str(exc), color="warning", className="py-2"),
-        )
+def update_overview(kit: Kit) -> dict[str, Any]:
+    snap = kit.snapshot
+    kpis = kit.read("kpi_comparison", charts=("overview-kpis",))
+    granularity = auto_granularity(kit.view, snap.data_start, snap.data_end)
+    sales = kit.read("sales", kit.view.with_(granularity=granularity), charts=("overview-trend",))
     rows = kpis.set_index("metric")
-    values, changes = [], []
+    out: dict[str, Any] = {}
     for key, _, fmt in CARDS:
         row = rows.loc[key]
         value = _num(row["current"])
         if fmt is integer and value is not None:
             value = int(value)
-        values.append(fmt(value))  # type: ignore[operator]
+        out[f"kpi-{key}"] = fmt(value)
         diff = _num(row["difference"]) or 0.0
         text = change_text(_num(row["change"]), _num(row["difference"]), key)
         good = diff >= 0 if key != "returns" else diff <= 0
-        changes.append(
+        out[f"kpi-{key}-change"] = (
             html.Span(text, className=("text-success" if good else "text-danger"))
             if text != "–"
             else html.Span("no earlier data", className="text-muted")
@@ -142,15 +141,9 @@ def update_overview(start: Any, end: Any, segments: Any, snapshot: Any) -> tuple
             f" The earlier period starts before the first order ({snap.data_start}), so it "
             "covers fewer days of data."
         )
-    return (
-        *values,
-        *changes,
-        compare,
-        charts.revenue_trend(sales, pal, granularity),
-        kpi_params,
-        trend_params,
-        None,
-    )
+    out["overview-compare"] = compare
+    out["overview-trend"] = charts.revenue_trend(sales, kit.palette, granularity)
+    return out
 
 
 def _num(value: Any) -> float | None:

@@ -10,14 +10,15 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from analytics.exports import MAX_RETENTION_MONTH
 from db import snapshots
-from webapp import charts
-from webapp.components import can, chart_card, graph, no_snapshot
+from webapp import charts, roles
+from webapp.components import chart_card, graph, no_snapshot
 from webapp.filters import (
-    CONTROLS,
+    FILTERS,
+    SNAPSHOT,
     FilterError,
     filter_bar,
     initial,
@@ -25,12 +26,14 @@ from webapp.filters import (
     parse_int,
     parse_segments,
     parse_snapshot,
-    parse_view,
 )
-from webapp.pagekit import HANDLED, palette, read
+from webapp.pagekit import Kit, chart_callback
+from webapp.roles import has_role
 from webapp.state import state
 
-dash.register_page(__name__, path="/retention", name="Retention", title="Retention")
+dash.register_page(
+    __name__, path="/retention", name="Retention", title="Retention", order=2, role="viewer"
+)
 
 ALL = "all"
 
@@ -46,7 +49,7 @@ def layout(**query: Any) -> html.Div:
     init = initial(query)
     if init is None:
         return no_snapshot("Retention")
-    export = can("analyst")
+    export = has_role("analyst")
     heat_options = _heat_options(init.snap.id)
     return html.Div(
         [
@@ -141,55 +144,42 @@ def layout(**query: Any) -> html.Div:
     )
 
 
-@callback(
-    Output("retention-heatmap", "figure"),
-    Output("retention-trend", "figure"),
-    Output("retention-repeat", "figure"),
-    Output({"type": "params", "chart": "retention-heatmap"}, "data"),
-    Output({"type": "params", "chart": "retention-trend"}, "data"),
-    Output({"type": "params", "chart": "retention-repeat"}, "data"),
-    Output("retention-message", "children"),
-    *CONTROLS,
-    Input("retention-of", "value"),
-    Input("retention-month", "value"),
+@chart_callback(
+    "retention",
+    {"retention-heatmap": "figure", "retention-trend": "figure", "retention-repeat": "figure"},
+    inputs={
+        **FILTERS,
+        "heat_of": Input("retention-of", "value"),
+        "month": Input("retention-month", "value"),
+    },
 )
-def update_retention(
-    start: Any, end: Any, segments: Any, snapshot: Any, heat_of: Any = ALL, month: Any = 1
-) -> tuple[Any, ...]:
-    try:
-        view = parse_view(start, end, segments, snapshot)
-        heat_view = view
-        if heat_of not in (None, ALL):
-            if not isinstance(heat_of, str) or not heat_of.lstrip("-").isdigit():
-                raise FilterError("The heatmap's segment is not valid.")
-            (one,) = parse_segments([int(heat_of)])
-            heat_view = view.with_(segments=(one,))
-        m = parse_int(month if month is not None else 1, 1, MAX_RETENTION_MONTH, "month")
-        heat, heat_params = read(heat_view, "retention")
-        trend, trend_params = read(view.with_(month=m), "retention_trend")
-        repeat, repeat_params = read(view, "repeat_rate")
-        pal = palette(view)
-    except HANDLED as exc:
-        blank = charts.empty_figure(str(exc))
-        alert = dbc.Alert(str(exc), color="warning", className="py-2")
-        return blank, blank, blank, None, None, None, alert
-    return (
-        charts.retention_heatmap(heat),
-        charts.retention_trend(trend, pal, m),
-        charts.repeat_rate_bars(repeat, pal),
-        heat_params,
-        trend_params,
-        repeat_params,
-        None,
-    )
+def update_retention(kit: Kit, heat_of: Any = ALL, month: Any = 1) -> dict[str, Any]:
+    view = kit.view
+    heat_view = view
+    if heat_of not in (None, ALL):
+        if not isinstance(heat_of, str) or not heat_of.lstrip("-").isdigit():
+            raise FilterError("The heatmap's segment is not valid.")
+        (one,) = parse_segments([int(heat_of)])
+        heat_view = view.with_(segments=(one,))
+    m = parse_int(month if month is not None else 1, 1, MAX_RETENTION_MONTH, "month")
+    heat = kit.read("retention", heat_view, charts=("retention-heatmap",))
+    trend = kit.read("retention_trend", view.with_(month=m), charts=("retention-trend",))
+    repeat = kit.read("repeat_rate", view, charts=("retention-repeat",))
+    pal = kit.palette
+    return {
+        "retention-heatmap": charts.retention_heatmap(heat),
+        "retention-trend": charts.retention_trend(trend, pal, m),
+        "retention-repeat": charts.repeat_rate_bars(repeat, pal),
+    }
 
 
-@callback(
+@roles.callback(
     Output("retention-of", "options"),
     Output("retention-of", "value"),
-    Input("f-snapshot", "value"),
+    Input(SNAPSHOT, "value"),
     State("retention-of", "value"),
     prevent_initial_call=True,
+    role="viewer",
 )
 def heatmap_choices(snapshot: Any, current: Any) -> tuple[list[dict[str, str]], str]:
     """The heatmap's segments follow the snapshot selector."""

@@ -6,22 +6,25 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, callback, html
+from dash import Input, html
 
 from analytics.exports import GRANULARITIES
 from webapp import charts
-from webapp.components import can, chart_card, graph, no_snapshot
-from webapp.filters import CONTROLS, filter_bar, initial, page_header, parse_choice, parse_view
-from webapp.pagekit import HANDLED, palette, read
+from webapp.components import chart_card, graph, no_snapshot
+from webapp.filters import FILTERS, filter_bar, initial, page_header, parse_choice
+from webapp.pagekit import Kit, chart_callback
+from webapp.roles import has_role
 
-dash.register_page(__name__, path="/sales", name="Sales & AOV", title="Sales & AOV")
+dash.register_page(
+    __name__, path="/sales", name="Sales & AOV", title="Sales & AOV", order=3, role="viewer"
+)
 
 
 def layout(**query: Any) -> html.Div:
     init = initial(query)
     if init is None:
         return no_snapshot("Sales & AOV")
-    export = can("analyst")
+    export = has_role("analyst")
     return html.Div(
         [
             page_header(
@@ -81,37 +84,19 @@ def layout(**query: Any) -> html.Div:
     )
 
 
-@callback(
-    Output("sales-time", "figure"),
-    Output("sales-share", "figure"),
-    Output("sales-aov", "figure"),
-    Output({"type": "params", "chart": "sales-time"}, "data"),
-    Output({"type": "params", "chart": "sales-share"}, "data"),
-    Output({"type": "params", "chart": "sales-aov"}, "data"),
-    Output("sales-message", "children"),
-    *CONTROLS,
-    Input("sales-granularity", "value"),
+@chart_callback(
+    "sales",
+    {"sales-time": "figure", "sales-share": "figure", "sales-aov": "figure"},
+    inputs={**FILTERS, "granularity": Input("sales-granularity", "value")},
 )
-def update_sales(
-    start: Any, end: Any, segments: Any, snapshot: Any, granularity: Any = "month"
-) -> tuple[Any, ...]:
-    try:
-        view = parse_view(start, end, segments, snapshot)
-        view = view.with_(granularity=parse_choice(granularity, GRANULARITIES, "period"))
-        sales, sales_params = read(view, "sales")
-        dist, dist_params = read(view, "aov_distribution")
-        pal = palette(view)
-    except HANDLED as exc:
-        blank = charts.empty_figure(str(exc))
-        alert = dbc.Alert(str(exc), color="warning", className="py-2")
-        return blank, blank, blank, None, None, None, alert
+def update_sales(kit: Kit, granularity: Any = "month") -> dict[str, Any]:
+    view = kit.view.with_(granularity=parse_choice(granularity, GRANULARITIES, "period"))
+    sales = kit.read("sales", view, charts=("sales-time", "sales-share"))
+    dist = kit.read("aov_distribution", view, charts=("sales-aov",))
+    pal = kit.palette
     g = view.filters.granularity
-    return (
-        charts.sales_over_time(sales, pal, g),
-        charts.revenue_share(sales, pal),
-        charts.aov_boxes(dist, pal),
-        sales_params,
-        sales_params,
-        dist_params,
-        None,
-    )
+    return {
+        "sales-time": charts.sales_over_time(sales, pal, g),
+        "sales-share": charts.revenue_share(sales, pal),
+        "sales-aov": charts.aov_boxes(dist, pal),
+    }

@@ -11,39 +11,44 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, State, callback, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 from flask_login import current_user
 
+from analytics.exports import get as get_export
 from db import snapshots
-from webapp import charts
-from webapp.components import can, chart_card, graph, money, no_snapshot, percent
+from db.segment_names import rename_segment
+from webapp import charts, roles
+from webapp.components import chart_card, graph, money, no_snapshot, percent
 from webapp.filters import (
-    CONTROLS,
+    FILTERS,
+    SEGMENTS,
+    SNAPSHOT,
     FilterError,
     filter_bar,
     initial,
     page_header,
     parse_segments,
     parse_snapshot,
-    parse_view,
     segment_options,
 )
-from webapp.pagekit import HANDLED, palette, read
+from webapp.pagekit import Kit, chart_callback
+from webapp.roles import has_role
 from webapp.state import state
 
-dash.register_page(__name__, path="/segments", name="Segments", title="Segments")
+dash.register_page(
+    __name__, path="/segments", name="Segments", title="Segments", order=1, role="viewer"
+)
 
-RENAME_ROLE = "analyst"
-CUSTOMER_ROLE = "analyst"  # customer-level data (ids, per-customer rows): docs/SECURITY.md
+RENAME_ROLE: roles.Role = "analyst"
 
 
 def layout(**query: Any) -> html.Div:
     init = initial(query)
     if init is None:
         return no_snapshot("Segments")
-    export = can("analyst")
+    export = has_role("analyst")
     rename = []
-    if can(RENAME_ROLE):
+    if has_role(RENAME_ROLE):
         rename = [
             dbc.Row(
                 [
@@ -116,12 +121,10 @@ def layout(**query: Any) -> html.Div:
                 "segments-scatter",
                 "Customers in recency, frequency and spend",
                 "A fixed sample of up to 400 customers per segment. Frequency and spend on log "
-                "scales. Customer-level data: for analysts.",
+                "scales. Single customers: shown to analysts and admins only.",
                 graph("segments-scatter"),
                 exportable=export,
-            )
-            if can(CUSTOMER_ROLE)
-            else None,
+            ),
         ]
     )
 
@@ -175,56 +178,45 @@ def _table(frame: pd.DataFrame, profiles: pd.DataFrame, pal: charts.Palette) -> 
     return dbc.Table([head, html.Tbody(rows)], hover=True, size="sm", className="mb-0")
 
 
-@callback(
-    Output("segments-shares", "figure"),
-    Output("segments-profiles", "figure"),
-    Output("segments-table", "children"),
-    Output("segments-scatter", "figure"),
-    Output({"type": "params", "chart": "segments-shares"}, "data"),
-    Output({"type": "params", "chart": "segments-profiles"}, "data"),
-    Output({"type": "params", "chart": "segments-table"}, "data"),
-    Output({"type": "params", "chart": "segments-scatter"}, "data"),
-    Output("segments-message", "children"),
-    *CONTROLS,
-    Input("segments-renamed", "data"),
+@chart_callback(
+    "segments",
+    {
+        "segments-shares": "figure",
+        "segments-profiles": "figure",
+        "segments-table": "children",
+        "segments-scatter": "figure",
+    },
+    inputs={**FILTERS, "renamed": Input("segments-renamed", "data")},
 )
-def update_segments(
-    start: Any, end: Any, segments: Any, snapshot: Any, _renamed: Any = None
-) -> tuple[Any, ...]:
-    try:
-        view = parse_view(start, end, segments, snapshot)
-        # Sizes and profiles are the snapshot's: the date range does not change them.
-        view = view.with_(start=None, end=None)
-        seg, seg_params = read(view, "segments")
-        prof, prof_params = read(view, "profiles")
-        pal = palette(view)
-        # The scatter shows single customers: sent to analysts only, whatever the page shows.
-        scatter, sample_params = charts.empty_figure("Customer-level data is for analysts."), None
-        if current_user.is_authenticated and current_user.has_role(CUSTOMER_ROLE):
-            sample, sample_params = read(view, "customer_sample")
-            scatter = charts.customer_scatter(sample, pal)
-    except HANDLED as exc:
-        blank = charts.empty_figure(str(exc))
-        alert = dbc.Alert(str(exc), color="warning", className="py-2")
-        return blank, blank, None, blank, None, None, None, None, alert
-    return (
-        charts.segment_shares(seg, pal),
-        charts.profile_heatmap(prof, pal),
-        _table(seg, prof, pal),
-        scatter,
-        seg_params,
-        prof_params,
-        seg_params,
-        sample_params,
-        None,
-    )
+def update_segments(kit: Kit, renamed: Any = None) -> dict[str, Any]:
+    # Sizes and profiles are the snapshot's: the date range does not change them.
+    view = kit.view.with_(start=None, end=None)
+    seg = kit.read("segments", view, charts=("segments-shares", "segments-table"))
+    prof = kit.read("profiles", view, charts=("segments-profiles",))
+    pal = kit.palette
+    out = {
+        "segments-shares": charts.segment_shares(seg, pal),
+        "segments-profiles": charts.profile_heatmap(prof, pal),
+        "segments-table": _table(seg, prof, pal),
+    }
+    # The scatter shows single customers: read only for a role that may receive them (the
+    # exporter refuses the others anyway).
+    if kit.may("customer_sample"):
+        sample = kit.read("customer_sample", view, charts=("segments-scatter",))
+        out["segments-scatter"] = charts.customer_scatter(sample, pal)
+    else:
+        out["segments-scatter"] = charts.empty_figure(
+            f"Single customers: for the {get_export('customer_sample').role} role."
+        )
+    return out
 
 
-@callback(
-    Output("f-segments", "value", allow_duplicate=True),
+@roles.callback(
+    Output(SEGMENTS, "value", allow_duplicate=True),
     Input("segments-shares", "clickData"),
-    State("f-segments", "value"),
+    State(SEGMENTS, "value"),
     prevent_initial_call=True,
+    role="viewer",
 )
 def select_segment(click: Any, selected: Any) -> Any:
     """A click on a bar filters the dashboard to that segment; clicking it again clears."""
@@ -238,10 +230,11 @@ def select_segment(click: Any, selected: Any) -> Any:
     return [] if current == (sid,) else [sid]
 
 
-@callback(
+@roles.callback(
     Output("rename-segment", "options"),
-    Input("f-snapshot", "value"),
+    Input(SNAPSHOT, "value"),
     Input("segments-renamed", "data"),
+    role=RENAME_ROLE,
 )
 def rename_options(snapshot: Any, _renamed: Any) -> list[dict[str, Any]]:
     try:
@@ -255,40 +248,36 @@ def rename_options(snapshot: Any, _renamed: Any) -> list[dict[str, Any]]:
     ]
 
 
-@callback(
+@roles.callback(
     Output("rename-message", "children"),
     Output("segments-renamed", "data"),
-    Output("f-segments", "options", allow_duplicate=True),
+    Output(SEGMENTS, "options", allow_duplicate=True),
     Input("rename-go", "n_clicks"),
     State("rename-segment", "value"),
     State("rename-name", "value"),
     State("segments-renamed", "data"),
-    State("f-snapshot", "value"),
+    State(SNAPSHOT, "value"),
     prevent_initial_call=True,
+    role=RENAME_ROLE,
 )
 def rename(
     clicks: Any, segment_id: Any, name: Any, count: Any = 0, snapshot: Any = None
 ) -> tuple[Any, Any, Any]:
-    """Analysts only: checked here, not just by hiding the form."""
+    """Give a segment an analyst's name; it follows the segment into later snapshots."""
     if not clicks:
         return no_update, no_update, no_update
-    if not (current_user.is_authenticated and current_user.has_role(RENAME_ROLE)):
-        return (
-            html.Span("Renaming needs the analyst role.", className="text-danger"),
-            no_update,
-            no_update,
-        )
     try:
         (sid,) = parse_segments([segment_id]) if segment_id is not None else (None,)
         if sid is None:
             raise FilterError("Choose a segment to rename.")
         if not isinstance(name, str):
             raise FilterError("Type the new name.")
-        new = snapshots.rename_segment(state().engine, sid, name, by=current_user.email)
+        new = rename_segment(state().engine, sid, name, by=current_user.email)
     except (FilterError, ValueError) as exc:
         return html.Span(str(exc), className="text-danger"), no_update, no_update
     done = html.Span(f"Segment {sid} is now called “{new}”.", className="text-success")
     bump = (count or 0) + 1 if isinstance(count, int) else 1
+    options: Any
     try:  # the filter bar's labels carry the new name too
         options = segment_options(
             parse_snapshot(snapshot) or snapshots.get_snapshot(state().engine).id

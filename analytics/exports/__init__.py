@@ -1,0 +1,57 @@
+"""The exports: every chart's data, as pure functions of a snapshot's frames and the filters.
+
+- `spec`: the filter object and the only validation of dates, segments, snapshot, granularity;
+- `registry`: one declaration per export (what it reads, its columns, its role, its row cap);
+- `orders`, `customers`, `cohorts`, `model`: the exports, by subject (importing this package
+  registers them all, the brief's own first);
+- `files`: CSV / XLSX with provenance and formula neutralization.
+
+`db/exporter.py` runs them against the database for pages, downloads and `custseg export`.
+"""
+
+from analytics.exports import orders  # noqa: I001  (the registry's order: the brief's first)
+from analytics.exports import customers, cohorts, model
+from analytics.exports.files import FORMATS, FORMULA_PREFIXES, neutralize, to_bytes
+from analytics.exports.registry import (
+    REGISTRY,
+    Export,
+    SnapshotInfo,
+    Sources,
+    allowed,
+    compute,
+    get,
+)
+from analytics.exports.spec import (
+    FIRST_DAY,
+    GRANULARITIES,
+    LAST_DAY,
+    MAX_RETENTION_MONTH,
+    FilterError,
+    Filters,
+    View,
+)
+
+__all__ = [
+    "FIRST_DAY",
+    "FORMATS",
+    "FORMULA_PREFIXES",
+    "GRANULARITIES",
+    "LAST_DAY",
+    "MAX_RETENTION_MONTH",
+    "REGISTRY",
+    "Export",
+    "FilterError",
+    "Filters",
+    "SnapshotInfo",
+    "Sources",
+    "View",
+    "allowed",
+    "cohorts",
+    "compute",
+    "customers",
+    "get",
+    "model",
+    "neutralize",
+    "orders",
+    "to_bytes",
+]

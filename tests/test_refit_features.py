@@ -64,6 +64,7 @@ EXTREMES = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # identical customers
 @pytest.mark.parametrize("case", EXTREMES)
 def test_extreme_but_finite_orders_reach_k_means_as_finite_numbers(
     case: str, kmeans_inputs: list[np.ndarray]

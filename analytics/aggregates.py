@@ -34,8 +34,17 @@ def month_start(ts: pd.Series) -> pd.Series:
 
 def retention(orders: pd.DataFrame) -> pd.DataFrame:
     """Per cohort month x months since first order x segment: cohort size, active customers,
-    revenue. A customer's cohort is the month of their first positive order."""
+    revenue. A customer's cohort is the month of their first positive order.
+
+    Every cohort and segment has a row for every month from its cohort month to the data end
+    (the month of the last order, returns included), zeros included: a month nobody came back
+    is 0%, not missing.
+    """
+    keys = ["cohort", "months_since_first", "segment_id"]
+    cols = ["cohort", "months_since_first", "segment_id", "cohort_size", "customers", "revenue"]
     pos = orders[orders["total"] > 0]
+    if pos.empty:
+        return pd.DataFrame(columns=cols)
     month = month_start(pos["ordered_at"])
     cohort = month.groupby(pos["customer_id"]).transform("min")
     frame = pd.DataFrame(
@@ -48,14 +57,22 @@ def retention(orders: pd.DataFrame) -> pd.DataFrame:
             "total": pos["total"],
         }
     )
-    keys = ["cohort", "months_since_first", "segment_id"]
     g = frame.groupby(keys)
-    out = pd.DataFrame({"customers": g["customer_id"].nunique(), "revenue": g["total"].sum()})
-    out = out.reset_index()
-    size = frame.groupby(["cohort", "segment_id"])["customer_id"].nunique().rename("cohort_size")
-    out = out.merge(size.reset_index(), on=["cohort", "segment_id"])
+    active = pd.DataFrame({"customers": g["customer_id"].nunique(), "revenue": g["total"].sum()})
+    sizes = (
+        frame.groupby(["cohort", "segment_id"])["customer_id"]
+        .nunique()
+        .rename("cohort_size")
+        .reset_index()
+    )
+    end = month_start(orders["ordered_at"]).max()
+    spans = (end.year - sizes["cohort"].dt.year) * 12 + (end.month - sizes["cohort"].dt.month) + 1
+    grid = sizes.loc[sizes.index.repeat(spans)].reset_index(drop=True)
+    grid["months_since_first"] = grid.groupby(["cohort", "segment_id"]).cumcount()
+    out = grid.join(active, on=keys)
+    out[["customers", "revenue"]] = out[["customers", "revenue"]].fillna(0)
+    out["customers"] = out["customers"].astype(int)
     out["cohort"] = out["cohort"].dt.date
-    cols = ["cohort", "months_since_first", "segment_id", "cohort_size", "customers", "revenue"]
     return out[cols].sort_values(keys).reset_index(drop=True)
 
 

@@ -92,9 +92,32 @@ def customer_features(
     return feats, left_out
 
 
+def _logged(values: np.ndarray, ids: pd.Index | None = None) -> np.ndarray:
+    """log1p in float64 of model features (negative values as 0), after refusing any value that
+    is not a finite number, naming its customer (`ids`, else the row): K-Means never sees NaN or
+    inf. An infinite monetary value is order totals summing beyond the largest float (1.8e308),
+    which only data imported before amounts were bounded can hold."""
+    x = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = (int(i[0]) for i in np.nonzero(bad))
+        who = repr(ids[row]) if ids is not None else f"in row {row}"
+        raise ValueError(
+            f"customer {who}: {MODEL_FEATURES[col]} is {x[row, col]}, not a finite number "
+            f"(customers with such a value: {int(bad.any(axis=1).sum())}); fix or remove "
+            "their orders, then refit"
+        )
+    return np.log1p(x.clip(min=0.0))
+
+
 @dataclass
 class Transform:
-    """log1p, clip, standardize: fitted on one snapshot's customers."""
+    """log1p, clip, standardize: fitted on one snapshot's customers.
+
+    Every value that reaches K-Means is finite: features are logged in float64 (any finite
+    amount, up to the largest float, has a finite log), a feature with no variance keeps scale 1,
+    and a value that is not a finite number is refused naming its customer.
+    """
 
     lower: np.ndarray
     upper: np.ndarray
@@ -104,7 +127,7 @@ class Transform:
 
     @classmethod
     def fit(cls, feats: pd.DataFrame) -> Transform:
-        logged = np.log1p(feats[list(MODEL_FEATURES)].to_numpy(dtype=float).clip(min=0))
+        logged = _logged(feats[list(MODEL_FEATURES)].to_numpy(dtype=np.float64), feats.index)
         lower, upper = np.quantile(logged, CLIP_QUANTILES, axis=0)
         clipped_values = logged.clip(lower, upper)
         clipped = {
@@ -115,13 +138,13 @@ class Transform:
         scale[scale == 0] = 1.0
         return cls(lower, upper, clipped_values.mean(axis=0), scale, clipped)
 
-    def apply(self, values: np.ndarray) -> np.ndarray:
-        """Original units (n x 3) -> model space."""
-        logged = np.log1p(np.asarray(values, dtype=float).clip(min=0)).clip(self.lower, self.upper)
-        return (logged - self.mean) / self.scale
+    def apply(self, values: np.ndarray, ids: pd.Index | None = None) -> np.ndarray:
+        """Original units (n x 3) -> model space; `ids` name the rows in an error."""
+        return (_logged(values, ids).clip(self.lower, self.upper) - self.mean) / self.scale
 
     def invert(self, z: np.ndarray) -> np.ndarray:
-        return np.expm1(z * self.scale + self.mean)
+        """Model space -> original units, within the clip bounds (finite, even at the top)."""
+        return np.expm1(np.clip(z * self.scale + self.mean, self.lower, self.upper))
 
     def describe(self) -> dict[str, object]:
         return {

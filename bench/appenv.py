@@ -34,6 +34,8 @@ def production_env(ctx: Context, **extra: str) -> dict[str, str]:
         "CUSTSEG_ENV": "production",
         "SECRET_KEY": SECRET_KEY,
         "CUSTSEG_SNAPSHOTS_KEEP": "5",
+        # Plain HTTP on 127.0.0.1 (bench/server.py): a Secure cookie would never come back.
+        "CUSTSEG_COOKIE_SECURE": "false",
     }
     env.pop("CUSTSEG_DEBUG", None)
     env.update(extra)

@@ -38,6 +38,9 @@ KNOWN_DEFAULT_KEYS = frozenset(
     }
 )
 MIN_SECRET_LENGTH = 32
+# Distinct characters a key needs: 32 underscores or "changeme" four times are long enough but
+# guessable; a random key of 32 characters has about 20 to 30.
+MIN_SECRET_VARIETY = 10
 
 
 class ConfigError(RuntimeError):
@@ -98,8 +101,15 @@ class Settings(BaseSettings):
         le=24 * 30,
         validation_alias=AliasChoices("CUSTSEG_SESSION_HOURS", "session_hours"),
     )
-    cookie_secure: bool = Field(
-        False, validation_alias=AliasChoices("CUSTSEG_COOKIE_SECURE", "cookie_secure")
+    session_max_hours: int = Field(
+        24 * 7,
+        ge=1,
+        le=24 * 365,
+        validation_alias=AliasChoices("CUSTSEG_SESSION_MAX_HOURS", "session_max_hours"),
+    )
+    # None: Secure in production, not in development and test (see `secure_cookies`).
+    cookie_secure: bool | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_COOKIE_SECURE", "cookie_secure")
     )
     trusted_proxies: int = Field(
         0, ge=0, le=5, validation_alias=AliasChoices("CUSTSEG_TRUSTED_PROXIES", "trusted_proxies")
@@ -107,6 +117,10 @@ class Settings(BaseSettings):
     login_rate_limit: str = Field(
         "5 per minute",
         validation_alias=AliasChoices("CUSTSEG_LOGIN_RATE_LIMIT", "login_rate_limit"),
+    )
+    login_account_limit: str = Field(
+        "100 per hour",
+        validation_alias=AliasChoices("CUSTSEG_LOGIN_ACCOUNT_LIMIT", "login_account_limit"),
     )
     ratelimit_storage_url: str = Field(
         "memory://",
@@ -139,31 +153,60 @@ class Settings(BaseSettings):
             raise ValueError(f"CUSTSEG_K_MIN ({self.k_min}) is above CUSTSEG_K_MAX ({self.k_max})")
         return self
 
+    @model_validator(mode="after")
+    def _check_rate_limits(self) -> Settings:
+        from limits import parse_many
+
+        for name, value, most in (
+            ("CUSTSEG_LOGIN_RATE_LIMIT", self.login_rate_limit, None),
+            ("CUSTSEG_LOGIN_ACCOUNT_LIMIT", self.login_account_limit, 1),
+        ):
+            try:
+                items = parse_many(value)
+            except ValueError:
+                items = []
+            if not items or (most is not None and len(items) > most):
+                raise ValueError(f"{name} ({value!r}) is not a rate limit such as '5 per minute'")
+        return self
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
 
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether the session cookie is Secure: CUSTSEG_COOKIE_SECURE, else production only."""
+        return self.is_production if self.cookie_secure is None else self.cookie_secure
+
     def resolved_secret_key(self) -> str:
         """The key that signs sessions.
 
-        Outside development a missing, known-default or short key is refused. In development a
+        Outside development a missing, known-default, short or repetitive key is refused, and so
+        is debug (the Werkzeug debugger runs code for whoever reaches it). In development a
         random key is generated once and kept under the instance folder, so sessions survive a
         restart of `make run`.
         """
         key = self.secret_key
         if self.env != "development":
+            generate = "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
             if not key:
-                raise ConfigError(
-                    "SECRET_KEY is not set. Generate one with "
-                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` and export it."
-                )
+                raise ConfigError(f"SECRET_KEY is not set. Generate one with {generate}.")
             if key in KNOWN_DEFAULT_KEYS or len(key) < MIN_SECRET_LENGTH:
                 raise ConfigError(
                     "SECRET_KEY is a known default or shorter than "
                     f"{MIN_SECRET_LENGTH} characters; set a long random value."
                 )
-            if self.debug and self.is_production:
-                raise ConfigError("CUSTSEG_DEBUG must be off in production.")
+            if len(set(key)) < MIN_SECRET_VARIETY:
+                raise ConfigError(
+                    f"SECRET_KEY has too little variety ({len(set(key))} distinct characters, "
+                    f"at least {MIN_SECRET_VARIETY} needed): it is guessable. Generate one with "
+                    f"{generate}."
+                )
+            if self.debug:
+                raise ConfigError(
+                    f"CUSTSEG_DEBUG must be off outside development (CUSTSEG_ENV={self.env}): "
+                    "debug serves the Werkzeug debugger."
+                )
             return key
         if key:
             return key

@@ -116,7 +116,7 @@ def engine(request: pytest.FixtureRequest) -> Engine:
 def make_settings(tmp_path: Path, url: str, **overrides: object) -> Settings:
     values: dict[str, object] = dict(
         env="test",
-        secret_key="test-secret-" + "x" * 40,
+        secret_key="test-secret-0123456789-abcdefghijklmnopqrstuvwxyz",
         database_url=url,
         instance_dir=tmp_path / "instance",
         login_rate_limit="1000 per minute",

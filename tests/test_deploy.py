@@ -33,7 +33,7 @@ def test_wsgi_exposes_server(monkeypatch, tmp_path) -> None:  # type: ignore[no-
     from config.settings import get_settings
 
     monkeypatch.setenv("CUSTSEG_ENV", "production")
-    monkeypatch.setenv("SECRET_KEY", "s" * 48)
+    monkeypatch.setenv("SECRET_KEY", "vQ3n8_Kp2xR7tLw0-ZyB5mHc9dFs4Ge1sT")
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/w.db")
     get_settings.cache_clear()
     sys.modules.pop("wsgi", None)

@@ -56,6 +56,7 @@ DASH_ENDPOINTS = (
     "/_dash-component-suites/dash/dash-renderer/build/dash_renderer.min.js",
 )
 KPIS = "kpi-customers"
+RANDOM_KEY = "vQ3n8_Kp2xR7tLw0-ZyB5mHc9dFs4Ge1"  # what `secrets.token_urlsafe` gives
 ROUTER = "_pages_content"
 
 
@@ -169,15 +170,103 @@ def test_failed_logins_from_one_address_are_limited_whatever_x_forwarded_for_say
     assert _good_login(other, "analyst@example.com", "10.0.0.8").status_code == 302
 
 
-def test_failed_logins_for_one_account_are_limited_across_addresses(
+def test_wrong_passwords_from_one_address_do_not_lock_the_owner_out(
     tmp_path: Path, sqlite_engine: Engine
 ) -> None:
-    app = build_app(tmp_path, sqlite_engine, login_rate_limit="3 per minute")
+    app = build_app(tmp_path, sqlite_engine, login_rate_limit="5 per minute")
+    attacker, owner = app.server.test_client(), app.server.test_client()
+    for _ in range(5):
+        assert _fail_login(attacker, "Viewer@Example.com ", "10.1.0.66").status_code == 401
+    assert _good_login(owner, "viewer@example.com", "10.1.0.7").status_code == 302
+    assert owner.get("/_dash-layout").status_code == 200
+    # The attacker's address stays limited, for this account and for any other.
+    assert _good_login(attacker, "viewer@example.com", "10.1.0.66").status_code == 429
+    assert _good_login(attacker, "analyst@example.com", "10.1.0.66").status_code == 429
+    assert attacker.get("/_dash-layout").status_code == 401
+
+
+def test_past_the_account_ceiling_each_address_gets_one_failure_and_clean_ones_log_in(
+    tmp_path: Path, sqlite_engine: Engine
+) -> None:
+    app = build_app(
+        tmp_path, sqlite_engine, login_rate_limit="5 per minute", login_account_limit="3 per hour"
+    )
     client = app.server.test_client()
-    for i in range(3):
-        assert _fail_login(client, "Viewer@Example.com ", f"10.1.0.{i}").status_code == 401
-    assert _good_login(client, "viewer@example.com", "10.1.0.99").status_code == 429
-    assert _good_login(client, "analyst@example.com", "10.1.0.99").status_code == 302
+    for i in range(3):  # guessing from three addresses reaches the account's ceiling
+        assert _fail_login(client, "viewer@example.com", f"10.3.0.{i}").status_code == 401
+    # An address that failed for this account is refused, even with the right password ...
+    assert _good_login(client, "viewer@example.com", "10.3.0.0").status_code == 429
+    # ... but not for other accounts, and an address that has not failed logs in.
+    assert _good_login(client, "analyst@example.com", "10.3.0.0").status_code == 302
+    owner = app.server.test_client()
+    assert _good_login(owner, "viewer@example.com", "10.3.0.50").status_code == 302
+    # A new address gets one guess, then it is refused too.
+    assert _fail_login(client, "viewer@example.com", "10.3.0.9").status_code == 401
+    assert _good_login(client, "viewer@example.com", "10.3.0.9").status_code == 429
+
+
+def _scrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the password hashes computed (werkzeug's scrypt goes through hashlib.scrypt)."""
+    calls: list[int] = []
+    real = hashlib.scrypt
+
+    def counted(*args: Any, **kwargs: Any) -> bytes:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "scrypt", counted)
+    return calls
+
+
+def test_every_login_attempt_computes_exactly_one_password_hash(
+    tmp_path: Path, sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from db.session import session_scope
+
+    app = build_app(tmp_path, sqlite_engine)
+    add_user(sqlite_engine, "gone@example.com", "analyst")
+    with session_scope(sqlite_engine) as db:
+        gone = db.scalar(select(User).where(User.email == "gone@example.com"))
+        gone.active = False  # type: ignore[union-attr]
+    calls = _scrypt_calls(monkeypatch)
+    for email, attempt, status in (
+        ("viewer@example.com", _fail_login, 401),  # known account, wrong password
+        ("nobody@example.com", _fail_login, 401),  # unknown account
+        ("nobody@example.com", _good_login, 401),
+        ("gone@example.com", _fail_login, 401),  # deactivated account
+        ("gone@example.com", _good_login, 401),  # deactivated, right password
+        ("viewer@example.com", _good_login, 302),
+    ):
+        calls.clear()
+        assert attempt(app.server.test_client(), email).status_code == status, email
+        assert len(calls) == 1, (email, attempt.__name__, len(calls))
+
+
+def test_unknown_deactivated_and_wrong_password_get_the_same_answer(
+    tmp_path: Path, sqlite_engine: Engine
+) -> None:
+    from db.session import session_scope
+
+    app = build_app(tmp_path, sqlite_engine)
+    add_user(sqlite_engine, "gone@example.com", "analyst")
+    with session_scope(sqlite_engine) as db:
+        gone = db.scalar(select(User).where(User.email == "gone@example.com"))
+        gone.active = False  # type: ignore[union-attr]
+    app.server.test_client().get("/health")  # Dash's first-request setup touches the session
+
+    def answer(email: str, attempt: Any, addr: str) -> tuple[int, str, list[tuple[str, str]]]:
+        resp = attempt(app.server.test_client(), email, addr)  # one address each: same counts
+        body = re.sub(r'name="csrf_token" value="[^"]+"', "TOKEN", resp.get_data(True))
+        varying = {"Set-Cookie", "X-RateLimit-Reset", "Retry-After", "Date"}
+        headers = sorted((k, v) for k, v in resp.headers.items() if k not in varying)
+        cookies = sorted(h.split("=", 1)[0] for h in resp.headers.getlist("Set-Cookie"))
+        return resp.status_code, body, [*headers, *(("Set-Cookie", c) for c in cookies)]
+
+    wrong = answer("viewer@example.com", _fail_login, "10.4.0.1")
+    assert wrong[0] == 401 and "Wrong email or password." in wrong[1]
+    assert ("X-RateLimit-Remaining", "999") in wrong[2]
+    assert answer("nobody@example.com", _fail_login, "10.4.0.2") == wrong
+    assert answer("gone@example.com", _good_login, "10.4.0.3") == wrong
 
 
 def test_behind_a_configured_proxy_each_client_address_has_its_own_limit(
@@ -216,6 +305,54 @@ def test_session_cookie_is_secure_when_configured_and_its_lifetime_is_bounded(
 def test_plain_http_deployment_does_not_mark_the_cookie_secure(client: Any) -> None:
     cookie = login(client).headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "Secure" not in cookie
+
+
+def test_production_cookies_are_secure_unless_turned_off_with_a_warning(
+    tmp_path: Path, sqlite_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="custseg"):
+        app = build_app(tmp_path, sqlite_engine, env="production")
+    assert not [r for r in caplog.records if "COOKIE_SECURE" in r.getMessage()]
+    assert "Secure" in login(app.server.test_client()).headers["Set-Cookie"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="custseg"):
+        app = build_app(tmp_path, sqlite_engine, users=False, env="production", cookie_secure=False)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [
+        "CUSTSEG_COOKIE_SECURE=false in production: the session cookie goes over plain HTTP"
+    ]
+    assert "Secure" not in login(app.server.test_client()).headers["Set-Cookie"]
+
+
+def _login_age(client: Any, seconds: int) -> None:
+    """Move this session's login time `seconds` into the past (what time passing does)."""
+    with client.session_transaction() as sess:
+        sess["login_at"] -= seconds
+
+
+def test_a_session_ends_at_its_absolute_lifetime_whatever_its_activity(
+    tmp_path: Path, sqlite_engine: Engine
+) -> None:
+    import time
+
+    app = build_app(tmp_path, sqlite_engine, session_hours=2, session_max_hours=24)
+    client = app.server.test_client()
+    before = int(time.time())
+    assert login(client).status_code == 302
+    with client.session_transaction() as sess:
+        assert before <= sess["login_at"] <= int(time.time())
+    _login_age(client, 23 * 3600)  # active all along: within the lifetime, still logged in
+    assert client.get("/_dash-layout").status_code == 200
+    _login_age(client, 3600 + 1)
+    assert client.get("/_dash-layout").status_code == 401
+    assert client.get("/").headers["Location"].startswith("/login")
+    # A session from before login times were kept has none: it ends too.
+    old = app.server.test_client()
+    login(old)
+    with old.session_transaction() as sess:
+        del sess["login_at"]
+    assert old.get("/_dash-layout").status_code == 401
+    assert login(old).status_code == 302 and old.get("/_dash-layout").status_code == 200
 
 
 def test_login_starts_a_new_session(client: Any) -> None:
@@ -322,7 +459,12 @@ def test_login_form_escapes_a_reflected_next(client: Any) -> None:
         ({"SECRET_KEY": "CHANGE_ME_TO_A_COMPLEX_RANDOM_SECRET"}, "known default"),
         ({"SECRET_KEY": "\x02\x01thisismyscretkey\x01\x02\\e\\y\\y\\h"}, "known default"),
         ({"SECRET_KEY": "short-but-random-9f2"}, "shorter than"),
-        ({"SECRET_KEY": "k" * 48, "CUSTSEG_DEBUG": "1"}, "DEBUG must be off"),
+        ({"SECRET_KEY": "_" * 32}, "too little variety"),
+        ({"SECRET_KEY": "changeme" * 4}, "too little variety"),
+        ({"SECRET_KEY": RANDOM_KEY, "CUSTSEG_DEBUG": "1"}, "DEBUG must be off"),
+        # Debug only in development: a test deployment with a good key gets no debugger either.
+        ({"CUSTSEG_ENV": "test", "SECRET_KEY": RANDOM_KEY, "CUSTSEG_DEBUG": "1"}, "DEBUG must"),
+        ({"CUSTSEG_ENV": "test", "SECRET_KEY": "changeme" * 4}, "too little variety"),
     ],
 )
 def test_production_wsgi_refuses_to_start_without_a_real_key_or_with_debug(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from webapp.nav import nav_id
 from webapp.state import AppState
 
 HERE = Path(__file__).parent
+log = logging.getLogger("custseg.app")
 
 
 def _navbar() -> dbc.Navbar:
@@ -108,7 +110,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         SECRET_KEY=secret,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
         SESSION_COOKIE_NAME="custseg_session",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
         REMEMBER_COOKIE_DURATION=timedelta(hours=settings.session_hours),
@@ -118,6 +120,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         DEBUG=settings.debug,
         TESTING=settings.env == "test",
     )
+    if settings.is_production and not settings.secure_cookies:
+        log.warning(
+            "CUSTSEG_COOKIE_SECURE=false in production: the session cookie goes over plain HTTP"
+        )
     if settings.trusted_proxies:
         server.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             server.wsgi_app,

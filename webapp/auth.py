@@ -7,7 +7,10 @@ Public: the login form, the static CSS it needs and the health check. Everything
 
 from __future__ import annotations
 
+import secrets
+import time
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +29,9 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf.csrf import generate_csrf, validate_csrf
+from limits import RateLimitItem, parse
 from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms.validators import ValidationError
 
 from db.models import User
@@ -36,6 +41,8 @@ from webapp.state import state
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+
+LOGIN_AT = "login_at"  # session key: when this session logged in (seconds since the epoch)
 
 
 class SessionUser(UserMixin):
@@ -60,6 +67,11 @@ def _load_user(user_id: str) -> SessionUser | None:
     uid, _, version = user_id.partition(":")
     if not uid.isdigit() or not version.isdigit():
         return None
+    # The absolute lifetime: activity renews the cookie, never the login time.
+    login_at = session.get(LOGIN_AT)
+    max_age = state().settings.session_max_hours * 3600
+    if not isinstance(login_at, int) or time.time() - login_at > max_age:
+        return None
     with state().sessions() as db:
         user = db.get(User, int(uid))
         if user is None or not user.active or user.session_version != int(version):
@@ -77,22 +89,65 @@ def is_safe_next(target: str | None) -> bool:
     return not parts.scheme and not parts.netloc
 
 
-def _account_key() -> str:
-    return "account:" + request.form.get("email", "").strip().lower()[:254]
+def _account() -> str:
+    return request.form.get("email", "").strip().lower()[:254]
+
+
+def _account_address_key() -> str:
+    return f"{_account()}|{get_remote_address()}"
 
 
 def _failed(response: Response) -> bool:
     return request.method == "POST" and response.status_code != 302
 
 
+# Failed logins are limited per client address and per (account, address): an attacker's
+# address gets slow, the account's owner elsewhere does not. Per account alone there is only a
+# ceiling (`_ceiling`): past it, each address gets one failure per window for that
+# account, so guessing from many addresses stays slow and an address that has not failed
+# still logs in (a lockout would be a gift to attackers).
+def _ceiling() -> tuple[RateLimitItem, RateLimitItem]:
+    """The per-account ceiling, and one failure in the same window (per address, past it)."""
+    ceiling = parse(state().settings.login_account_limit)
+    return ceiling, type(ceiling)(1, ceiling.multiples)
+
+
+def _ceiling_refuses(account: str, address: str) -> bool:
+    ceiling, once = _ceiling()
+    strategy = limiter.limiter
+    over = not strategy.test(ceiling, "login-ceiling", account)
+    return over and not strategy.test(once, "login-ceiling-address", account, address)
+
+
+def _count_failure(account: str, address: str) -> None:
+    ceiling, once = _ceiling()
+    limiter.limiter.hit(ceiling, "login-ceiling", account)
+    limiter.limiter.hit(once, "login-ceiling-address", account, address)
+
+
+@cache
+def _dummy_hash() -> str:
+    """A scrypt hash like every user's, of a password nobody knows: an unknown or deactivated
+    account costs the same hash as a wrong password, so timing does not tell them apart."""
+    return generate_password_hash(secrets.token_urlsafe(32), method="scrypt")
+
+
+def _verify(user: User | None, password: str) -> bool:
+    """Exactly one password hash per attempt, whoever the account is."""
+    if user is None or not user.active:
+        check_password_hash(_dummy_hash(), password)
+        return False
+    return user.check_password(password)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: state().settings.login_rate_limit, methods=["POST"], deduct_when=_failed)
 @limiter.limit(
     lambda: state().settings.login_rate_limit,
-    key_func=_account_key,
+    key_func=_account_address_key,
     methods=["POST"],
     deduct_when=_failed,
-    scope="login-account",
+    scope="login-account-address",
 )
 def login() -> Any:
     next_url = request.values.get("next", "")
@@ -106,18 +161,21 @@ def login() -> Any:
         except ValidationError:
             error, status = "Your form expired; please try again.", 400
         else:
-            email = request.form.get("email", "").strip().lower()
+            email, address = _account(), get_remote_address()
+            if _ceiling_refuses(email, address):
+                return _rate_limited(None)
             password = request.form.get("password", "")
             with state().sessions() as db:
                 user = db.scalar(select(User).where(User.email == email))
-                ok = user is not None and user.active and user.check_password(password)
-                if ok and user is not None:
+                if _verify(user, password) and user is not None:
                     user.last_login_at = datetime.now(UTC).replace(tzinfo=None)
                     db.commit()
                     session.clear()  # a new session on login: no fixation
                     login_user(SessionUser(user))
                     session.permanent = True
+                    session[LOGIN_AT] = int(time.time())
                     return redirect(next_url or "/")
+            _count_failure(email, address)
             error, status = "Wrong email or password.", 401
     return (
         render_template("login.html", error=error, next=next_url, csrf_token=generate_csrf()),
@@ -178,11 +236,11 @@ def guard() -> Any:
     return None
 
 
-def _rate_limited(exc: Exception) -> Any:
+def _rate_limited(exc: Exception | None) -> Any:
     return (
         render_template(
             "login.html",
-            error="Too many failed attempts. Wait a minute, then try again.",
+            error="Too many failed attempts. Try again later.",
             next="",
             csrf_token=generate_csrf(),
         ),
@@ -194,6 +252,7 @@ def init_app(server: Flask) -> None:
     login_manager.init_app(server)
     login_manager.session_protection = "basic"
     limiter.init_app(server)
+    _dummy_hash()  # now, not on the first unknown account's login (that one would take longer)
     server.register_blueprint(bp)
     server.before_request(guard)
     server.register_error_handler(429, _rate_limited)

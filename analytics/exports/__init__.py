@@ -3,14 +3,13 @@
 - `spec`: the filter object and the only validation of dates, segments, snapshot, granularity;
 - `registry`: one declaration per export (what it reads, its columns, its role, its row cap);
 - `orders`, `customers`, `cohorts`, `model`: the exports, by subject (importing this package
-  registers them all, the brief's own first);
+  registers them all; listed with the brief's own first);
 - `files`: CSV / XLSX with provenance and formula neutralization.
 
 `db/exporter.py` runs them against the database for pages, downloads and `custseg export`.
 """
 
-from analytics.exports import orders  # noqa: I001  (the registry's order: the brief's first)
-from analytics.exports import customers, cohorts, model
+from analytics.exports import cohorts, customers, model, orders
 from analytics.exports.files import FORMATS, FORMULA_PREFIXES, neutralize, to_bytes
 from analytics.exports.registry import (
     REGISTRY,
@@ -20,6 +19,7 @@ from analytics.exports.registry import (
     allowed,
     compute,
     get,
+    put_first,
 )
 from analytics.exports.spec import (
     FIRST_DAY,
@@ -30,6 +30,9 @@ from analytics.exports.spec import (
     Filters,
     View,
 )
+
+# The brief's exports first, in its order; then one per further chart.
+put_first(("kpis", "segments", "sales", "retention", "migration", "members"))
 
 __all__ = [
     "FIRST_DAY",

@@ -40,7 +40,10 @@ def _month(day: object) -> pd.Timestamp:
     reads=("retention",),
     columns=RETENTION_COLUMNS,
     optional=("segment_id",),
-    row="cohort × month offset (× segment with --split-by-segment)",
+    row=(
+        "cohort × month offset (× segment with `--split-by-segment`), every month from the "
+        "cohort's to the data end or `--end`, months nobody came back included (0)"
+    ),
     options=("split_by_segment",),
 )
 def retention(src: Sources, f: Filters) -> pd.DataFrame:
@@ -71,7 +74,7 @@ def retention(src: Sources, f: Filters) -> pd.DataFrame:
     "retention_trend",
     reads=("retention",),
     columns=TREND_COLUMNS,
-    row="cohort × segment (--month M, default 1)",
+    row="cohort × segment (`--month M`, default 1)",
     options=("month",),
 )
 def retention_trend(src: Sources, f: Filters) -> pd.DataFrame:

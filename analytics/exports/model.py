@@ -28,7 +28,7 @@ MIGRATION_COLUMNS = ("from_segment", "to_segment", "customers", "gross_revenue")
     "migration",
     reads=("migration",),
     columns=MIGRATION_COLUMNS,
-    row="from × to segment (-1: new / gone customers)",
+    row="from × to segment (segment -1: new / gone customers)",
     options=("compare_to",),
 )
 def migration(src: Sources, f: Filters) -> pd.DataFrame:

@@ -34,7 +34,7 @@ QUANTILE_COLUMNS = ("mean", "min", "p05", "q1", "median", "q3", "p95", "max")
     "kpis",
     reads=("orders", "snapshot"),
     columns=KPI_COLUMNS,
-    row="— (one row)",
+    row="—",
 )
 def kpis(src: Sources, f: Filters) -> pd.DataFrame:
     """The headline figures of the orders in the range and segments."""
@@ -148,7 +148,7 @@ def repeat_rate(src: Sources, f: Filters) -> pd.DataFrame:
     "customer_orders",
     reads=("orders",),
     columns=("customer_id", "day", "segment_id", "total"),
-    row="order of one customer (--customer)",
+    row="order of `--customer ID`",
     role="analyst",
     options=("customer",),
 )

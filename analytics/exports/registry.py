@@ -138,6 +138,13 @@ def export(
     return register
 
 
+def put_first(names: tuple[str, ...]) -> None:
+    """Order the registry (lists, the README) with `names` first."""
+    ordered = [n for n in names if n in REGISTRY] + [n for n in REGISTRY if n not in names]
+    for name in ordered:
+        REGISTRY[name] = REGISTRY.pop(name)
+
+
 def get(name: str) -> Export:
     """The export called `name`, or a ValueError listing them."""
     try:

@@ -205,7 +205,7 @@ def run_refit(
     feats = feats.join(rfm.scores(feats))
     population = Bounds.of(feats)
     segments = _profiles(feats, centers_orig, ids, prev_segments, matching, previous, population)
-    previews = k_previews(feats, x, sel, population)
+    previews = k_previews(feats, sel, segments, population)
     stages = _stages(feats, previous, population)
     clock.lap("profiles")
 
@@ -349,40 +349,48 @@ def _stages(feats: pd.DataFrame, previous: Previous | None, population: Bounds) 
     return frame
 
 
-def nearest_center(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """The index of each row's nearest center (Euclidean), as K-Means' predict."""
-    # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is the same for every center of a row.
-    d = (centers * centers).sum(axis=1) - 2.0 * (x @ centers.T)
-    return np.asarray(d.argmin(axis=1), dtype=np.int64)
-
-
 def k_previews(
-    feats: pd.DataFrame, x: np.ndarray, sel: KSelection, population: Bounds | None = None
+    feats: pd.DataFrame, sel: KSelection, segments: pd.DataFrame, population: Bounds
 ) -> pd.DataFrame:
-    """For every k fitted, the clusters it gives: what an admin previews before fixing a k.
+    """For every k scored, the clusters it gives: what an admin previews before fixing a k.
 
-    The chosen k's clusters are the published segments; any other k's are every customer's
-    nearest centroid of that k's sample fit. One row per k and cluster (1.. by revenue):
-    k, cluster, name, customers, share, gross_revenue, and the medians recency_days, frequency,
-    monetary.
+    The chosen k's rows are the published segments (`segments`, names included). Any other k's
+    come from its fit on the sample (everyone up to CUSTSEG_SILHOUETTE_SAMPLE customers): the
+    medians of the sample's clusters, and sizes and revenue scaled from the sample to all
+    customers, so previews cost the same for any number of customers. One row per k and cluster
+    (1.. by revenue): k, cluster, name, customers, share, gross_revenue and the medians
+    recency_days, frequency, monetary.
     """
-    population = population or Bounds.of(feats)
-    values = feats[["recency_days", "frequency", "monetary", "tenure_days"]]
-    repeat = (feats["frequency"].to_numpy() >= 2).astype(float)
+    n = len(feats)
+    cols = ["recency_days", "frequency", "monetary"]
+    sample = feats.iloc[sel.sample_index]
+    values = sample[[*cols, "tenure_days"]].assign(repeat=(sample["frequency"] >= 2).astype(float))
     parts = []
-    for k, centers in sorted(sel.centers_by_k.items()):
-        labels = sel.labels if k == sel.k else nearest_center(x, centers)
-        g = values.assign(repeat=repeat).groupby(labels)
-        prof = g[["recency_days", "frequency", "monetary", "tenure_days"]].median()
-        prof["repeat_rate"] = g["repeat"].mean()
-        prof["customers"] = g.size()
-        prof["gross_revenue"] = g["monetary"].sum()
+    for k, labels in sorted(sel.sample_labels.items()):
+        if k == sel.k:
+            prof = segments[["name", "customers", "share", "gross_revenue", *cols]].copy()
+        else:
+            g = values.groupby(labels)
+            prof = g[[*cols, "tenure_days"]].median()
+            prof["repeat_rate"] = g["repeat"].mean()
+            prof["share"] = g.size() / len(sample)
+            prof["customers"] = _apportion(prof["share"].to_numpy(), n)
+            prof["gross_revenue"] = g["monetary"].sum() * (n / len(sample))
+            prof = prof.sort_values("gross_revenue", ascending=False, kind="stable")
+            prof["name"] = segment_names(prof, population)
         prof = prof.sort_values("gross_revenue", ascending=False, kind="stable")
-        prof["name"] = segment_names(prof, population)
         prof["k"] = k
         prof["cluster"] = np.arange(1, len(prof) + 1)
         parts.append(prof)
     out = pd.concat(parts, ignore_index=True)
-    out["share"] = out["customers"] / len(feats)
-    cols = ["k", "cluster", "name", "customers", "share", "gross_revenue"]
-    return out[[*cols, "recency_days", "frequency", "monetary"]]
+    return out[["k", "cluster", "name", "customers", "share", "gross_revenue", *cols]]
+
+
+def _apportion(shares: np.ndarray, total: int) -> np.ndarray:
+    """Whole numbers in proportion to `shares` that add up to `total` (largest remainders)."""
+    exact = shares * total
+    counts = np.floor(exact).astype(np.int64)
+    short = total - int(counts.sum())
+    if short > 0:
+        counts[np.argsort(-(exact - counts), kind="stable")[:short]] += 1
+    return counts

@@ -73,7 +73,15 @@ def quintile_scores(values: pd.Series | np.ndarray, higher_is_better: bool = Tru
     n = len(v)
     if n == 0:
         return np.zeros(0, dtype=np.int8)
-    worse = np.searchsorted(np.sort(v), v, side="left").astype(np.int64)
+    # In sorted order, the customers worse than a value are the positions before its tie group.
+    order = np.argsort(v, kind="stable")
+    ordered = v[order]
+    starts = np.empty(n, dtype=bool)
+    starts[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    worse = np.empty(n, dtype=np.int64)
+    worse[order] = first
     return (1 + (5 * worse) // n).astype(np.int8)
 
 

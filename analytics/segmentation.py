@@ -212,6 +212,8 @@ class KSelection:
     scores: pd.DataFrame  # k, silhouette, inertia, davies_bouldin, smallest_share (on the sample)
     centers_by_k: dict[int, np.ndarray] = field(default_factory=dict)  # model space, sample fits
     reason: dict[str, Any] = field(default_factory=dict)
+    sample_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sample_labels: dict[int, np.ndarray] = field(default_factory=dict)  # each k's, on the sample
 
 
 def fit_kmeans(
@@ -336,6 +338,8 @@ def fit_kmeans(
         pd.DataFrame(rows),
         {kk: models[kk].cluster_centers_ for kk in ks},
         reason,
+        idx,
+        {kk: models[kk].labels_.astype(int) for kk in ks},
     )
 
 

@@ -278,6 +278,23 @@ def test_every_k_fitted_is_stored_as_a_preview(sqlite_engine: Engine) -> None:
     assert chosen["r"].tolist() == segs["recency_days"].tolist()
 
 
+def test_previews_scale_the_sample_to_every_customer(sqlite_engine: Engine) -> None:
+    import_file(sqlite_engine, CDNOW)
+    outcome = refit(sqlite_engine, silhouette_sample=500)  # 2,349 customers: k chosen on 500
+    p = SnapshotKPreview
+    with sqlite_engine.connect() as conn:
+        rows = conn.execute(
+            select(p.k, p.customers, p.share).where(p.snapshot_id == outcome.snapshot_id)
+        ).all()
+    previews = pd.DataFrame(rows, columns=["k", "customers", "share"])
+    by_k = previews.groupby("k")
+    assert (by_k["customers"].sum() == outcome.customers).all()
+    assert (by_k["share"].sum().round(9) == 1.0).all()
+    other = previews[previews["k"] != outcome.k]
+    # Sizes from the sample's shares: within one customer of share x customers.
+    assert ((other["customers"] - other["share"] * outcome.customers).abs() < 1).all()
+
+
 # --- the k setting -----------------------------------------------------------------------------
 
 

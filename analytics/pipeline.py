@@ -10,17 +10,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analytics import aggregates
+from analytics import actions, aggregates, rfm
 from analytics.segmentation import (
     MODEL_FEATURES,
+    Bounds,
+    KSelection,
     Transform,
     customer_features,
     describe_segment,
     fit_kmeans,
     match_segments,
-    name_segment,
+    previous_centroids,
     segment_color,
-    unique_names,
+    segment_names,
 )
 
 UNSEGMENTED = 0  # segment_id of orders whose customer has no positive order
@@ -28,11 +30,13 @@ UNSEGMENTED = 0  # segment_id of orders whose customer has no positive order
 
 @dataclass
 class RefitSettings:
-    k_min: int = 2
-    k_max: int = 10
+    k_min: int = 4
+    k_max: int = 8
     k: int | None = None
     seed: int = 42
     silhouette_sample: int = 20_000
+    k_margin: float = 0.01  # hysteresis: the previous k stays while this close to the best
+    k_source: str = "default"  # where k_min/k_max/k came from (resolve_k_setting)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -41,7 +45,57 @@ class RefitSettings:
             "k": self.k or "auto",
             "random_seed": self.seed,
             "silhouette_sample": self.silhouette_sample,
+            "k_margin": self.k_margin,
+            "k_source": self.k_source,
         }
+
+
+DEFAULT_K_RANGE = (4, 8)
+K_SOURCES = ("command line", "admin setting", "environment", "default")
+
+
+@dataclass(frozen=True)
+class KChoice:
+    """The k setting a refit uses and where it came from (one of K_SOURCES).
+
+    With a fixed k, k_min..k_max is still the range the Model page compares it with.
+    """
+
+    k_min: int
+    k_max: int
+    k: int | None
+    source: str
+    set_by: str | None = None  # the admin, when the admin setting won
+    set_at: str | None = None
+
+
+def resolve_k_setting(
+    cli_k: int | None,
+    admin: dict[str, Any] | None,
+    env: tuple[int, int] | None,
+    default: tuple[int, int] = DEFAULT_K_RANGE,
+) -> KChoice:
+    """The effective k setting: `--k` on the command line, then the admin's setting in the app
+    (a fixed k or a range), then the environment's range, then the default.
+
+    `admin`: k, k_min, k_max, set_by, set_at (or None: no setting). `env`: (k_min, k_max) when
+    the environment sets them (or None).
+    """
+    k_min, k_max = env or default
+    if admin and admin.get("k_min") is not None and admin.get("k_max") is not None:
+        k_min, k_max = int(admin["k_min"]), int(admin["k_max"])
+    by = (admin or {}).get("set_by")
+    at = (admin or {}).get("set_at")
+    at_text = str(at) if at is not None else None
+    if cli_k is not None:
+        return KChoice(k_min, k_max, cli_k, "command line")
+    if admin and admin.get("k") is not None:
+        return KChoice(k_min, k_max, int(admin["k"]), "admin setting", by, at_text)
+    if admin and admin.get("k_min") is not None:
+        return KChoice(k_min, k_max, None, "admin setting", by, at_text)
+    if env is not None and tuple(env) != tuple(default):
+        return KChoice(k_min, k_max, None, "environment")
+    return KChoice(k_min, k_max, None, "default")
 
 
 @dataclass
@@ -50,7 +104,8 @@ class Previous:
 
     snapshot_id: int
     segments: pd.DataFrame  # segment_id, name, centroid (dict in original units)
-    customers: pd.DataFrame  # customer_id, segment_id, monetary
+    customers: pd.DataFrame  # customer_id, segment_id, monetary (and lifecycle_stage, if any)
+    k: int | None = None  # its k: kept while it scores within the margin (hysteresis)
 
 
 @dataclass
@@ -67,6 +122,10 @@ class RefitResult:
     matching: dict[str, Any]
     data_quality: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    k_selection: dict[str, Any] = field(default_factory=dict)  # why this k (fit_kmeans.reason)
+    previews: pd.DataFrame = field(default_factory=pd.DataFrame)  # k_previews: every k fitted
+    stages: pd.DataFrame = field(default_factory=pd.DataFrame)  # lifecycle + medians + action
+    stage_migration: pd.DataFrame = field(default_factory=pd.DataFrame)  # from the previous
 
 
 class _Clock:
@@ -123,17 +182,31 @@ def run_refit(
     clock.lap("features")
 
     stage("clustering")
+    prev_segments = previous.segments if previous is not None else pd.DataFrame()
     sel = fit_kmeans(
-        x, (settings.k_min, settings.k_max), settings.seed, settings.silhouette_sample, settings.k
+        x,
+        (settings.k_min, settings.k_max),
+        settings.seed,
+        settings.silhouette_sample,
+        settings.k,
+        margin=settings.k_margin,
+        previous_k=previous.k if previous is not None else None,
+        previous_centers=(
+            transform.apply(previous_centroids(prev_segments)) if not prev_segments.empty else None
+        ),
     )
+    sel.reason["source"] = settings.k_source
     clock.lap("clustering")
 
     stage("profiles")
     centers_orig = transform.invert(sel.centers)
-    prev_segments = previous.segments if previous is not None else pd.DataFrame()
     ids, matching = match_segments(centers_orig, prev_segments, transform, next_segment_id)
     feats["segment_id"] = np.asarray(ids)[sel.labels]
-    segments = _profiles(feats, centers_orig, ids, prev_segments, matching)
+    feats = feats.join(rfm.scores(feats))
+    population = Bounds.of(feats)
+    segments = _profiles(feats, centers_orig, ids, prev_segments, matching, previous, population)
+    previews = k_previews(feats, sel, segments, population)
+    stages = _stages(feats, previous, population)
     clock.lap("profiles")
 
     stage("aggregates")
@@ -151,6 +224,12 @@ def run_refit(
     else:
         migration = pd.DataFrame(
             columns=["from_segment", "to_segment", "customers", "gross_revenue"]
+        )
+    if previous is not None and "lifecycle_stage" in previous.customers:
+        stage_migration = rfm.stage_migration(previous.customers, customers)
+    else:
+        stage_migration = pd.DataFrame(
+            columns=["from_stage", "to_stage", "customers", "gross_revenue"]
         )
     # In day order (a stable sort): PostgreSQL then appends to its (snapshot_id, day) index
     # instead of inserting all over it, 15 -> 11 s for 4.3M orders.
@@ -190,6 +269,10 @@ def run_refit(
         matching=matching,
         data_quality=quality,
         timings=clock.timings,
+        k_selection=sel.reason,
+        previews=previews,
+        stages=stages,
+        stage_migration=stage_migration,
     )
 
 
@@ -199,6 +282,8 @@ def _profiles(
     ids: list[int],
     previous: pd.DataFrame,
     matching: dict[str, Any],
+    prev_snapshot: Previous | None = None,
+    population: Bounds | None = None,
 ) -> pd.DataFrame:
     g = feats.groupby("segment_id")
     total_customers = len(feats)
@@ -228,13 +313,84 @@ def _profiles(
         if not previous.empty
         else {}
     )
-    generated = [name_segment(row, feats) for _, row in prof.iterrows()]
-    names = [prev_names.get(sid, gen) for sid, gen in zip(prof.index, generated, strict=True)]
-    prof["name"] = unique_names(names)
+    population = population or Bounds.of(feats)
+    prof["name"] = segment_names(prof, population, prev_names)
     prof["description"] = [describe_segment(row, total_revenue) for _, row in prof.iterrows()]
+    before = None
+    if prev_snapshot is not None:
+        pg = prev_snapshot.customers.groupby("segment_id")
+        before = pd.DataFrame({"customers": pg.size(), "gross_revenue": pg["monetary"].sum()})
+    suggestions = actions.suggest(prof, population, before)
+    prof["action"] = [s.advice for s in suggestions]
+    prof["action_basis"] = [s.basis for s in suggestions]
     prof["color"] = [segment_color(int(sid)) for sid in prof.index]
     new_ids = set(matching.get("new", []))
     prof["status"] = ["new" if sid in new_ids else "matched" for sid in prof.index]
     prof = prof.reset_index().rename(columns={"index": "segment_id"})
     prof = prof.sort_values("gross_revenue", ascending=False).reset_index(drop=True)
     return prof.drop(columns=["tenure_days"])
+
+
+def _stages(feats: pd.DataFrame, previous: Previous | None, population: Bounds) -> pd.DataFrame:
+    """The lifecycle frame with each stage's medians and suggested action (empty stages: none)."""
+    frame = rfm.lifecycle(feats)
+    prof = rfm.stage_profiles(feats)
+    before = None
+    if previous is not None and "lifecycle_stage" in previous.customers:
+        pg = previous.customers.groupby("lifecycle_stage")
+        before = pd.DataFrame({"customers": pg.size(), "gross_revenue": pg["monetary"].sum()})
+    suggestions = dict(zip(prof.index, actions.suggest(prof, population, before), strict=True))
+    medians = prof[["recency_days", "frequency", "monetary"]]
+    frame = frame.join(medians, on="stage")
+    frame["action"] = [suggestions[s].advice if s in suggestions else None for s in frame["stage"]]
+    frame["action_basis"] = [
+        suggestions[s].basis if s in suggestions else None for s in frame["stage"]
+    ]
+    return frame
+
+
+def k_previews(
+    feats: pd.DataFrame, sel: KSelection, segments: pd.DataFrame, population: Bounds
+) -> pd.DataFrame:
+    """For every k scored, the clusters it gives: what an admin previews before fixing a k.
+
+    The chosen k's rows are the published segments (`segments`, names included). Any other k's
+    come from its fit on the sample (everyone up to CUSTSEG_SILHOUETTE_SAMPLE customers): the
+    medians of the sample's clusters, and sizes and revenue scaled from the sample to all
+    customers, so previews cost the same for any number of customers. One row per k and cluster
+    (1.. by revenue): k, cluster, name, customers, share, gross_revenue and the medians
+    recency_days, frequency, monetary.
+    """
+    n = len(feats)
+    cols = ["recency_days", "frequency", "monetary"]
+    sample = feats.iloc[sel.sample_index]
+    values = sample[[*cols, "tenure_days"]].assign(repeat=(sample["frequency"] >= 2).astype(float))
+    parts = []
+    for k, labels in sorted(sel.sample_labels.items()):
+        if k == sel.k:
+            prof = segments[["name", "customers", "share", "gross_revenue", *cols]].copy()
+        else:
+            g = values.groupby(labels)
+            prof = g[[*cols, "tenure_days"]].median()
+            prof["repeat_rate"] = g["repeat"].mean()
+            prof["share"] = g.size() / len(sample)
+            prof["customers"] = _apportion(prof["share"].to_numpy(), n)
+            prof["gross_revenue"] = g["monetary"].sum() * (n / len(sample))
+            prof = prof.sort_values("gross_revenue", ascending=False, kind="stable")
+            prof["name"] = segment_names(prof, population)
+        prof = prof.sort_values("gross_revenue", ascending=False, kind="stable")
+        prof["k"] = k
+        prof["cluster"] = np.arange(1, len(prof) + 1)
+        parts.append(prof)
+    out = pd.concat(parts, ignore_index=True)
+    return out[["k", "cluster", "name", "customers", "share", "gross_revenue", *cols]]
+
+
+def _apportion(shares: np.ndarray, total: int) -> np.ndarray:
+    """Whole numbers in proportion to `shares` that add up to `total` (largest remainders)."""
+    exact = shares * total
+    counts = np.floor(exact).astype(np.int64)
+    short = total - int(counts.sum())
+    if short > 0:
+        counts[np.argsort(-(exact - counts), kind="stable")[:short]] += 1
+    return counts

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -214,60 +215,196 @@ def silhouettes(x: np.ndarray, label_sets: list[np.ndarray], chunk: int = 256) -
     return [float(t / n) for t in totals]
 
 
+# Every refit scores these k, whatever the range, so the Model page can draw the whole curve.
+CURVE_K = (2, 10)
+# A k whose smallest cluster (on the sample) holds fewer customers than this is not chosen: a
+# segment of 1% is too small to act on, and on RFM data it is usually a handful of outliers.
+MIN_SEGMENT_SHARE = 0.02
+# For the previous snapshot's k, K-Means also starts from that snapshot's centroids; that start
+# is kept unless the usual fit's inertia is lower by more than this (relative).
+WARM_START_TOLERANCE = 0.01
+
+
 @dataclass
 class KSelection:
+    """The clustering of the chosen k, every k's scores and sample centroids, and why this k."""
+
     k: int
     labels: np.ndarray
     centers: np.ndarray  # model space
-    scores: pd.DataFrame  # k, silhouette, inertia, davies_bouldin (on the sample)
+    scores: pd.DataFrame  # k, silhouette, inertia, davies_bouldin, smallest_share (on the sample)
+    centers_by_k: dict[int, np.ndarray] = field(default_factory=dict)  # model space, sample fits
+    reason: dict[str, Any] = field(default_factory=dict)
+    sample_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sample_labels: dict[int, np.ndarray] = field(default_factory=dict)  # each k's, on the sample
 
 
 def fit_kmeans(
-    x: np.ndarray, k_range: tuple[int, int], seed: int, sample: int, k: int | None = None
+    x: np.ndarray,
+    k_range: tuple[int, int],
+    seed: int,
+    sample: int,
+    k: int | None = None,
+    *,
+    margin: float = 0.01,
+    previous_k: int | None = None,
+    previous_centers: np.ndarray | None = None,
+    curve: tuple[int, int] = CURVE_K,
 ) -> KSelection:
-    """Choose k on a fixed-seed sample, then fit the chosen k on every customer.
+    """Score every k of the curve on a fixed-seed sample, choose k in `k_range`, fit it on all.
 
-    For every k in range (or just `k`): K-Means (n_init=4) on a sample of `sample` customers
-    and its silhouette, inertia and Davies-Bouldin there. The best silhouette wins; the final
-    K-Means on all customers starts from that k's sample centroids (one init), so the cost of
-    trying nine k does not grow with the number of customers. With no more customers than
-    `sample`, the sample is everyone and the sample fit is the final one.
+    For every k of `curve` (and of the range, if wider): K-Means (n_init=4) on a sample of
+    `sample` customers and its silhouette, inertia and Davies-Bouldin there. With `k` given, that
+    k is used. Otherwise the best silhouette among the k of `k_range` whose smallest cluster holds
+    at least MIN_SEGMENT_SHARE of the sample wins, unless `previous_k` is one of them and scores
+    within `margin` of the best: then the previous k is kept (hysteresis), so identities do not
+    churn from noise. For the previous k, K-Means also starts from `previous_centers` (model
+    space) and keeps that start unless it is clearly worse (WARM_START_TOLERANCE). The final
+    K-Means on all customers starts from the chosen k's sample centroids (one init), so the cost
+    does not grow with the number of customers beyond that one fit. `reason` records the choice.
     """
     n = len(x)
-    k_min, k_max = (k, k) if k else k_range
-    k_max = min(k_max, n - 1)
-    if k_max < 2 or k_min > k_max:
-        raise ValueError(f"too few customers ({n}) to form {k_min} segments")
+    top = n - 1  # K-Means needs more points than clusters
+    k_min, k_max = k_range
+    if top < 2 or (k is not None and k > top):
+        raise ValueError(f"too few customers ({n}) to form {k or 2} segments")
+    if k is not None and k < 2:
+        raise ValueError(f"k must be at least 2 (got {k})")
+    lo, hi = min(k_min, top), min(k_max, top)
+    first = min(curve[0], lo, k or lo)
+    last = min(max(curve[1], hi, k or hi), top)
+    ks = list(range(first, last + 1))
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, size=sample, replace=False)) if n > sample else np.arange(n)
     xs = x[idx]
-    ks = list(range(k_min, k_max + 1))
+    warm_k = len(previous_centers) if previous_centers is not None else None
+    models: dict[int, KMeans] = {}
+    start: dict[int, str] = {}
     # One thread for the small sample problems: thread start-up costs more than it saves, and
     # on a busy machine OpenMP's spinning threads made these fits 10x slower (bench/README.md).
     with threadpool_limits(limits=1):
-        models = [KMeans(n_clusters=kk, random_state=seed, n_init=4).fit(xs) for kk in ks]
-        scored = [m.labels_ for m in models if len(np.unique(m.labels_)) >= 2]
-        sils = iter(silhouettes(xs, scored)) if scored else iter(())
+        for kk in ks:
+            model = KMeans(n_clusters=kk, random_state=seed, n_init=4).fit(xs)
+            start[kk] = "k-means++"
+            if kk == warm_k and previous_centers is not None:
+                warm = KMeans(n_clusters=kk, init=previous_centers, n_init=1, random_state=seed)
+                warm.fit(xs)
+                if warm.inertia_ <= model.inertia_ * (1 + WARM_START_TOLERANCE):
+                    model, start[kk] = warm, "previous centroids"
+            models[kk] = model
+        scored = [kk for kk in ks if len(np.unique(models[kk].labels_)) >= 2]
+        sil = dict(zip(scored, silhouettes(xs, [models[kk].labels_ for kk in scored]), strict=True))
     rows = []
-    best: tuple[float, int] | None = None
-    for i, (kk, model) in enumerate(zip(ks, models, strict=True)):
-        two_or_more = len(np.unique(model.labels_)) >= 2
-        sil = next(sils) if two_or_more else -1.0
-        dbi = float(davies_bouldin_score(xs, model.labels_)) if two_or_more else float("nan")
+    smallest: dict[int, float] = {}
+    for kk in ks:
+        labels = models[kk].labels_
+        smallest[kk] = float(np.bincount(labels, minlength=kk).min() / len(xs))
+        dbi = float(davies_bouldin_score(xs, labels)) if kk in sil else float("nan")
         rows.append(
-            {"k": kk, "silhouette": sil, "inertia": float(model.inertia_), "davies_bouldin": dbi}
+            {
+                "k": kk,
+                "silhouette": sil.get(kk, -1.0),
+                "inertia": float(models[kk].inertia_),
+                "davies_bouldin": dbi,
+                "smallest_share": smallest[kk],
+            }
         )
-        if best is None or sil > best[0] + 1e-12:
-            best = (sil, i)
-    assert best is not None
-    chosen = models[best[1]]
+    in_range = [kk for kk in ks if lo <= kk <= hi]
+    large = [kk for kk in in_range if kk in sil and smallest[kk] >= MIN_SEGMENT_SHARE]
+    candidates = large or [kk for kk in in_range if kk in sil] or in_range
+
+    def score(kk: int) -> float:
+        return sil.get(kk, -1.0)
+
+    best = max(candidates, key=lambda kk: (score(kk), -kk))  # a tie goes to the smaller k
+    if k is not None:
+        chosen, rule = k, "fixed k"
+    elif (
+        previous_k is not None
+        and previous_k != best
+        and previous_k in candidates
+        and score(previous_k) >= score(best) - margin
+    ):
+        chosen, rule = previous_k, "previous k kept"
+    else:
+        chosen, rule = best, "best silhouette in range"
+    final = models[chosen]
     if len(idx) < n:
-        chosen = KMeans(
-            n_clusters=ks[best[1]], init=chosen.cluster_centers_, n_init=1, random_state=seed
+        final = KMeans(
+            n_clusters=chosen, init=final.cluster_centers_, n_init=1, random_state=seed
         ).fit(x)
+    reason: dict[str, Any] = {
+        "rule": rule,
+        "k": chosen,
+        "silhouette": round(score(chosen), 6),
+        "best_k": best,
+        "best_silhouette": round(score(best), 6),
+        "range": [k_min, k_max],
+        "fixed_k": k,
+        "range_used": [lo, hi],
+        "margin": margin,
+        "previous_k": previous_k,
+        "previous_silhouette": round(score(previous_k), 6) if previous_k in sil else None,
+        "min_segment_share": MIN_SEGMENT_SHARE,
+        "too_small": {
+            str(kk): round(smallest[kk], 4) for kk in in_range if kk in sil and kk not in large
+        },
+        "start": start[chosen],
+        "curve": [ks[0], ks[-1]],
+        "sample": int(len(idx)),
+        "customers": int(n),
+    }
     return KSelection(
-        ks[best[1]], chosen.labels_.astype(int), chosen.cluster_centers_, pd.DataFrame(rows)
+        chosen,
+        final.labels_.astype(int),
+        final.cluster_centers_,
+        pd.DataFrame(rows),
+        {kk: models[kk].cluster_centers_ for kk in ks},
+        reason,
+        idx,
+        {kk: models[kk].labels_.astype(int) for kk in ks},
     )
+
+
+def explain_selection(reason: dict[str, Any], source: str | None = None) -> str:
+    """One or two sentences for the Model page: the k chosen, the rule that decided, the range."""
+    k, rule = reason["k"], reason["rule"]
+    lo, hi = reason["range_used"]
+    span = f"{lo}..{hi}" if lo != hi else str(lo)
+    origin = f" ({source})" if source else ""
+    if rule == "fixed k":
+        text = (
+            f"k = {k} was fixed{origin}; its silhouette is {reason['silhouette']:.3f} (the best "
+            f"in the range {span}: k = {reason['best_k']}, {reason['best_silhouette']:.3f})."
+        )
+    elif rule == "previous k kept":
+        text = (
+            f"k = {k} is kept from the previous snapshot: its silhouette "
+            f"({reason['silhouette']:.3f}) is within {reason['margin']:g} of the best in the "
+            f"range {span}{origin} (k = {reason['best_k']}, {reason['best_silhouette']:.3f})."
+        )
+    else:
+        text = (
+            f"k = {k} has the best silhouette ({reason['silhouette']:.3f}) in the range "
+            f"{span}{origin}."
+        )
+        prev = reason.get("previous_k")
+        if prev is not None and prev != k and reason.get("previous_silhouette") is not None:
+            text += (
+                f" The previous k ({prev}, {reason['previous_silhouette']:.3f}) is not within "
+                f"{reason['margin']:g} of it."
+            )
+    if list(reason["range"]) != list(reason["range_used"]):
+        lo0, hi0 = reason["range"]
+        text += f" The range {lo0}..{hi0} was narrowed to {span}: {reason['customers']} customers."
+    small = reason.get("too_small") or {}
+    if small and rule != "fixed k":
+        listed = ", ".join(f"k = {kk} ({share:.1%})" for kk, share in small.items())
+        text += (
+            f" Not considered, as their smallest segment holds under "
+            f"{reason['min_segment_share']:.0%} of customers: {listed}."
+        )
+    return text
 
 
 def match_segments(
@@ -283,7 +420,7 @@ def match_segments(
     if previous.empty:
         fresh = list(range(next_id, next_id + k))
         return fresh, {"matched": {}, "new": fresh, "vanished": [], "distances": {}}
-    prev_orig = np.array([[c[f] for f in MODEL_FEATURES] for c in previous["centroid"]])
+    prev_orig = previous_centroids(previous)
     a = transform.apply(new_centers_orig)
     b = transform.apply(prev_orig)
     dist = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)
@@ -308,34 +445,238 @@ def match_segments(
     return final, {"matched": matched, "new": new_ids, "vanished": vanished, "distances": distances}
 
 
+def previous_centroids(previous: pd.DataFrame) -> np.ndarray:
+    """The previous snapshot's centroids (original units, MODEL_FEATURES order), one per row."""
+    return np.array([[c[f] for f in MODEL_FEATURES] for c in previous["centroid"]], dtype=float)
+
+
+# --- names --------------------------------------------------------------------------------------
+
+# Above this share of customers with two or more orders, a segment is not called "one-time".
+ONE_TIME_MAX_REPEAT_RATE = 0.2
+# "new", "recent" and "active" never describe a median recency (or a new segment's tenure) above
+# this, however old the rest of the shop's customers are.
+ACTIVE_MAX_DAYS = 90
+# A median recency of a year or more is "lapsed", however old the rest of the customers are.
+LAPSED_MIN_DAYS = 365
+# Words that tell apart segments whose rules give the same name: (lower value, higher value).
+COMPARATIVES = {
+    "recency_days": ("more recent", "less recent"),
+    "frequency": ("fewer orders", "more orders"),
+    "monetary": ("lower spend", "higher spend"),
+}
+GRADES = {
+    "recency_days": ("most recent", "less recent", "least recent"),
+    "frequency": ("fewest orders", "more orders", "most orders"),
+    "monetary": ("lowest spend", "mid spend", "highest spend"),
+}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What names and actions compare a segment with: figures of all customers, computed once."""
+
+    r_lo: float  # recency terciles (days)
+    r_hi: float
+    m_lo: float  # spend terciles
+    m_hi: float
+    spend_median: float
+    loyal_from: float  # median orders from which a segment is loyal: 4, or the top decile
+    log_scale: tuple[float, float, float]  # std of log1p recency, frequency, monetary
+
+    @classmethod
+    def of(cls, population: pd.DataFrame) -> Bounds:
+        r_lo, r_hi = (float(v) for v in population["recency_days"].quantile([0.33, 0.67]))
+        m_lo, m_hi = (float(v) for v in population["monetary"].quantile([0.33, 0.67]))
+        cols = ["recency_days", "frequency", "monetary"]
+        scale = np.log1p(population[cols].to_numpy(dtype=float).clip(min=0)).std(axis=0)
+        scale[scale == 0] = 1.0
+        return cls(
+            r_lo,
+            r_hi,
+            m_lo,
+            m_hi,
+            float(population["monetary"].median()),
+            max(4.0, float(population["frequency"].quantile(0.9))),
+            (float(scale[0]), float(scale[1]), float(scale[2])),
+        )
+
+
+def bounds(population: pd.DataFrame | Bounds) -> Bounds:
+    return population if isinstance(population, Bounds) else Bounds.of(population)
+
+
 def _level(value: float, low: float, high: float, words: tuple[str, str, str]) -> str:
     return words[0] if value <= low else (words[2] if value >= high else words[1])
 
 
-# Above this share of customers with two or more orders, a segment is not called "one-time".
-ONE_TIME_MAX_REPEAT_RATE = 0.2
+def recency_level(recency_days: float, population: pd.DataFrame | Bounds) -> str:
+    """The level "recent", "middle" or "lapsed": all customers' terciles, within fixed bounds."""
+    b = bounds(population)
+    if recency_days >= b.r_hi or recency_days >= LAPSED_MIN_DAYS:
+        return "lapsed"
+    if recency_days <= b.r_lo and recency_days <= ACTIVE_MAX_DAYS:
+        return "recent"
+    return "middle"
 
 
-def name_segment(profile: pd.Series, population: pd.DataFrame) -> str:
-    """A plain-language name from the segment's medians relative to all customers."""
-    r_lo, r_hi = population["recency_days"].quantile([0.33, 0.67])
-    m_lo, m_hi = population["monetary"].quantile([0.33, 0.67])
+def name_segment(profile: pd.Series, population: pd.DataFrame | Bounds) -> str:
+    """A plain-language name from the segment's medians relative to all customers.
+
+    Recency and spend are low, mid or high against all customers' terciles; "recent" and
+    "active" also need a median recency of at most ACTIVE_MAX_DAYS, and a median of a year or more
+    is always "lapsed", so a name never calls long-gone customers active.
+    """
+    b = bounds(population)
     rec, freq, mon = profile["recency_days"], profile["frequency"], profile["monetary"]
-    value = _level(mon, m_lo, m_hi, ("low-value", "mid-value", "high-value"))
+    recency = recency_level(rec, b)
+    value = _level(mon, b.m_lo, b.m_hi, ("low-value", "mid-value", "high-value"))
     if freq <= 1.0:
-        if rec <= r_lo and profile.get("tenure_days", rec) <= max(r_lo, 30):
+        new_max = min(max(b.r_lo, 30.0), ACTIVE_MAX_DAYS)
+        if recency == "recent" and profile.get("tenure_days", rec) <= new_max:
             return "new customers"
         # A median of one order can hide many repeat buyers (with k = 2, nearly half of them).
         one_time = profile.get("repeat_rate", 0.0) <= ONE_TIME_MAX_REPEAT_RATE
         kind = "one-time buyers" if one_time else "occasional buyers"
-        return f"lapsed {kind}" if rec >= r_hi else kind
-    if rec >= r_hi:
+        return {"lapsed": f"lapsed {kind}", "recent": f"recent {kind}"}.get(recency, kind)
+    if recency == "lapsed":
         return f"lapsed {value} customers"
-    if freq >= max(4.0, population["frequency"].quantile(0.9)):
-        return f"{value} loyal customers" if value != "high-value" else "high-value loyal"
-    if rec <= r_lo:
+    if freq >= b.loyal_from:
+        loyal = "high-value loyal" if value == "high-value" else f"{value} loyal customers"
+        return loyal if recency == "recent" else f"at-risk {loyal}"
+    if recency == "recent":
         return f"active {value} repeat buyers"
     return f"at-risk {value} repeat buyers"
+
+
+def name_contradictions(
+    name: str, profile: pd.Series, population: pd.DataFrame | Bounds
+) -> list[str]:
+    """What in `name` the profile contradicts (an empty list: the name still fits).
+
+    A matched segment keeps its previous name while this is empty, so names do not change with
+    every small move of a median across a tercile, yet never say what the profile does not.
+    """
+    b = bounds(population)
+    rec, freq, mon = profile["recency_days"], profile["frequency"], profile["monetary"]
+    recency = recency_level(rec, b)
+    words = name.lower()
+    found = []
+    if any(w in words for w in ("new ", "recent ", "active ")) and recency != "recent":
+        found.append(f"recent: median recency {rec:g} days")
+    if "new " in words and profile.get("tenure_days", rec) > ACTIVE_MAX_DAYS:
+        found.append(f"new: median tenure {profile.get('tenure_days', rec):g} days")
+    if "lapsed" in words and recency != "lapsed":
+        found.append(f"lapsed: median recency {rec:g} days")
+    if "at-risk" in words and recency != "middle":
+        found.append(f"at-risk: median recency {rec:g} days")
+    if "one-time" in words and profile.get("repeat_rate", 0.0) > ONE_TIME_MAX_REPEAT_RATE:
+        found.append(f"one-time: repeat rate {profile.get('repeat_rate', 0.0):.0%}")
+    if ("one-time" in words or "occasional" in words) and freq > 1:
+        found.append(f"one order: median {freq:g} orders")
+    if ("repeat" in words or "loyal" in words) and freq < 2:
+        found.append(f"repeat: median {freq:g} orders")
+    if "loyal" in words and freq < b.loyal_from:
+        found.append(f"loyal: median {freq:g} orders")
+    if "high-value" in words and mon <= b.m_lo:
+        found.append(f"high-value: median spend {mon:,.2f}")
+    if "low-value" in words and mon >= b.m_hi:
+        found.append(f"low-value: median spend {mon:,.2f}")
+    if "(" in name or "," in name:  # old "(2)" suffixes, and comparatives to other segments
+        found.append("relative to other segments")
+    return found
+
+
+def segment_names(
+    profiles: pd.DataFrame,
+    population: pd.DataFrame | Bounds,
+    previous: dict[Any, str] | None = None,
+) -> list[str]:
+    """Distinct names for the segments of one snapshot, in `profiles` order.
+
+    `profiles`: one row per segment (medians recency_days, frequency, monetary, tenure_days and
+    repeat_rate), indexed by segment id. Segments whose rules give the same name are told apart
+    by what separates them most (e.g. "lapsed one-time buyers, higher spend"). A segment in
+    `previous` (id -> name) keeps that name while the profile does not contradict it and no
+    other segment has it.
+    """
+    b = bounds(population)
+    bases = [name_segment(row, b) for _, row in profiles.iterrows()]
+    names = _distinguish(bases, profiles, b)
+    if not previous:
+        return names
+    fresh = list(names)
+    for i, (sid, row) in enumerate(profiles.iterrows()):
+        old = previous.get(sid)
+        if old and not name_contradictions(old, row, b):
+            names[i] = old
+    while True:  # a kept name another segment also has gives way to the generated one
+        seen: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            seen.setdefault(name, []).append(i)
+        clashes = [i for group in seen.values() if len(group) > 1 for i in group]
+        reverted = [i for i in clashes if names[i] != fresh[i]]
+        if not reverted:
+            return names
+        for i in reverted:
+            names[i] = fresh[i]
+
+
+def _distinguish(bases: list[str], profiles: pd.DataFrame, b: Bounds) -> list[str]:
+    """`bases` made distinct with comparatives between the segments that share one."""
+    cols = list(COMPARATIVES)
+    z = np.log1p(profiles[cols].to_numpy(dtype=float).clip(min=0)) / np.array(b.log_scale)
+    names = list(bases)
+    groups: dict[str, list[int]] = {}
+    for i, base in enumerate(bases):
+        groups.setdefault(base, []).append(i)
+    for base, members in groups.items():
+        if len(members) == 1:
+            continue
+        for i, words in _comparatives(members, z, cols).items():
+            names[i] = ", ".join([base, *words])
+    # Segments equal in every median (only ever seen on a handful of customers) are numbered.
+    count: dict[str, int] = {}
+    for name in names:
+        count[name] = count.get(name, 0) + 1
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if count[name] > 1:
+            seen[name] = seen.get(name, 0) + 1
+            names[i] = f"{name}, group {seen[name]}"
+    return names
+
+
+def _comparatives(
+    members: list[int], z: np.ndarray, cols: list[str], used: frozenset[int] = frozenset()
+) -> dict[int, list[str]]:
+    """Words that tell `members` apart, from the median that differs most among them.
+
+    Two segments: "lower spend" / "higher spend". Three spread evenly along it: "lowest spend" /
+    "mid spend" / "highest spend". Otherwise: split at the widest gap of that median, and tell
+    each side apart by the other medians (each median is used once).
+    """
+    if len(members) == 1:
+        return {members[0]: []}
+    free = [d for d in range(len(cols)) if d not in used]
+    if not free:
+        return {m: [] for m in members}
+    spread = {d: float(z[members, d].max() - z[members, d].min()) for d in free}
+    d = max(free, key=lambda i: (spread[i], -i))
+    if spread[d] <= 1e-9:
+        return {m: [] for m in members}
+    order = sorted(members, key=lambda m: (z[m, d], m))
+    gaps = np.diff(z[order, d])
+    if len(order) == 2:
+        return {m: [w] for m, w in zip(order, COMPARATIVES[cols[d]], strict=True)}
+    if len(order) == 3 and gaps.min() >= 0.25 * spread[d]:
+        return {m: [w] for m, w in zip(order, GRADES[cols[d]], strict=True)}
+    cut = int(np.argmax(gaps)) + 1
+    out: dict[int, list[str]] = {}
+    for part, word in zip((order[:cut], order[cut:]), COMPARATIVES[cols[d]], strict=True):
+        for m, words in _comparatives(part, z, cols, used | {d}).items():
+            out[m] = [word, *words]
+    return out
 
 
 def describe_segment(profile: pd.Series, total_revenue: float) -> str:
@@ -347,12 +688,3 @@ def describe_segment(profile: pd.Series, total_revenue: float) -> str:
         f"order{'s' if orders != 1 else ''} and spent {profile['monetary']:,.2f} in total; "
         f"{share:.0%} of revenue."
     )
-
-
-def unique_names(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
-    return out

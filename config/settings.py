@@ -74,8 +74,11 @@ class Settings(BaseSettings):
     )
 
     # Segmentation
-    k_min: int = Field(2, ge=2, le=30, validation_alias=AliasChoices("CUSTSEG_K_MIN", "k_min"))
-    k_max: int = Field(10, ge=2, le=30, validation_alias=AliasChoices("CUSTSEG_K_MAX", "k_max"))
+    k_min: int = Field(4, ge=2, le=30, validation_alias=AliasChoices("CUSTSEG_K_MIN", "k_min"))
+    k_max: int = Field(8, ge=2, le=30, validation_alias=AliasChoices("CUSTSEG_K_MAX", "k_max"))
+    k_margin: float = Field(
+        0.01, ge=0, le=1, validation_alias=AliasChoices("CUSTSEG_K_MARGIN", "k_margin")
+    )
     random_seed: int = Field(
         42, validation_alias=AliasChoices("CUSTSEG_RANDOM_SEED", "random_seed")
     )

@@ -25,18 +25,21 @@ import pandas as pd
 from sqlalchemy import Engine, delete, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 
-from analytics.pipeline import Previous, RefitResult, RefitSettings, run_refit
+from analytics.pipeline import KChoice, Previous, RefitResult, RefitSettings, run_refit
 from db.bulk import bulk_insert
 from db.models import (
     ImportBatch,
     SegmentLabel,
     Snapshot,
     SnapshotCustomer,
+    SnapshotKPreview,
     SnapshotMigration,
     SnapshotOrder,
     SnapshotRetention,
     SnapshotScore,
     SnapshotSegment,
+    SnapshotStage,
+    SnapshotStageMigration,
     Transaction,
 )
 from db.queries import category_breadth, data_window, load_orders, read_frame
@@ -159,13 +162,16 @@ def _previous(engine: Engine) -> Previous | None:
     c = SnapshotCustomer
     customers = read_frame(
         engine,
-        select(c.customer_id, c.segment_id, c.monetary).where(c.snapshot_id == snap.id),
-        {"customer_id": str, "segment_id": "int64", "monetary": "float64"},
+        select(c.customer_id, c.segment_id, c.monetary, c.lifecycle_stage).where(
+            c.snapshot_id == snap.id
+        ),
+        {"customer_id": str, "segment_id": "int64", "monetary": "float64", "lifecycle_stage": str},
     )
     return Previous(
         snapshot_id=snap.id,
         segments=pd.DataFrame(seg, columns=["segment_id", "name", "centroid"]),
         customers=customers,
+        k=snap.k,
     )
 
 
@@ -218,8 +224,15 @@ def _write(
         write(SnapshotCustomer, result.customers)
         write(SnapshotOrder, result.orders)
         write(SnapshotRetention, result.retention)
+        write(SnapshotKPreview, result.previews)
+        write(SnapshotStage, result.stages)
         if previous is not None:
             write(SnapshotMigration, result.migration, from_snapshot_id=previous.snapshot_id)
+            write(
+                SnapshotStageMigration,
+                result.stage_migration,
+                from_snapshot_id=previous.snapshot_id,
+            )
         timings = dict(result.timings)
         timings["write"] = round(time.perf_counter() - write_started, 4)
         timings["total"] = round(time.perf_counter() - started, 4)
@@ -237,6 +250,7 @@ def _write(
                 data_quality=result.data_quality,
                 timings=timings,
                 matching=result.matching,
+                k_selection=result.k_selection,
                 previous_id=previous.snapshot_id if previous else None,
             )
         )
@@ -266,18 +280,33 @@ def refit(
     *,
     k: int | None = None,
     as_of: date | None = None,
-    k_min: int = 2,
-    k_max: int = 10,
+    k_min: int = 4,
+    k_max: int = 8,
+    k_margin: float = 0.01,
+    k_choice: KChoice | None = None,
     seed: int = 42,
     silhouette_sample: int = 20_000,
     keep: int = 5,
     trigger: str = "cli",
     on_stage: Callable[[str], None] | None = None,
 ) -> RefitOutcome:
-    """Refit and publish a snapshot. Raises RefitSkipped or RefitFailed."""
+    """Refit and publish a snapshot. Raises RefitSkipped or RefitFailed.
+
+    `k_choice` (db.k_settings.effective_k_setting), when given, replaces `k`, `k_min`, `k_max`
+    and records where they came from.
+    """
     started = time.perf_counter()
+    if k_choice is None:
+        k_choice = KChoice(k_min, k_max, k, "command line" if k else "arguments")
+    k = k_choice.k
     settings = RefitSettings(
-        k_min=k_min, k_max=k_max, k=k, seed=seed, silhouette_sample=silhouette_sample
+        k_min=k_choice.k_min,
+        k_max=k_choice.k_max,
+        k=k,
+        seed=seed,
+        silhouette_sample=silhouette_sample,
+        k_margin=k_margin,
+        k_source=k_choice.source,
     )
     with refit_lock(engine):
         with engine.begin() as conn:

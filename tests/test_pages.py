@@ -370,8 +370,8 @@ def test_model_page(app, dashboard) -> None:  # type: ignore[no-untyped-def]
     assert [r["snapshot_id"] for r in history] == [2, 1]
     assert all(r["status"] == "published" for r in history)
     assert "log1p" in str(features) and "32,421" in str(quality)
-    # Fitted with k=3 (fixed): one score per panel, marked as the chosen k.
-    assert [list(t.x) for t in fig.data] == [[3]] * 4
+    # Fitted with k=3 (fixed): every k of 2..10 is still scored (the curve), k=3 marked.
+    assert [list(t.x) for t in fig.data] == [list(range(2, 11)), [3]] * 2
     assert list(fig.data[1].text) == ["chosen k=3"]
 
 

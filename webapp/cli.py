@@ -339,15 +339,15 @@ def _post_bootstrap(engine: Any) -> None:
 def _run_refit(
     engine: Any, k: int | None, as_of: Any, trigger: str = "cli", on_stage: Any = None
 ) -> Any:
+    from db.k_settings import effective_k_setting
     from db.refit import refit
 
     s = get_settings()
     return refit(
         engine,
-        k=k,
         as_of=as_of,
-        k_min=s.k_min,
-        k_max=s.k_max,
+        k_choice=effective_k_setting(engine, s, k),
+        k_margin=s.k_margin,
         seed=s.random_seed,
         silhouette_sample=s.silhouette_sample,
         keep=s.snapshots_keep,

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
 )
@@ -54,6 +55,8 @@ class Snapshot(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     trigger: Mapped[str] = mapped_column(String(32), default="cli")
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Why this k: rule, range, best k, previous k, margin (analytics.segmentation.fit_kmeans).
+    k_selection: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class SnapshotScore(Base):
@@ -94,6 +97,8 @@ class SnapshotSegment(Base):
     monetary: Mapped[float] = mapped_column(Float)
     centroid: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)  # original units
     status: Mapped[str] = mapped_column(String(16), default="matched")  # matched|new
+    action: Mapped[str | None] = mapped_column(String(300), nullable=True)  # analytics.actions
+    action_basis: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class SegmentLabel(Base):
@@ -125,6 +130,11 @@ class SnapshotCustomer(Base):
     category_breadth: Mapped[int] = mapped_column(Integer)
     first_order_day: Mapped[date] = mapped_column(Date)
     last_order_day: Mapped[date] = mapped_column(Date)
+    # RFM quintile scores 1-5 and lifecycle stage (analytics.rfm); NULL in snapshots before them.
+    r_score: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    f_score: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    m_score: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class SnapshotOrder(Base):
@@ -170,3 +180,74 @@ class SnapshotMigration(Base):
     to_segment: Mapped[int] = mapped_column(Integer, primary_key=True)
     customers: Mapped[int] = mapped_column(Integer)
     gross_revenue: Mapped[float] = mapped_column(Float)
+
+
+class SnapshotKPreview(Base):
+    """For every k a refit fitted, the clusters it would give (an admin previews k with these)."""
+
+    __tablename__ = "snapshot_k_previews"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
+    )
+    k: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cluster: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1.. by revenue
+    name: Mapped[str] = mapped_column(String(120))
+    customers: Mapped[int] = mapped_column(Integer)
+    share: Mapped[float] = mapped_column(Float)
+    gross_revenue: Mapped[float] = mapped_column(Float)
+    recency_days: Mapped[float] = mapped_column(Float)  # medians
+    frequency: Mapped[float] = mapped_column(Float)
+    monetary: Mapped[float] = mapped_column(Float)
+
+
+class SnapshotStage(Base):
+    """One row per lifecycle stage: the `lifecycle` figures, medians and a suggested action."""
+
+    __tablename__ = "snapshot_stages"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
+    )
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer)
+    share: Mapped[float] = mapped_column(Float)
+    gross_revenue: Mapped[float] = mapped_column(Float)
+    aov: Mapped[float | None] = mapped_column(Float, nullable=True)  # NULL: empty stage
+    repeat_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
+    recency_days: Mapped[float | None] = mapped_column(Float, nullable=True)  # medians
+    frequency: Mapped[float | None] = mapped_column(Float, nullable=True)
+    monetary: Mapped[float | None] = mapped_column(Float, nullable=True)
+    action: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    action_basis: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class SnapshotStageMigration(Base):
+    """Customers moving from the previous snapshot's stage to this one's ("(new)" / "(gone)")."""
+
+    __tablename__ = "snapshot_stage_migration"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
+    )
+    from_snapshot_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    from_stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    to_stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer)
+    gross_revenue: Mapped[float] = mapped_column(Float)
+
+
+class KSetting(Base):
+    """An admin's choice of the k range or a fixed k, as a history: the latest row counts.
+
+    A row with no k, k_min or k_max clears the choice (back to the environment or default).
+    """
+
+    __tablename__ = "k_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    k_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    k_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    k: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    set_by: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    set_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

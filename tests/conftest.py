@@ -6,6 +6,7 @@ fail with a message saying what to do, rather than being skipped.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ SAMPLE = DATA / "online_retail_sample.csv"
 RAW = DATA / "online_retail_raw_2010-12-01_09.csv"
 CDNOW = DATA / "cdnow_sample.csv"
 PASSWORD = "correct horse battery"
+USERS = tuple((f"{role}@example.com", role) for role in ("viewer", "analyst", "admin"))
 
 
 def pytest_setup_options():  # called by dash[testing] for its Chrome driver
@@ -106,7 +108,14 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need PostgreSQL carry the `postgres` marker (`-m "not postgres"` skips them)."""
+    for item in items:
+        if "pg_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest) -> Engine:
     """The same test on both databases."""
     name = "sqlite_engine" if request.param == "sqlite" else "pg_engine"
@@ -130,14 +139,30 @@ def settings(tmp_path: Path, sqlite_engine: Engine) -> Settings:
     return make_settings(tmp_path, str(sqlite_engine.url))
 
 
+@functools.lru_cache(maxsize=8)
+def password_hash(password: str) -> str:
+    """A scrypt hash of `password`, made once per test session (each takes ~0.1 s)."""
+    from werkzeug.security import generate_password_hash
+
+    return generate_password_hash(password, method="scrypt")
+
+
 def add_user(engine: Engine, email: str, role: str = "viewer", password: str = PASSWORD) -> None:
     from db.models import User
+    from db.models.users import MIN_PASSWORD_LENGTH
     from db.session import session_scope
 
+    assert len(password) >= MIN_PASSWORD_LENGTH
     with session_scope(engine) as db:
-        user = User(email=email, role=role, active=True, session_version=0)
-        user.password = password
-        db.add(user)
+        db.add(
+            User(
+                email=email,
+                role=role,
+                active=True,
+                session_version=1,
+                password_hash=password_hash(password),
+            )
+        )
 
 
 def forget_page_duplicates() -> None:
@@ -157,8 +182,8 @@ def app(settings: Settings, sqlite_engine: Engine):  # type: ignore[no-untyped-d
     forget_page_duplicates()
     dash_app = create_app(settings, sqlite_engine)
     limiter.reset()
-    for role in ("viewer", "analyst", "admin"):
-        add_user(sqlite_engine, f"{role}@example.com", role)
+    for email, role in USERS:
+        add_user(sqlite_engine, email, role)
     return dash_app
 
 
@@ -182,19 +207,46 @@ def login(client, email: str = "viewer@example.com", password: str = PASSWORD, *
     return client.post("/login", data=data)
 
 
-@pytest.fixture
-def dashboard(app, sqlite_engine: Engine):  # type: ignore[no-untyped-def]
-    """The sample imported and two published snapshots (as of 2011-09-30, then the last day),
-    k=3 each, so every page has data, migration included. Returns the two refit outcomes."""
+@pytest.fixture(scope="session")
+def dashboard_template(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The dashboard's database, built once per test session (see `dashboard`)."""
     from datetime import date
 
     from db.importer import import_file
     from db.refit import refit
 
-    import_file(sqlite_engine, SAMPLE)
-    first = refit(sqlite_engine, k=3, as_of=date(2011, 9, 30))
-    second = refit(sqlite_engine, k=3)
-    return first, second
+    path = tmp_path_factory.mktemp("dashboard") / "dashboard.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    for email, role in USERS:
+        add_user(engine, email, role)
+    import_file(engine, SAMPLE)
+    first = refit(engine, k=3, as_of=date(2011, 9, 30))
+    second = refit(engine, k=3)
+    engine.dispose()
+    return path, (first, second)
+
+
+def copy_database(source: Path, engine: Engine) -> None:
+    """Replace the SQLite database of `engine` by a copy of `source` (SQLite's backup API)."""
+    import sqlite3
+
+    engine.dispose()
+    target = make_url(str(engine.url)).database
+    assert target
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+
+
+@pytest.fixture
+def dashboard(app, sqlite_engine: Engine, dashboard_template):  # type: ignore[no-untyped-def]
+    """The sample imported and two published snapshots (as of 2011-09-30, then the last day),
+    k=3 each, so every page has data, migration included, and the three users. Built once per
+    session and copied into each test's database (tests may write to it). Returns the two refit
+    outcomes (read them, do not change them)."""
+    path, outcomes = dashboard_template
+    copy_database(path, sqlite_engine)
+    return outcomes
 
 
 @contextmanager

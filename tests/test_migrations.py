@@ -18,7 +18,7 @@ from db.session import make_engine
 from tests.conftest import pg_database
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An empty database of its own (the shared test databases are left alone)."""
     if request.param == "sqlite":

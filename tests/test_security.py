@@ -701,7 +701,9 @@ SQL_PAYLOADS: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def test_injection_payloads_in_the_overview_filters_are_handled(
     request: pytest.FixtureRequest, tmp_path: Path, database: str
 ) -> None:

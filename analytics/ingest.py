@@ -163,10 +163,14 @@ def decide_decimal(
     dot_rows: list[int], comma_rows: list[int], delimiter: str | None
 ) -> tuple[str, str]:
     """The decimal separator from the evidence of the first rows, and how it was decided."""
-    if dot_rows and (not comma_rows or len(dot_rows) >= len(comma_rows)):
-        return ".", f"'.' (detected, e.g. row {dot_rows[0]})"
-    if comma_rows:
+    if len(dot_rows) != len(comma_rows):  # the majority; the others will be invalid values
+        if len(dot_rows) > len(comma_rows):
+            return ".", f"'.' (detected, e.g. row {dot_rows[0]})"
         return ",", f"',' (detected, e.g. row {comma_rows[0]})"
+    if dot_rows and delimiter == ";":
+        return ",", f"',' (detected, e.g. row {comma_rows[0]}, and the ';' separator)"
+    if dot_rows:
+        return ".", f"'.' (detected, e.g. row {dot_rows[0]})"
     if delimiter == ";":
         return ",", "',' (assumed with the ';' separator: no amount tells)"
     return ".", "'.' (assumed: no amount tells)"
@@ -242,10 +246,10 @@ def _stamp(parts: pd.DataFrame, year: int, month: int, day: int) -> pd.Series:
         )
     }
     hour = num["hour"].fillna(0)
-    ampm = parts[7].str.lower()
-    bad_12h = ampm.notna() & ((hour < 1) | (hour > 12))
-    hour = hour.where(~(ampm == "pm") | (hour == 12), hour + 12)
-    hour = hour.where(~((ampm == "am") & (hour == 12)), 0)
+    ampm = parts[7].astype(object).fillna("").astype(str).str.lower().to_numpy()
+    bad_12h = (ampm != "") & ((hour < 1) | (hour > 12)).to_numpy()
+    hour = hour.where(~((ampm == "pm") & (hour != 12).to_numpy()), hour + 12)
+    hour = hour.where(~((ampm == "am") & (hour == 12).to_numpy()), 0)
     fraction = parts[6].fillna("").str.ljust(6, "0").replace("000000", "0")
     frame = pd.DataFrame(
         {

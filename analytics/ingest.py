@@ -162,7 +162,9 @@ def number_evidence(text: pd.Series) -> tuple[pd.Series, pd.Series]:
 def decide_decimal(
     dot_rows: list[int], comma_rows: list[int], delimiter: str | None
 ) -> tuple[str, str]:
-    """The decimal separator from the evidence of the first rows, and how it was decided."""
+    """The decimal separator from the rows that can only be read one way, and how it was
+    decided: the majority (the others will be invalid values); with a tie or no evidence, ","
+    in a ";"-separated file, else "."."""
     if len(dot_rows) != len(comma_rows):  # the majority; the others will be invalid values
         if len(dot_rows) > len(comma_rows):
             return ".", f"'.' (detected, e.g. row {dot_rows[0]})"

@@ -557,8 +557,8 @@ def _decide_formats(
         for role in numbers:
             cells = first.rows[columns[role]]
             dot, comma = number_evidence(_texts(cells))
-            dot_rows += [first.first_row + int(i) for i in dot[dot].index[:5]]
-            comma_rows += [first.first_row + int(i) for i in comma[comma].index[:5]]
+            dot_rows += [first.first_row + int(i) for i in dot[dot].index]
+            comma_rows += [first.first_row + int(i) for i in comma[comma].index]
             dot_rows.sort()
             comma_rows.sort()
         decimal, note = decide_decimal(dot_rows, comma_rows, source.delimiter)

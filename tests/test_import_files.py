@@ -178,6 +178,19 @@ def test_a_wrong_decimal_guess_is_an_invalid_value_not_a_silent_number(
         "mixed.csv, row 3, column amount: not a number with ',' as decimal point ('3.99')"
         in str(info.value)
     )
+    # The majority decides: three amounts only '.' can read against one only ',' can.
+    majority = tmp_path / "majority.csv"
+    majority.write_text(
+        "customer_id;order_id;ordered_at;amount\n"
+        + "".join(f"c{i};o{i};2024-01-0{i};{i}.99\n" for i in range(1, 4))
+        + "c4;o4;2024-01-04;12,5\n"
+    )
+    with pytest.raises(ImportRejected) as info:
+        import_file(sqlite_engine, majority)
+    assert "1 invalid value(s)" in str(info.value)
+    assert "row 5, column amount: not a number with '.' as decimal point ('12,5')" in str(
+        info.value
+    )
     # Said explicitly, the other way round: the first line is the bad one.
     with pytest.raises(ImportRejected, match=r"row 2, column amount: not a number with '\.'"):
         import_file(sqlite_engine, path, decimal=".")

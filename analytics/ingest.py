@@ -224,6 +224,20 @@ def _split(text: pd.Series, pattern: re.Pattern[str]) -> pd.DataFrame:
     return text.str.extract("^" + pattern.pattern + "$")
 
 
+def typed_text(cells: pd.Series) -> pd.Series:
+    """Cells as text, "" for typed cells (spreadsheet numbers and dates): only text written in
+    a file tells how the file writes numbers and dates."""
+    text = as_text(cells)
+    if not _is_text(cells):
+        text = text.where(cells.map(lambda v: isinstance(v, str)).astype(bool), "")
+    return text
+
+
+def day_month_dates(text: pd.Series) -> pd.Series:
+    """Mask of day/month dates (01.05.2024, 5/1/2024 10:00), whose order a file must tell."""
+    return text.str.match(_DM.pattern).fillna(False).astype(bool)
+
+
 def date_order_evidence(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Day/month dates that can only be day first (first number > 12) or only month first
     (second number > 12)."""
@@ -387,6 +401,7 @@ def normalize_chunk(
     field_counts: np.ndarray | None = None,
     width: int | None = None,
     carry: Carry | None = None,
+    shape_hint: str = "a value containing the delimiter needs double quotes",
     max_examples: int = 20,
 ) -> ChunkResult:
     """Validate and normalize one chunk.
@@ -411,10 +426,7 @@ def normalize_chunk(
         shape = (counts != width) & (counts != 0)
         if shape.any():
             message = (
-                "has "
-                + counts.astype(str)
-                + f" fields, the header has {width} (a value containing the delimiter needs "
-                "double quotes)"
+                "has " + counts.astype(str) + f" fields, the header has {width} ({shape_hint})"
             )
             check.flag(shape, "", message, message)
             blank &= ~shape

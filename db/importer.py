@@ -34,10 +34,12 @@ from analytics.ingest import (
     ChunkResult,
     Formats,
     date_order_evidence,
+    day_month_dates,
     decide_decimal,
     drop_seen_duplicates,
     normalize_chunk,
     number_evidence,
+    typed_text,
 )
 from analytics.layouts import (
     DELIMITERS,
@@ -160,6 +162,7 @@ class RowSource(Protocol):
     content_hash: str
     rows_hint: int | None  # rows after the header, when known (progress)
     read_as: dict[str, str]
+    shape_hint: str  # why a row can have another number of fields than the header
 
     def chunks(self, size: int) -> Iterator[RowChunk]: ...
 
@@ -242,11 +245,12 @@ def _prescan(path: Path, name: str, encoding: str) -> _Prescan:
 
 
 class CsvSource:
-    """A delimited text file. Each chunk is parsed twice from the same text: by Python's csv
-    module, which gives every row's field count (pandas pads short rows and, when every row
-    is one field longer than the header, silently takes the first field as an index), and by
-    pandas' C parser, which builds the columns fast. Rows with a wrong count become empty
-    placeholders, so no value can land under another column."""
+    """A delimited text file. Each chunk's rows are counted — fields per line with numpy where
+    the chunk has no quotes, by Python's csv module where it has — and the same text is parsed
+    by pandas' C parser, which builds the columns fast (alone it pads short rows and, when
+    every row is one field longer than the header, silently takes the first field as an
+    index). Rows with a wrong count become empty placeholders, so no value can land under
+    another column."""
 
     name: str
     header: list[str]
@@ -256,6 +260,7 @@ class CsvSource:
     content_hash: str
     rows_hint: int | None
     read_as: dict[str, str]
+    shape_hint = "a value containing the delimiter needs double quotes"
 
     def __init__(
         self,
@@ -385,8 +390,9 @@ class CsvSource:
 
 class XlsxSource:
     """The first sheet (or a named one) of an Excel workbook, streamed with openpyxl's
-    read-only mode: rows are read one at a time from the zipped XML, so memory stays bounded.
-    Cells keep their types (numbers, dates); the header is the first row."""
+    read-only mode: rows are read one at a time from the zipped XML (memory holds a chunk and
+    the workbook's shared strings). Cells keep their types (numbers, dates); the header is the
+    first row; a row with a cell right of the header's last one is invalid."""
 
     name: str
     header: list[str]
@@ -396,6 +402,7 @@ class XlsxSource:
     content_hash: str
     rows_hint: int | None
     read_as: dict[str, str]
+    shape_hint = "a cell right of the header's last column"
 
     def __init__(self, path: Path, name: str, *, sheet: str | None = None) -> None:
         import openpyxl
@@ -404,11 +411,9 @@ class XlsxSource:
         self.header_line = None
         self.delimiter = None
         if not _is_xlsx(path):
-            hint = (
-                " (an Excel 97-2003 .xls workbook: save it as .xlsx or CSV)"
-                if path.read_bytes()[:8] == OLE2_MAGIC
-                else ""
-            )
+            with path.open("rb") as fh:
+                ole = fh.read(8) == OLE2_MAGIC
+            hint = " (an Excel 97-2003 .xls workbook: save it as .xlsx or CSV)" if ole else ""
             raise ImportRejected(f"{name}: not an Excel .xlsx workbook{hint}")
         digest = hashlib.sha256()
         with path.open("rb") as fh:
@@ -556,7 +561,7 @@ def _decide_formats(
         comma_rows: list[int] = []
         for role in numbers:
             cells = first.rows[columns[role]]
-            dot, comma = number_evidence(_texts(cells))
+            dot, comma = number_evidence(typed_text(cells))
             dot_rows += [first.first_row + int(i) for i in dot[dot].index]
             comma_rows += [first.first_row + int(i) for i in comma[comma].index]
             dot_rows.sort()
@@ -590,20 +595,10 @@ def _decide_formats(
     return Formats(decimal=decimal, date_order=date_order), notes
 
 
-def _texts(cells: pd.Series) -> pd.Series:
-    from analytics.ingest import as_text
-
-    text = as_text(cells)
-    if cells.dtype == object:  # typed cells (spreadsheets) are no evidence
-        text = text.where(cells.map(lambda v: isinstance(v, str)), "")
-    return text
-
-
 def _first_dm(chunk: RowChunk, column: str) -> str:
-    from analytics.ingest import _DM, as_text
-
-    text = as_text(chunk.rows[column])
-    dm = text.str.match(_DM.pattern).fillna(False).astype(bool)
+    """Where the chunk's first day/month date is, for a message."""
+    text = typed_text(chunk.rows[column])
+    dm = day_month_dates(text)
     if not dm.any():
         return ""
     i = int(np.flatnonzero(dm.to_numpy())[0])
@@ -614,7 +609,7 @@ def _date_order(chunk: RowChunk, column: str, name: str) -> Any:
     """(order, row, value) when a date of the chunk tells; "undecided" when it has day/month
     dates that all could be either; None when it has none."""
     cells = chunk.rows[column]
-    day, month = date_order_evidence(_texts(cells))
+    day, month = date_order_evidence(typed_text(cells))
     if day.any() and month.any():
         d, m = int(day[day].index[0]), int(month[month].index[0])
         raise ImportRejected(
@@ -717,6 +712,7 @@ def import_rows(
                     formats,
                     field_counts=chunk.field_counts,
                     width=source.width,
+                    shape_hint=source.shape_hint,
                     carry=carry,
                     max_examples=max_errors,
                 )

@@ -308,6 +308,29 @@ def test_a_named_sheet_is_read_and_a_missing_one_is_named(
     assert figures(sqlite_engine) == SAMPLE_KPIS
 
 
+def test_a_workbook_row_with_a_cell_right_of_the_header_is_invalid(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(HEADER.strip().split(","))
+    sheet.append(["c1", "o1", datetime(2024, 1, 5), 12.5, None, "France"])
+    sheet.append(["c2", "o2", datetime(2024, 1, 6), 3, None, "France", "stray"])
+    sheet.append([None] * 6)  # an empty row is blank, not invalid
+    path = tmp_path / "book.xlsx"
+    book.save(path)
+    with pytest.raises(ImportRejected) as info:
+        import_file(sqlite_engine, path)
+    assert (
+        "book.xlsx, row 3 has 7 fields, the header has 6 (a cell right of the header's last "
+        in (str(info.value))
+    )
+    report = import_file(sqlite_engine, path, skip_invalid=True)
+    assert (report.lines_imported, report.skipped["invalid_lines"]) == (1, 1)
+
+
 def test_an_xlsx_given_as_csv_says_so(sqlite_engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "orders.csv"
     _sample_workbook(path)

@@ -1,8 +1,10 @@
-"""Import a transaction file into the database: streamed, validated, all or nothing.
+"""Import order lines into the database: streamed, validated, all or nothing.
 
-The file is read in chunks (bounded memory), each chunk validated by
-`analytics.ingest.normalize_chunk`, and written inside one database transaction: COPY on
-PostgreSQL, executemany on SQLite. Any failure rolls the whole import back.
+A source (a CSV or Excel file here; a shop database later) gives its header and its rows in
+chunks. `import_rows` decides how the source writes numbers and dates (once, for all of it),
+validates and normalizes each chunk with `analytics.ingest.normalize_chunk`, and writes the
+lines inside one database transaction: COPY on PostgreSQL, executemany on SQLite. Any failure
+rolls the whole import back. Memory stays bounded by the chunk size.
 """
 
 from __future__ import annotations
@@ -10,31 +12,53 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import re
+import io
+import itertools
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from analytics.ingest import (
-    NORMALIZED,
-    ONLINE_RETAIL,
+    DAYFIRST,
+    MONTHFIRST,
+    Carry,
     ChunkResult,
-    LayoutError,
-    detect_layout,
+    Formats,
+    date_order_evidence,
+    day_month_dates,
+    decide_decimal,
     drop_seen_duplicates,
     normalize_chunk,
+    number_evidence,
+    typed_text,
+)
+from analytics.layouts import (
+    DELIMITERS,
+    NORMALIZED,
+    Layout,
+    LayoutError,
+    detect_delimiter,
+    detect_layout,
+    get_layout,
     resolve_columns,
+    show_delimiter,
+    split_header,
+    unknown_header,
 )
 from db.bulk import bulk_insert
 from db.models import ImportBatch, Transaction
 
 COLUMNS = ("batch_id", "customer_id", "order_id", "ordered_at", "amount", "category", "country")
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 Progress = Callable[[int], None]
 
 
@@ -61,6 +85,7 @@ class ImportReport:
     lines_read: int = 0
     lines_imported: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    refund_lines: int = 0
     no_customer_id_lines: int = 0
     no_customer_id_revenue: float = 0.0
     zero_amount_lines: int = 0
@@ -70,6 +95,7 @@ class ImportReport:
     last_ordered_at: datetime | None = None
     already_imported: bool = False
     batch_id: int | None = None
+    read_as: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
     duration_s: float = 0.0
@@ -91,8 +117,13 @@ class ImportReport:
         lines = [
             f"Imported {self.file_name} ({self.layout} layout) as batch {self.batch_id} "
             f"in {self.duration_s:.1f} s",
+        ]
+        if self.read_as:
+            lines.append("  read as: " + "; ".join(f"{k} {v}" for k, v in self.read_as.items()))
+        lines += [
             f"  lines read:     {self.lines_read:,}",
-            f"  lines imported: {self.lines_imported:,}",
+            f"  lines imported: {self.lines_imported:,}"
+            + (f" (with {self.refund_lines:,} refund lines)" if self.refund_lines else ""),
             f"  lines skipped:  {sum(self.skipped.values()):,}"
             + (f" ({skipped})" if skipped else ""),
             f"  without customer id: {self.no_customer_id_lines:,} lines, revenue "
@@ -105,16 +136,58 @@ class ImportReport:
         return "\n".join(lines)
 
 
+# --- sources ---------------------------------------------------------------------------
+
+
+@dataclass
+class RowChunk:
+    """Rows of a source under its header: text cells (CSV) or typed ones (spreadsheets,
+    databases). `first_row`: the row number of the first one (the header is row 1).
+    `field_counts`: for text sources, the fields found on each row (0 for a blank line)."""
+
+    rows: pd.DataFrame
+    first_row: int
+    field_counts: np.ndarray | None = None
+
+
+class RowSource(Protocol):
+    """What `import_rows` reads. `chunks` may be called more than once (a second pass decides
+    the date order when the first rows cannot)."""
+
+    name: str
+    header: list[str]
+    header_line: str | None  # the header as written (text sources): for delimiter hints
+    delimiter: str | None
+    width: int | None  # fields the header has, when rows are counted
+    content_hash: str
+    rows_hint: int | None  # rows after the header, when known (progress)
+    read_as: dict[str, str]
+    shape_hint: str  # why a row can have another number of fields than the header
+
+    def chunks(self, size: int) -> Iterator[RowChunk]: ...
+
+
 @dataclass
 class _Prescan:
     content_hash: str
     lines: int
-    header: list[str]
+    header_line: str
+    last_line: str | None  # the last line when the file does not end with a newline
 
 
-def _prescan(path: Path, encoding: str) -> _Prescan:
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Excel 97-2003 (.xls) and other OLE files
+
+
+def _is_xlsx(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "xl/workbook.xml" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _prescan(path: Path, name: str, encoding: str) -> _Prescan:
     """Hash the file, count its lines, and check its encoding and last line, in one pass."""
-    name = path.name
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     newlines = 0
@@ -129,9 +202,17 @@ def _prescan(path: Path, encoding: str) -> _Prescan:
             except UnicodeDecodeError as exc:
                 row = newlines + block[: exc.start].count(b"\n") + 1
                 bad = block[exc.start : exc.start + 4]
+                hint = f"save the file as {encoding} or pass --encoding"
+                if size == 0 and block.startswith(OLE2_MAGIC):
+                    hint = "this is an Excel 97-2003 workbook (.xls): save it as .xlsx or CSV"
+                elif encoding.lower().replace("-", "") in ("utf8", "utf8sig"):
+                    try:
+                        block.decode("cp1252")
+                        hint += " (a CSV saved by Excel on Windows is often --encoding cp1252)"
+                    except UnicodeDecodeError:
+                        pass
                 raise ImportRejected(
-                    f"{name}, row {row}: not valid {encoding} (bytes {bad!r}); save the file "
-                    f"as {encoding} or pass --encoding"
+                    f"{name}, row {row}: not valid {encoding} (bytes {bad!r}); {hint}"
                 ) from None
             if b"\x00" in block:  # valid utf-8, but PostgreSQL text cannot hold it
                 row = newlines + block[: block.index(b"\x00")].count(b"\n") + 1
@@ -153,53 +234,253 @@ def _prescan(path: Path, encoding: str) -> _Prescan:
         ) from None
     if size == 0:
         raise ImportRejected(f"{name}: the file is empty")
-    text_header = first_line.decode(encoding).lstrip("\ufeff").rstrip("\r")
-    header = next(csv.reader([text_header]), [])
+    header_line = first_line.decode(encoding).lstrip("\ufeff").rstrip("\r")
+    last = None
     if not tail.endswith(b"\n"):
         last = tail.rsplit(b"\n", 1)[-1].decode(encoding, errors="replace").rstrip("\r")
-        fields = next(csv.reader([last]), [])
-        if newlines and last and len(fields) < len(header):
-            raise ImportRejected(
-                f"{name}, row {newlines + 1}: truncated line: expected {len(header)} fields, "
-                f"found {len(fields)} ({last[:60]!r}); the file looks cut off"
-            )
     lines = newlines + (0 if tail.endswith(b"\n") else 1)
     if lines <= 1:
         raise ImportRejected(f"{name}: no data lines after the header")
-    return _Prescan(digest.hexdigest(), lines, header)
+    return _Prescan(digest.hexdigest(), lines, header_line, last)
 
 
-def _chunks(
-    path: Path, columns: Mapping[str, str], encoding: str, size: int
-) -> Iterator[pd.DataFrame]:
-    # Every column is parsed (no usecols): only then does the parser refuse a line with more
-    # fields than the header (an unquoted comma), instead of silently dropping the rest.
-    used = list(dict.fromkeys(columns.values()))
-    for chunk in pd.read_csv(
-        path,
-        dtype=str,
-        keep_default_na=False,
-        na_filter=False,
-        skip_blank_lines=False,
-        chunksize=size,
-        encoding=encoding,
-        encoding_errors="strict",
-        skipinitialspace=False,
-    ):
-        yield chunk[used]
+class CsvSource:
+    """A delimited text file. Each chunk's rows are counted — fields per line with numpy where
+    the chunk has no quotes, by Python's csv module where it has — and the same text is parsed
+    by pandas' C parser, which builds the columns fast (alone it pads short rows and, when
+    every row is one field longer than the header, silently takes the first field as an
+    index). Rows with a wrong count become empty placeholders, so no value can land under
+    another column."""
+
+    name: str
+    header: list[str]
+    header_line: str | None
+    delimiter: str | None
+    width: int | None
+    content_hash: str
+    rows_hint: int | None
+    read_as: dict[str, str]
+    shape_hint = "a value containing the delimiter needs double quotes"
+
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        *,
+        encoding: str = "utf-8",
+        delimiter: str | None = None,
+        layout: str | None = None,
+    ) -> None:
+        self.path, self.name = path, name
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ImportRejected(f"unknown encoding {encoding!r}") from None
+        if _is_xlsx(path):
+            raise ImportRejected(
+                f"{name}: this is an Excel workbook (.xlsx), not a CSV text file: give it its "
+                ".xlsx name to import its first sheet, or save it as CSV"
+            )
+        scan = _prescan(path, name, encoding)
+        self.content_hash = scan.content_hash
+        self.rows_hint = scan.lines - 1
+        self.header_line = scan.header_line
+        detected = delimiter is None
+        if delimiter is None:
+            delimiter = detect_delimiter(scan.header_line, layout)
+        self.delimiter = self._sep = delimiter
+        self.header = split_header(scan.header_line, delimiter)
+        self.width = len(self.header)
+        self._encoding = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+        self.read_as = {
+            "delimiter": f"'{show_delimiter(delimiter)}'" + (" (detected)" if detected else ""),
+            "encoding": encoding,
+        }
+        if scan.last_line:
+            fields = next(csv.reader([scan.last_line], delimiter=delimiter), [])
+            if scan.lines > 1 and len(fields) < self.width:
+                raise ImportRejected(
+                    f"{name}, row {scan.lines}: truncated line: expected {self.width} fields, "
+                    f"found {len(fields)} ({scan.last_line[:60]!r}); the file looks cut off"
+                )
+
+    def chunks(self, size: int) -> Iterator[RowChunk]:
+        with self.path.open(encoding=self._encoding, newline="") as fh:
+            row = 2
+            line = 1
+            try:
+                next(csv.reader(fh, delimiter=self._sep))  # the header
+                while lines := list(itertools.islice(fh, size)):
+                    text = "".join(lines)
+                    if '"' in text:
+                        counts, text, used = self._quoted(lines, fh, line)
+                    else:
+                        counts, used = self._plain(lines, text), len(lines)
+                    frame = self._frame(text, counts, row)
+                    yield RowChunk(frame, row, counts)
+                    row += len(counts)
+                    line += used
+            except csv.Error as exc:
+                raise ImportRejected(
+                    f"{self.name}, near line {line}: not a readable CSV line: {exc}"
+                ) from None
+
+    def _plain(self, lines: list[str], text: str) -> np.ndarray:
+        """Fields per line of lines without quotes: delimiters + 1 (0 for an empty line)."""
+        data = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+        ends = np.cumsum(lengths)
+        seps = np.flatnonzero(data == ord(self._sep))
+        counts = np.bincount(np.searchsorted(ends, seps, side="right"), minlength=len(lines))
+        counts = counts[: len(lines)] + 1
+        last = data[ends - 1]
+        newline = ((last == 10) | (last == 13)).astype(np.int64)
+        crlf = (lengths >= 2) & (last == 10) & (data[np.maximum(ends - 2, 0)] == 13)
+        counts[lengths - newline - crlf == 0] = 0
+        return counts.astype(np.int64)
+
+    def _quoted(
+        self, lines: list[str], fh: Iterator[str], line: int
+    ) -> tuple[np.ndarray, str, int]:
+        """Fields per record of lines with quotes, read by the csv module; a record whose
+        quoted value runs past the last line takes lines from the file until it ends."""
+        extra: list[str] = []
+
+        def more() -> Iterator[str]:
+            for next_line in fh:
+                extra.append(next_line)
+                yield next_line
+
+        reader = csv.reader(itertools.chain(lines, more()), delimiter=self._sep)
+        counts: list[int] = []
+        while reader.line_num < len(lines):
+            counts.append(len(next(reader)))
+        return np.array(counts, dtype=np.int64), "".join(lines + extra), len(lines) + len(extra)
+
+    def _frame(self, text: str, counts: np.ndarray, row: int) -> pd.DataFrame:
+        width = len(self.header)
+        if np.isin(counts, (0, width)).all():
+            frame = pd.read_csv(
+                io.StringIO(text),
+                header=None,
+                names=list(range(width)),
+                sep=self._sep,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skip_blank_lines=False,
+                engine="c",
+            )
+        else:
+            rows = list(csv.reader(io.StringIO(text), delimiter=self._sep))
+            for i, (fields, count) in enumerate(zip(rows, counts, strict=True)):
+                if count != width:
+                    if not any(f.strip() for f in fields):
+                        counts[i] = 0  # a line of empty fields is blank
+                    rows[i] = [""] * width
+            frame = pd.DataFrame(rows, columns=list(range(width)), dtype=str)
+        if len(frame) != len(counts):
+            raise ImportRejected(
+                f"{self.name}, rows {row}..{row + len(counts) - 1}: the quoting of these rows "
+                "cannot be read consistently; check the double quotes"
+            )
+        frame.columns = self.header
+        return frame
 
 
-def _parser_error(exc: Exception) -> str:
-    """pandas' tokenizer message, in the words of the rest of the import errors."""
-    text = str(exc).strip()
-    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
-    if found:
-        expected, line, saw = found.groups()
-        return (
-            f"row {line} has {saw} fields, the header has {expected} "
-            "(a value with a comma needs double quotes)"
-        )
-    return text.splitlines()[0] if text else type(exc).__name__
+class XlsxSource:
+    """The first sheet (or a named one) of an Excel workbook, streamed with openpyxl's
+    read-only mode: rows are read one at a time from the zipped XML (memory holds a chunk and
+    the workbook's shared strings). Cells keep their types (numbers, dates); the header is the
+    first row; a row with a cell right of the header's last one is invalid."""
+
+    name: str
+    header: list[str]
+    header_line: str | None
+    delimiter: str | None
+    width: int | None
+    content_hash: str
+    rows_hint: int | None
+    read_as: dict[str, str]
+    shape_hint = "a cell right of the header's last column"
+
+    def __init__(self, path: Path, name: str, *, sheet: str | None = None) -> None:
+        import openpyxl
+
+        self.path, self.name, self.sheet = path, name, sheet
+        self.header_line = None
+        self.delimiter = None
+        if not _is_xlsx(path):
+            with path.open("rb") as fh:
+                ole = fh.read(8) == OLE2_MAGIC
+            hint = " (an Excel 97-2003 .xls workbook: save it as .xlsx or CSV)" if ole else ""
+            raise ImportRejected(f"{name}: not an Excel .xlsx workbook{hint}")
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        self.content_hash = digest.hexdigest()
+        self._openpyxl = openpyxl
+        with self._sheet() as ws:
+            first = next(ws.iter_rows(max_row=1, values_only=True), ())
+            self.rows_hint = (ws.max_row - 1) if ws.max_row else None
+            title = ws.title
+        header = [_cell(v) for v in first]
+        while header and header[-1] == "":
+            header.pop()
+        if not header:
+            raise ImportRejected(
+                f"{name}: the first row of sheet {title!r} is empty; the header must be on "
+                "the first row"
+            )
+        self.header = header
+        self.width = len(header)
+        self.read_as = {"sheet": repr(title) + ("" if sheet else " (the first)")}
+
+    @contextmanager
+    def _sheet(self) -> Iterator[Any]:
+        try:
+            book = self._openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+        except Exception as exc:  # a damaged archive or XML: say so in one line
+            raise ImportRejected(
+                f"{self.name}: not a readable Excel workbook ({type(exc).__name__}: {exc})"
+            ) from None
+        try:
+            if self.sheet is None:
+                yield book.worksheets[0]
+            elif self.sheet in book.sheetnames:
+                yield book[self.sheet]
+            else:
+                raise ImportRejected(
+                    f"{self.name}: no sheet {self.sheet!r} (sheets: "
+                    f"{', '.join(map(repr, book.sheetnames))})"
+                )
+        finally:
+            book.close()
+
+    def chunks(self, size: int) -> Iterator[RowChunk]:
+        width = len(self.header)
+        with self._sheet() as ws:
+            rows = ws.iter_rows(min_row=2, values_only=True)
+            row = 2
+            while batch := list(itertools.islice(rows, size)):
+                counts = np.empty(len(batch), dtype=np.int64)
+                cells: list[tuple[Any, ...]] = []
+                for i, values in enumerate(batch):
+                    filled = [j for j, v in enumerate(values) if _cell(v) != ""]
+                    counts[i] = 0 if not filled else max(filled[-1] + 1, width)
+                    padded = tuple(values[:width]) + (None,) * (width - len(values))
+                    cells.append(padded if counts[i] <= width else (None,) * width)
+                frame = pd.DataFrame(cells, columns=self.header, dtype=object)
+                yield RowChunk(frame, row, counts)
+                row += len(batch)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+# --- the import ------------------------------------------------------------------------
 
 
 def write_lines(conn: Connection, batch_id: int, lines: pd.DataFrame) -> None:
@@ -222,55 +503,190 @@ def parse_mapping(items: list[str] | tuple[str, ...]) -> dict[str, str]:
     return mapping
 
 
-def import_file(
+def parse_delimiter(value: str | None) -> str | None:
+    """`--delimiter`: one character, or the word tab (a literal \\t also works)."""
+    if value is None:
+        return None
+    if value.lower() in ("tab", "\\t", "\t"):
+        return "\t"
+    if len(value) != 1 or value in ('"', "\n", "\r"):
+        raise ImportRejected(
+            f"--delimiter {value!r}: one character such as "
+            f"{', '.join(repr(show_delimiter(d)) for d in DELIMITERS)}"
+        )
+    return value
+
+
+def open_source(
+    path: Path,
+    name: str,
+    *,
+    encoding: str = "utf-8",
+    delimiter: str | None = None,
+    sheet: str | None = None,
+    layout: str | None = None,
+) -> RowSource:
+    """The source for a file: an Excel workbook by its .xlsx name, delimited text otherwise."""
+    if Path(name).suffix.lower() in EXCEL_SUFFIXES:
+        if delimiter is not None:
+            raise ImportRejected(f"{name}: --delimiter is for text files, not Excel workbooks")
+        return XlsxSource(path, name, sheet=sheet)
+    if sheet is not None:
+        raise ImportRejected(f"{name}: --sheet is for Excel workbooks (.xlsx)")
+    return CsvSource(path, name, encoding=encoding, delimiter=delimiter, layout=layout)
+
+
+def _decide_formats(
+    source: RowSource,
+    layout: Layout,
+    columns: Mapping[str, str],
+    first: RowChunk,
+    decimal: str | None,
+    date_order: str | None,
+    chunk_lines: int,
+) -> tuple[Formats, dict[str, str]]:
+    """Decimal separator and date order, each decided once for the whole source.
+
+    The decimal separator: given, or told by the first rows' numbers ("3.99" / "12,5"); every
+    later value must then read with it, or it is an invalid value. The date order: given, or
+    told by a day/month date whose first number is above 12 (day first) or second one is
+    (month first), looked for in the first rows, then through the whole source; a source
+    whose every day/month date could be either is refused.
+    """
+    name = source.name
+    notes: dict[str, str] = {}
+    numbers = [r.name for r in layout.roles if r.kind == "number" and r.name in columns]
+    if decimal is None:
+        dot_rows: list[int] = []
+        comma_rows: list[int] = []
+        for role in numbers:
+            cells = first.rows[columns[role]]
+            dot, comma = number_evidence(typed_text(cells))
+            dot_rows += [first.first_row + int(i) for i in dot[dot].index]
+            comma_rows += [first.first_row + int(i) for i in comma[comma].index]
+            dot_rows.sort()
+            comma_rows.sort()
+        decimal, note = decide_decimal(dot_rows, comma_rows, source.delimiter)
+        notes["decimal point"] = note
+    else:
+        notes["decimal point"] = f"'{decimal}'"
+    date_role = next(r.name for r in layout.roles if r.kind == "date")
+    date_col = columns[date_role]
+    if date_order is None:
+        found = _date_order(first, date_col, name)
+        if found == "undecided":  # look through the whole source for a date that tells
+            for chunk in source.chunks(chunk_lines):
+                if isinstance(told := _date_order(chunk, date_col, name), tuple):
+                    found = told
+                    break
+        if isinstance(found, tuple):
+            order, row, value = found
+            date_order = order
+            notes["dates"] = (
+                f"{'day' if order == DAYFIRST else 'month'} first (detected: row {row}, {value!r})"
+            )
+        elif found == "undecided":
+            raise ImportRejected(
+                f"{name}: every day/month date in column {date_col} could be read day first or "
+                f"month first{_first_dm(first, date_col)}: pass --dayfirst or --monthfirst"
+            )
+    else:
+        notes["dates"] = f"{'day' if date_order == DAYFIRST else 'month'} first"
+    return Formats(decimal=decimal, date_order=date_order), notes
+
+
+def _first_dm(chunk: RowChunk, column: str) -> str:
+    """Where the chunk's first day/month date is, for a message."""
+    text = typed_text(chunk.rows[column])
+    dm = day_month_dates(text)
+    if not dm.any():
+        return ""
+    i = int(np.flatnonzero(dm.to_numpy())[0])
+    return f" (e.g. row {chunk.first_row + i}: {text.iloc[i]!r})"
+
+
+def _date_order(chunk: RowChunk, column: str, name: str) -> Any:
+    """(order, row, value) when a date of the chunk tells; "undecided" when it has day/month
+    dates that all could be either; None when it has none."""
+    cells = chunk.rows[column]
+    day, month = date_order_evidence(typed_text(cells))
+    if day.any() and month.any():
+        d, m = int(day[day].index[0]), int(month[month].index[0])
+        raise ImportRejected(
+            f"{name}: column {column} has dates written day first (row {chunk.first_row + d}: "
+            f"{_cell(cells.iloc[d])!r}) and month first (row {chunk.first_row + m}: "
+            f"{_cell(cells.iloc[m])!r}); make them one order, then pass --dayfirst or "
+            "--monthfirst"
+        )
+    for mask, order in ((day, DAYFIRST), (month, MONTHFIRST)):
+        if mask.any():
+            i = int(mask[mask].index[0])
+            return order, chunk.first_row + i, _cell(cells.iloc[i])
+    if _first_dm(chunk, column):
+        return "undecided"
+    return None
+
+
+def import_rows(
     engine: Engine,
-    path: str | Path,
+    source: RowSource,
     *,
     layout: str | None = None,
     mapping: Mapping[str, str] | None = None,
     skip_invalid: bool = False,
-    encoding: str = "utf-8",
+    decimal: str | None = None,
+    date_order: str | None = None,
     chunk_lines: int = 100_000,
     max_errors: int = 20,
     progress: Progress | None = None,
     created_by: str | None = None,
-    display_name: str | None = None,
 ) -> ImportReport:
-    """Import one file. Raises ImportRejected (nothing written) when it cannot be imported."""
+    """Import the rows of `source` as one batch. Raises ImportRejected (nothing written) when
+    they cannot be imported.
+
+    `layout`: normalized, online-retail or a shop preset (default: recognised from the header).
+    `decimal` ("." or ","), `date_order` (DAYFIRST / MONTHFIRST): default detected.
+    """
     started = time.perf_counter()
-    path = Path(path)
-    name = display_name or path.name
-    if not path.is_file():
-        raise ImportRejected(f"{name}: no such file")
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise ImportRejected(f"unknown encoding {encoding!r}") from None
-    scan = _prescan(path, encoding)
+    name = source.name
+    if decimal not in (None, ".", ","):
+        raise ImportRejected(f"--decimal {decimal!r}: '.' or ','")
     try:
         if layout is None:
-            layout = NORMALIZED if mapping else detect_layout(scan.header)
-        columns = resolve_columns(scan.header, layout, mapping)
+            layout = NORMALIZED if mapping else detect_layout(source.header)
+        if layout is None:
+            raise LayoutError(
+                unknown_header(source.header, source.header_line or "", source.delimiter or ",")
+            )
+        spec = get_layout(layout)
+        columns = resolve_columns(source.header, spec, mapping)
     except LayoutError as exc:
         raise ImportRejected(f"{name}: {exc}") from None
 
     with engine.connect() as conn:
         existing = conn.execute(
-            select(ImportBatch.id).where(ImportBatch.content_hash == scan.content_hash)
+            select(ImportBatch.id).where(ImportBatch.content_hash == source.content_hash)
         ).scalar_one_or_none()
     if existing is not None:
         return ImportReport(
             name,
             layout,
-            lines_read=scan.lines - 1,
+            lines_read=source.rows_hint or 0,
             already_imported=True,
             batch_id=existing,
             duration_s=time.perf_counter() - started,
         )
 
-    report = ImportReport(name, layout)
+    chunks = source.chunks(chunk_lines)
+    first = next(chunks, None)
+    if first is None or first.rows.empty:
+        raise ImportRejected(f"{name}: no data lines after the header")
+    formats, notes = _decide_formats(source, spec, columns, first, decimal, date_order, chunk_lines)
+
+    report = ImportReport(name, layout, read_as={**source.read_as, **notes})
     skipped = {"duplicate_lines": 0, "invalid_lines": 0, "blank_lines": 0}
     seen: set[int] = set()
+    carry = Carry()
     errors: list[str] = []
     error_count = 0
     with engine.begin() as conn:
@@ -278,7 +694,7 @@ def import_file(
             insert(ImportBatch)
             .values(
                 file_name=name[:500],
-                content_hash=scan.content_hash,
+                content_hash=source.content_hash,
                 layout=layout,
                 status="importing",
                 report={},
@@ -286,34 +702,48 @@ def import_file(
             )
             .returning(ImportBatch.id)
         ).scalar_one()
-        row = 2
         try:
-            for raw in _chunks(path, columns, encoding, chunk_lines):
-                result: ChunkResult = normalize_chunk(raw, layout, columns, row, max_errors)
-                if layout == ONLINE_RETAIL:
+            for chunk in itertools.chain([first], chunks):
+                result: ChunkResult = normalize_chunk(
+                    chunk.rows,
+                    spec,
+                    columns,
+                    chunk.first_row,
+                    formats,
+                    field_counts=chunk.field_counts,
+                    width=source.width,
+                    shape_hint=source.shape_hint,
+                    carry=carry,
+                    max_examples=max_errors,
+                )
+                if spec.name == "online-retail":
                     result = drop_seen_duplicates(result, seen)
-                row += len(raw)
-                report.lines_read += len(raw)
+                n = len(chunk.rows)
+                report.lines_read += n
                 error_count += result.error_count
                 room = max_errors - len(errors)
                 errors += [e.describe(name) for e in result.errors[:room]]
                 skipped["duplicate_lines"] += result.duplicates
                 skipped["invalid_lines"] += result.invalid_lines
                 skipped["blank_lines"] += result.blank_lines
+                for reason, count in result.left_out.items():
+                    skipped[reason] = skipped.get(reason, 0) + count
                 report.no_customer_id_lines += result.no_customer_lines
                 report.no_customer_id_revenue += result.no_customer_revenue
                 report.zero_amount_lines += result.zero_amount_lines
                 if error_count == 0 or skip_invalid:
                     write_lines(conn, batch_id, result.lines)
                     report.lines_imported += len(result.lines)
+                    report.refund_lines += result.refund_lines
                 if progress:
-                    progress(len(raw))
-        except pd.errors.ParserError as exc:
-            raise ImportRejected(f"{name}: not a readable CSV file: {_parser_error(exc)}") from None
+                    progress(n)
         except UnicodeDecodeError as exc:
-            raise ImportRejected(f"{name}: not valid {encoding}: {exc}") from None
-        except ValueError as exc:  # e.g. usecols not found after a header change
-            raise ImportRejected(f"{name}: {exc}") from None
+            raise ImportRejected(f"{name}: not valid text in its encoding: {exc}") from None
+        except pd.errors.ParserError as exc:
+            text = str(exc).strip().splitlines()
+            raise ImportRejected(
+                f"{name}: not a readable CSV file: {text[0] if text else exc}"
+            ) from None
         if error_count and not skip_invalid:
             raise ImportRejected(
                 f"{name}: rejected, {error_count:,} invalid value(s) in "
@@ -359,3 +789,57 @@ def import_file(
             )
         )
     return report
+
+
+def import_file(
+    engine: Engine,
+    path: str | Path,
+    *,
+    layout: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    skip_invalid: bool = False,
+    encoding: str = "utf-8",
+    delimiter: str | None = None,
+    decimal: str | None = None,
+    date_order: str | None = None,
+    sheet: str | None = None,
+    chunk_lines: int = 100_000,
+    max_errors: int = 20,
+    progress: Progress | None = None,
+    created_by: str | None = None,
+    display_name: str | None = None,
+) -> ImportReport:
+    """Import one CSV or Excel file (by its name: .xlsx is a workbook). Raises ImportRejected
+    (nothing written) when it cannot be imported.
+
+    `layout`: normalized, online-retail, or a shop's export (`analytics.layouts.PRESETS`);
+    default: recognised from the header. `delimiter`, `decimal`, `date_order`: default
+    detected (what was detected is in the report's `read_as`). `sheet`: of a workbook (default:
+    the first). `display_name` names the file in messages and in the batch list (an upload is
+    saved under another name): its suffix decides CSV or Excel.
+    """
+    path = Path(path)
+    name = display_name or path.name
+    if not path.is_file():
+        raise ImportRejected(f"{name}: no such file")
+    if layout is not None:
+        try:
+            get_layout(layout)
+        except LayoutError as exc:
+            raise ImportRejected(str(exc)) from None
+    source = open_source(
+        path, name, encoding=encoding, delimiter=delimiter, sheet=sheet, layout=layout
+    )
+    return import_rows(
+        engine,
+        source,
+        layout=layout,
+        mapping=mapping,
+        skip_invalid=skip_invalid,
+        decimal=decimal,
+        date_order=date_order,
+        chunk_lines=chunk_lines,
+        max_errors=max_errors,
+        progress=progress,
+        created_by=created_by,
+    )

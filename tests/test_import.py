@@ -79,7 +79,7 @@ GOOD = "c1,o1,2024-01-05T10:00:00,12.50,toys,France\n"
         (
             "bad_date.csv",
             (HEADER + GOOD + "c2,o2,2024-13-45,3,,\n").encode(),
-            "bad_date.csv, row 3, column ordered_at: not an ISO 8601 date",
+            "bad_date.csv, row 3, column ordered_at: not a date",
         ),
         (
             "bad_amount.csv",
@@ -198,3 +198,110 @@ def test_mapping_to_a_missing_column_names_it(sqlite_engine: Engine, tmp_path: P
                 "amount": "Amount",
             },
         )
+
+
+def stored_lines(engine: Engine) -> list[tuple[object, ...]]:
+    t = Transaction
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(t.customer_id, t.order_id, t.amount, t.category, t.country).order_by(
+                t.customer_id, t.order_id
+            )
+        ).all()
+    return [tuple(r) for r in rows]
+
+
+def test_rows_with_one_field_more_than_the_header_are_refused_not_shifted(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # Every row one field longer than the header: pandas read the first field as the index
+    # and imported every value one column to the left.
+    path = tmp_path / "shifted.csv"
+    path.write_text(
+        HEADER + "x,c1,o1,2024-01-05T10:00:00,12.50,toys,France\nx,c2,o2,2024-01-06,3,,\n"
+    )
+    with pytest.raises(ImportRejected) as info:
+        import_file(engine, path)
+    text = str(info.value)
+    assert "shifted.csv, row 2 has 7 fields, the header has 6" in text
+    assert "shifted.csv, row 3 has 7 fields, the header has 6" in text
+    assert counts(engine) == (0, 0)
+
+
+def test_skip_invalid_reports_rows_with_another_field_count_and_keeps_the_rest_in_place(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text(
+        HEADER
+        + GOOD
+        + "c2,o2,2024-01-06,3,Toys, Games,France\n"  # an unquoted comma: 7 fields
+        + "c3,2024-01-07,4,books,Spain\n"  # the order id left out: 5 fields
+        + "c4,o4,2024-01-08,5,books,Spain\n"
+    )
+    report = import_file(engine, path, skip_invalid=True)
+    assert report.lines_imported == 2
+    assert report.skipped["invalid_lines"] == 2
+    assert report.errors == [
+        "ragged.csv, row 3 has 7 fields, the header has 6 (a value containing the delimiter "
+        "needs double quotes)",
+        "ragged.csv, row 4 has 5 fields, the header has 6 (a value containing the delimiter "
+        "needs double quotes)",
+    ]
+    assert stored_lines(engine) == [
+        ("c1", "o1", 12.5, "toys", "France"),
+        ("c4", "o4", 5.0, "books", "Spain"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1e308", "out of range (numbers must be below 10^12 in absolute value)"),
+        ("-1000000000000", "out of range (numbers must be below 10^12 in absolute value)"),
+        ("1e400", "not a finite number"),
+        ("inf", "not a finite number"),
+        ("-Infinity", "not a finite number"),
+        ("nan", "not a finite number"),
+    ],
+)
+def test_amounts_no_shop_can_have_are_invalid_values(
+    sqlite_engine: Engine, tmp_path: Path, value: str, message: str
+) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text(HEADER + GOOD + f"c2,o2,2024-01-06,{value},,\n")
+    with pytest.raises(ImportRejected) as info:
+        import_file(sqlite_engine, path)
+    assert f"huge.csv, row 3, column amount: {message} ({value!r})" in str(info.value)
+    assert counts(sqlite_engine) == (0, 0)
+
+
+def test_two_amounts_that_would_sum_to_infinity_are_refused_and_nothing_is_written(
+    engine: Engine, tmp_path: Path
+) -> None:
+    import_file(engine, CDNOW)
+    before = counts(engine)
+    path = tmp_path / "overflow.csv"
+    path.write_text(HEADER + "c1,o1,2024-01-05,1e308,,\nc1,o2,2024-01-06,1e308,,\n")
+    with pytest.raises(ImportRejected) as info:
+        import_file(engine, path)
+    text = str(info.value)
+    assert "2 invalid value(s) in 2 line(s); nothing was imported" in text
+    assert "overflow.csv, row 2, column amount: out of range" in text
+    assert "overflow.csv, row 3, column amount: out of range" in text
+    assert counts(engine) == before
+
+
+def test_an_amount_just_below_the_bound_is_kept_and_a_product_above_it_is_not(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    fine = tmp_path / "fine.csv"
+    fine.write_text(HEADER + "c1,o1,2024-01-05,999999999999.99,,\n")
+    assert import_file(sqlite_engine, fine).lines_imported == 1
+    raw = tmp_path / "raw.csv"
+    raw.write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+        "1,A,x,1000000,2010-12-01 08:26:00,10000000,17850.0,United Kingdom\n"
+    )
+    with pytest.raises(ImportRejected, match=r"row 2, column Quantity × UnitPrice: amount out"):
+        import_file(sqlite_engine, raw)

@@ -16,6 +16,7 @@ import click
 from sqlalchemy import func, select
 
 from analytics.exports import REGISTRY as EXPORTS
+from analytics.layouts import LAYOUTS
 from config import ConfigError, Settings, get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -126,9 +127,10 @@ def create_user(email: str, role: str, password: str | None, update: bool) -> No
 @click.option(
     "--format",
     "layout",
-    type=click.Choice(["normalized", "online-retail"]),
+    type=click.Choice(list(LAYOUTS)),
     default=None,
-    help="Layout of the file (default: detected from the header).",
+    help="Layout of the file, or the shop whose order export it is (default: normalized or "
+    "online-retail, recognised from the header).",
 )
 @click.option(
     "--map",
@@ -138,7 +140,32 @@ def create_user(email: str, role: str, password: str | None, update: bool) -> No
     help="Read column SOURCE as TARGET (normalized names), repeatable.",
 )
 @click.option("--skip-invalid", is_flag=True, help="Import the valid lines, report the rest.")
-@click.option("--encoding", default="utf-8", show_default=True)
+@click.option("--encoding", default="utf-8", show_default=True, help="Of a text file.")
+@click.option(
+    "--delimiter",
+    default=None,
+    help="Field separator of a text file: , ; | or tab (default: detected from the header).",
+)
+@click.option(
+    "--decimal",
+    type=click.Choice([".", ","]),
+    default=None,
+    help="Decimal point of the amounts (default: detected, e.g. 12,50 means ',').",
+)
+@click.option(
+    "--dayfirst",
+    "date_order",
+    flag_value="dayfirst",
+    default=None,
+    help="Dates like 01.02.2024 are day first (1 February).",
+)
+@click.option(
+    "--monthfirst",
+    "date_order",
+    flag_value="monthfirst",
+    help="Dates like 01/02/2024 are month first (January 2).",
+)
+@click.option("--sheet", default=None, help="Sheet of an .xlsx workbook (default: the first).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handled
@@ -148,13 +175,18 @@ def import_cmd(
     mapping: tuple[str, ...],
     skip_invalid: bool,
     encoding: str,
+    delimiter: str | None,
+    decimal: str | None,
+    date_order: str | None,
+    sheet: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Import order lines from a CSV file (normalized or Online Retail layout)."""
+    """Import order lines from a CSV or Excel (.xlsx) file: the normalized or Online Retail
+    layout, a shop's order export (--format), or any layout with --map."""
     from tqdm import tqdm
 
-    from db.importer import import_file, parse_mapping
+    from db.importer import import_file, parse_delimiter, parse_mapping
 
     settings = get_settings()
     engine = _engine(settings)
@@ -173,6 +205,10 @@ def import_cmd(
             mapping=parse_mapping(mapping),
             skip_invalid=skip_invalid,
             encoding=encoding,
+            delimiter=parse_delimiter(delimiter),
+            decimal=decimal,
+            date_order=date_order,
+            sheet=sheet,
             progress=bar.update,
         )
     finally:
@@ -638,6 +674,68 @@ def serve(host: str, port: int) -> None:
     app = create_app()
     click.echo(f"serving on http://{host}:{port}")
     app.run(host=host, port=port, debug=get_settings().debug)
+
+
+@main.group("batches")
+def batches() -> None:
+    """Import batches: one per imported file. List them, remove one."""
+
+
+@batches.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the batches as JSON.")
+@handled
+def batches_list(as_json: bool) -> None:
+    """Every import batch: id, file, layout, lines, orders, customers, dates, imported."""
+    from db.batches import list_batches
+
+    found = list_batches(_engine(get_settings()))
+    if as_json:
+        click.echo(json.dumps([b.as_dict() for b in found], indent=2))
+        return
+    if not found:
+        click.echo("no import batches; import a file with `custseg import FILE`")
+        return
+
+    def day(value: Any) -> str:
+        return str(value.date()) if value else "-"
+
+    rows = [
+        (
+            str(b.id),
+            b.file_name,
+            b.layout,
+            f"{b.lines:,}",
+            f"{b.orders:,}",
+            f"{b.customers:,}",
+            f"{day(b.first_ordered_at)} .. {day(b.last_ordered_at)}",
+            f"{b.imported_at:%Y-%m-%d %H:%M}" + (f" by {b.imported_by}" if b.imported_by else ""),
+        )
+        for b in found
+    ]
+    head = ("id", "file", "layout", "lines", "orders", "customers", "dates", "imported")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    right = {0, 3, 4, 5}
+    for r in [head, *rows]:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        click.echo("  ".join(cells).rstrip())
+
+
+@batches.command("remove")
+@click.argument("batch_id", type=DB_ID)
+@handled
+def batches_remove(batch_id: int) -> None:
+    """Remove a batch: its lines and its record, all or nothing (the file can then be imported
+    again)."""
+    from db.batches import remove_batch
+
+    removed = remove_batch(_engine(get_settings()), batch_id)
+    click.echo(
+        f"removed batch {removed.id} ({removed.file_name}): {removed.lines:,} lines; "
+        "refit to update the dashboard (custseg refit)"
+    )
 
 
 if __name__ == "__main__":

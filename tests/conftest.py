@@ -292,3 +292,18 @@ def view(
 ) -> dict[str, object]:
     """The filter bar's values as a page callback takes them (by name)."""
     return {"start": start, "end": end, "segments": segments, "snapshot": snapshot}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(dash_duo, app) -> str:  # type: ignore[no-untyped-def]
+    """Start `app` for a browser test on a free port (tests may run beside other servers) and
+    return its base URL; the test then logs in through the form."""
+    dash_duo.start_server(app, navigate=False, port=free_port())
+    return str(dash_duo.server.url)

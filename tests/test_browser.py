@@ -7,7 +7,7 @@ from selenium.webdriver.common.by import By
 
 from db.importer import import_file
 from db.refit import refit
-from tests.conftest import PASSWORD, SAMPLE
+from tests.conftest import PASSWORD, SAMPLE, serve
 from tests.helpers import csp_violations
 
 pytestmark = pytest.mark.browser
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 def test_login_through_the_form_and_see_the_sample_kpis(dash_duo, app, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     import_file(sqlite_engine, SAMPLE)
     refit(sqlite_engine, k_max=4)
-    dash_duo.start_server(app, navigate=False)
+    serve(dash_duo, app)
     dash_duo.driver.get(dash_duo.server.url + "/")
     dash_duo.wait_for_element("#email", timeout=10).send_keys("viewer@example.com")
     dash_duo.find_element("#password").send_keys(PASSWORD)
@@ -96,7 +96,7 @@ def test_filters_change_every_page_and_links_reproduce_the_view(  # type: ignore
 ) -> None:
     from selenium.webdriver.common.keys import Keys
 
-    dash_duo.start_server(app, navigate=False)
+    serve(dash_duo, app)
     _login(dash_duo, "analyst@example.com")
     base = dash_duo.server.url
     for path, graph, has_dates in (
@@ -145,7 +145,7 @@ def test_a_click_on_a_segment_filters_and_a_download_equals_the_chart(  # type: 
     from analytics.exports import Filters
     from tests.conftest import export_frame
 
-    dash_duo.start_server(app, navigate=False)
+    serve(dash_duo, app)
     _login(dash_duo, "analyst@example.com")
     base = dash_duo.server.url
     dash_duo.driver.get(base + "/segments")

@@ -12,7 +12,7 @@ from selenium.webdriver.common.by import By
 
 from db.importer import import_file
 from db.refit import refit
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, serve
 from tests.helpers import browser_errors, csp_violations
 
 pytestmark = pytest.mark.browser
@@ -63,7 +63,7 @@ def test_charts_and_hostile_text_under_the_csp(  # type: ignore[no-untyped-def]
     app = build_app(tmp_path, sqlite_engine)
     dash.register_page("tests.chart_page", path="/zz-charts", layout=chart_page)
     try:
-        dash_duo.start_server(app, navigate=False)
+        serve(dash_duo, app)
         dash_duo.driver.get(dash_duo.server.url + "/login")
         dash_duo.wait_for_element("#email", timeout=10).send_keys("analyst@example.com")
         dash_duo.find_element("#password").send_keys(PASSWORD)

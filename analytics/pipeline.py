@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,18 +23,40 @@ from analytics.segmentation import (
     unique_names,
 )
 
+if TYPE_CHECKING:
+    from config import Settings
+
 UNSEGMENTED = 0  # segment_id of orders whose customer has no positive order
 
 
-@dataclass
+@dataclass(frozen=True)
 class RefitSettings:
-    k_min: int = 2
-    k_max: int = 10
+    """What a refit is run with. Built from the app's settings (`from_settings`), where every
+    default lives; `k` None chooses k by silhouette score in [k_min, k_max]."""
+
+    k_min: int
+    k_max: int
+    seed: int
+    silhouette_sample: int
+    keep: int  # the latest published snapshots kept
+    keep_monthly: int  # and the last one of each of this many calendar months
     k: int | None = None
-    seed: int = 42
-    silhouette_sample: int = 20_000
+
+    @classmethod
+    def from_settings(cls, s: Settings, *, k: int | None = None) -> RefitSettings:
+        return cls(
+            k_min=s.k_min,
+            k_max=s.k_max,
+            seed=s.random_seed,
+            silhouette_sample=s.silhouette_sample,
+            keep=s.snapshots_keep,
+            keep_monthly=s.snapshots_monthly,
+            k=k,
+        )
 
     def as_dict(self) -> dict[str, Any]:
+        """The settings that shape the segments (recorded with the snapshot, part of its
+        fingerprint); how many snapshots are kept is not one of them."""
         return {
             "k_min": self.k_min,
             "k_max": self.k_max,

@@ -31,6 +31,7 @@ from db.models import (
     SnapshotRetention,
     SnapshotScore,
     SnapshotSegment,
+    SnapshotStatus,
 )
 from db.queries import read_frame
 from db.session import session_scope
@@ -96,7 +97,7 @@ class NoSnapshot(LookupError):
 
 def latest_published(engine: Engine, snapshot_id: int | None = None) -> Snapshot | None:
     """The published snapshot `snapshot_id`, or the latest published one; None if none."""
-    stmt = select(Snapshot).where(Snapshot.status == "published")
+    stmt = select(Snapshot).where(Snapshot.status == SnapshotStatus.PUBLISHED)
     if snapshot_id is not None:
         stmt = stmt.where(Snapshot.id == snapshot_id)
     with Session(engine, expire_on_commit=False) as db:
@@ -137,7 +138,11 @@ def segments(engine: Engine, snapshot_id: int) -> pd.DataFrame:
 
 def published(engine: Engine) -> list[Snapshot]:
     """Published snapshots, newest first."""
-    stmt = select(Snapshot).where(Snapshot.status == "published").order_by(Snapshot.id.desc())
+    stmt = (
+        select(Snapshot)
+        .where(Snapshot.status == SnapshotStatus.PUBLISHED)
+        .order_by(Snapshot.id.desc())
+    )
     with Session(engine, expire_on_commit=False) as db:
         return list(db.scalars(stmt))
 
@@ -285,13 +290,6 @@ def history(engine: Engine) -> pd.DataFrame:
         for b, f in zip(frame["started_at"], frame["finished_at"], strict=True)
     ]
     return frame
-
-
-def running(engine: Engine) -> Snapshot | None:
-    """The refit in progress, if any."""
-    stmt = select(Snapshot).where(Snapshot.status == "running").order_by(Snapshot.id.desc())
-    with Session(engine, expire_on_commit=False) as db:
-        return db.scalars(stmt.limit(1)).first()
 
 
 def migration_between(engine: Engine, source: Snapshot, target: Snapshot) -> pd.DataFrame:
@@ -463,7 +461,7 @@ def customer_history(engine: Engine, customer_id: str) -> pd.DataFrame:
             c.monetary,
         )
         .join(s, s.id == c.snapshot_id)
-        .where(c.customer_id == customer_id, s.status == "published")
+        .where(c.customer_id == customer_id, s.status == SnapshotStatus.PUBLISHED)
         .order_by(s.id.desc()),
     )
     return frame

@@ -189,7 +189,7 @@ def dashboard(app, sqlite_engine: Engine):  # type: ignore[no-untyped-def]
     from datetime import date
 
     from db.importer import import_file
-    from db.refit import refit
+    from tests.refitting import refit
 
     import_file(sqlite_engine, SAMPLE)
     first = refit(sqlite_engine, k=3, as_of=date(2011, 9, 30))

@@ -17,8 +17,9 @@ from analytics.segmentation import ONE_TIME_MAX_REPEAT_RATE, name_segment, silho
 from db import snapshots
 from db.importer import import_file
 from db.models import Snapshot, SnapshotCustomer
-from db.refit import RefitFailed, RefitSkipped, refit, refit_lock
+from db.refit import RefitFailed, RefitRejected, RefitSkipped, refit_lock
 from tests.conftest import SAMPLE
+from tests.refitting import refit
 
 
 def test_fast_silhouette_equals_sklearn() -> None:
@@ -53,7 +54,7 @@ def test_planted_segments_are_recovered(engine: Engine, demo_shop) -> None:  # t
 def test_same_data_and_settings_give_identical_snapshots(sqlite_engine: Engine) -> None:
     import_file(sqlite_engine, SAMPLE)
     a = refit(sqlite_engine, k_max=6)
-    b = refit(sqlite_engine, k_max=6)
+    b = refit(sqlite_engine, k_max=6, force=True)  # the same data: on purpose
     ca = snapshots.customers(sqlite_engine, a.snapshot_id).sort_values("customer_id")
     cb = snapshots.customers(sqlite_engine, b.snapshot_id).sort_values("customer_id")
     assert a.k == b.k and a.silhouette == b.silhouette
@@ -225,7 +226,7 @@ def test_two_concurrent_refits_one_skips(engine: Engine) -> None:
 
 def test_only_the_latest_snapshots_are_kept(sqlite_engine: Engine) -> None:
     import_file(sqlite_engine, SAMPLE)
-    ids = [refit(sqlite_engine, k=2, keep=2).snapshot_id for _ in range(4)]
+    ids = [refit(sqlite_engine, k=2, keep=2, force=True).snapshot_id for _ in range(4)]
     with sqlite_engine.connect() as conn:
         left = conn.execute(select(Snapshot.id).order_by(Snapshot.id)).scalars().all()
         orphans = conn.execute(
@@ -236,9 +237,11 @@ def test_only_the_latest_snapshots_are_kept(sqlite_engine: Engine) -> None:
     assert left == ids[-2:] and orphans == 0
 
 
-def test_refit_without_data_fails_clearly(sqlite_engine: Engine) -> None:
-    with pytest.raises(RefitFailed, match="import a file first"):
+def test_refit_without_data_fails_clearly_and_records_nothing(sqlite_engine: Engine) -> None:
+    with pytest.raises(RefitRejected, match="import a file first"):
         refit(sqlite_engine)
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Snapshot)).scalar_one() == 0
 
 
 def test_renamed_segment_keeps_its_name_in_later_snapshots(sqlite_engine: Engine) -> None:
@@ -250,7 +253,7 @@ def test_renamed_segment_keeps_its_name_in_later_snapshots(sqlite_engine: Engine
     sid = first.segments[0]["segment_id"]
     with session_scope(sqlite_engine) as db:
         db.add(SegmentLabel(segment_id=sid, name="VIPs"))
-    second = refit(sqlite_engine, k=3)
+    second = refit(sqlite_engine, k=3, force=True)  # a rename is not a change of data
     names = snapshots.segments(sqlite_engine, second.snapshot_id).set_index("segment_id")["name"]
     assert names[sid] == "VIPs"
 

@@ -1,6 +1,8 @@
 """All models, imported here so that `Base.metadata` knows every table."""
 
+from db.models.jobs import Job, JobStatus
 from db.models.snapshots import (
+    RefitStage,
     SegmentLabel,
     Snapshot,
     SnapshotCustomer,
@@ -9,6 +11,8 @@ from db.models.snapshots import (
     SnapshotRetention,
     SnapshotScore,
     SnapshotSegment,
+    SnapshotStatus,
+    Trigger,
 )
 from db.models.transactions import ImportBatch, Transaction
 from db.models.users import ROLES, User
@@ -16,6 +20,9 @@ from db.models.users import ROLES, User
 __all__ = [
     "ROLES",
     "ImportBatch",
+    "Job",
+    "JobStatus",
+    "RefitStage",
     "SegmentLabel",
     "Snapshot",
     "SnapshotCustomer",
@@ -24,6 +31,8 @@ __all__ = [
     "SnapshotRetention",
     "SnapshotScore",
     "SnapshotSegment",
+    "SnapshotStatus",
     "Transaction",
+    "Trigger",
     "User",
 ]

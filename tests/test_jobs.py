@@ -125,11 +125,16 @@ def test_two_schedulers_never_run_the_same_job(engine: Engine) -> None:
 def test_a_claim_skips_a_job_another_scheduler_is_claiming(pg_engine: Engine) -> None:
     first = jobs.enqueue(pg_engine, "probe", {"n": 1}, trigger=Trigger.CLI)[0]
     second = jobs.enqueue(pg_engine, "probe", {"n": 2}, trigger=Trigger.CLI)[0]
+    claimed: list[Job | None] = []
     with pg_engine.connect() as other:  # another scheduler, between its SELECT and its COMMIT
         other.execute(select(Job.id).where(Job.id == first.id).with_for_update())
-        claimed = jobs.claim(pg_engine)
-        assert claimed is not None and claimed.id == second.id
+        claiming = threading.Thread(target=lambda: claimed.append(jobs.claim(pg_engine)))
+        claiming.start()
+        claiming.join(30)
+        waited = claiming.is_alive()  # blocked behind the other's lock instead of skipping it
         other.rollback()
+    claiming.join()
+    assert not waited and claimed[0] is not None and claimed[0].id == second.id
     again = jobs.claim(pg_engine)
     assert again is not None and again.id == first.id
     assert jobs.claim(pg_engine) is None

@@ -12,12 +12,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from analytics.exports import EXPORTS
 from config import ConfigError, Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from db.models import Job
+    from db.refit import RefitOutcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Ids are database integers: out of this range they could only fail inside the database driver.
@@ -289,7 +295,7 @@ def bootstrap(sample: Path) -> None:
         click.echo(done.refit_skipped)
 
 
-def _print_outcome(engine: Any, o: Any) -> None:
+def _print_outcome(engine: Engine, o: RefitOutcome) -> None:
     from db.snapshots import segments
 
     click.echo(
@@ -379,7 +385,7 @@ def refit_cmd(k_opt: str, as_of: str | None, force: bool, quiet: bool) -> None:
     _print_outcome(engine, outcome)
 
 
-def _job_line(job: Any) -> str:
+def _job_line(job: Job) -> str:
     outcome = job.error if job.error else job.message
     return f"job {job.id} ({job.kind}, {job.trigger}): {job.status}" + (
         f": {outcome}" if outcome else ""

@@ -93,12 +93,13 @@ def poll(_n: Any, message: Any, started: Any = None) -> tuple[Any, ...]:
     now = progress(state().engine, job_id) if job_id is not None else {"state": "unknown"}
     shown = {"height": "18px"}
     if now["state"] == JobStatus.QUEUED:
-        text = f"Queued (job {now['job_id']}): waiting for the scheduler process…"
+        waiting = f"Queued (job {now['job_id']}): waiting for the scheduler process…"
         if now["late"]:
-            text += " Still waiting: is `custseg scheduler` running?"
-        return text, now["percent"], shown, False
+            waiting += " Still waiting: is `custseg scheduler` running?"
+        return waiting, now["percent"], shown, False
     if now["state"] == JobStatus.RUNNING:
         return f"Refitting: {now['stage']}…", now["percent"], shown, False
+    text: html.Span
     if now["state"] == JobStatus.DONE:
         text = html.Span(
             f"Snapshot {now['snapshot_id']} published (k={now['k']}). Reload to see it.",

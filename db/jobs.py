@@ -20,6 +20,9 @@ from db.models import Job, JobStatus, Trigger
 from db.models.users import utcnow
 
 HOST = socket.gethostname()[:255]
+# A job recorded under this process's pid before this time is an earlier process's (a restarted
+# container gets the same hostname and, often, the same pid).
+PROCESS_STARTED = utcnow()
 
 
 @dataclass(frozen=True)
@@ -132,15 +135,21 @@ def _alive(pid: int) -> bool:
 def reap(engine: Engine) -> list[int]:
     """Mark failed the `running` jobs of this host whose process is gone; their ids.
 
-    Call it only from a process that is running no job itself: a job recorded under this
-    process's own pid is then from an earlier process that had the same pid (a restarted
-    container). Jobs of other hosts are left to their own scheduler.
+    Jobs of other hosts are left to their own scheduler.
     """
     with engine.connect() as conn:
         rows = conn.execute(
-            select(Job.id, Job.pid).where(Job.status == JobStatus.RUNNING, Job.host == HOST)
+            select(Job.id, Job.pid, Job.started_at).where(
+                Job.status == JobStatus.RUNNING, Job.host == HOST
+            )
         ).all()
-    dead = [i for i, pid in rows if pid is None or pid == os.getpid() or not _alive(pid)]
+    dead = [
+        i
+        for i, pid, started in rows
+        if pid is None
+        or not _alive(pid)
+        or (pid == os.getpid() and (started is None or started < PROCESS_STARTED))
+    ]
     if dead:
         with engine.begin() as conn:
             conn.execute(

@@ -538,9 +538,9 @@ def refit_job(
     engine: Engine, settings: Settings, job: Job, on_stage: Callable[[str], None]
 ) -> JobResult:
     """The `refit` job kind: params k (None: auto), as_of (ISO date, None: the last order day),
-    force. A bad parameter or input raises (the job fails; no snapshot is recorded)."""
-    k, as_of, force = _job_params(job.params)
+    force. A bad parameter or input fails the job and records no snapshot."""
     try:
+        k, as_of, force = _job_params(job.params)
         o = refit(
             engine,
             RefitSettings.from_settings(settings, k=k),
@@ -549,6 +549,8 @@ def refit_job(
             force=force,
             on_stage=on_stage,
         )
+    except RefitRejected as exc:
+        return JobResult(JobStatus.FAILED, error=str(exc))
     except RefitUnchanged as exc:
         return JobResult(JobStatus.SKIPPED, message=str(exc))
     except RefitSkipped as exc:

@@ -144,18 +144,24 @@ def test_a_running_job_whose_process_died_is_marked_failed(sqlite_engine: Engine
     ran: list[int] = []
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    dead, restarted, queued = (
-        jobs.enqueue(sqlite_engine, "probe", {"n": n}, trigger=Trigger.CLI)[0] for n in range(3)
+    dead, restarted, mine, queued = (
+        jobs.enqueue(sqlite_engine, "probe", {"n": n}, trigger=Trigger.CLI)[0] for n in range(4)
     )
-    jobs.claim(sqlite_engine), jobs.claim(sqlite_engine)
-    with sqlite_engine.begin() as conn:  # an earlier process with this pid: a restarted container
+    for _ in range(3):  # `mine`: running in this process (another scheduler thread)
+        jobs.claim(sqlite_engine)
+    with sqlite_engine.begin() as conn:
         conn.execute(update(Job).where(Job.id == dead.id).values(pid=gone.pid))
+        # An earlier process that had this pid (a restarted container).
+        conn.execute(
+            update(Job).where(Job.id == restarted.id).values(started_at=datetime(2020, 1, 1))
+        )
     scheduler = Scheduler(
         sqlite_engine, Settings.model_construct(), kinds=_probe_kinds(ran, threading.Lock())
     )
     assert scheduler.run_next() is not None
     after = {j.id: j for j in jobs.recent(sqlite_engine)}
     assert after[dead.id].status == after[restarted.id].status == JobStatus.FAILED
+    assert after[mine.id].status == JobStatus.RUNNING
     assert "process running it ended" in str(after[dead.id].error)
     assert after[queued.id].status == JobStatus.DONE and ran == [queued.id]
 
@@ -322,10 +328,10 @@ def test_refit_now_queues_a_job_and_the_poll_follows_it_in_the_database(  # type
         jobs.finish(
             sqlite_engine,
             start(1)[2]["job_id"],
-            JobResult(JobStatus.FAILED, error="RefitRejected: as-of date ..."),
+            JobResult(JobStatus.FAILED, error="as-of date ..."),
         )
         text = poll(6, msg, {"job_id": 3})[0]
-        assert str(text.children) == "Refit failed: RefitRejected: as-of date ..."
+        assert str(text.children) == "Refit failed: as-of date ..."
         assert "no longer known" in str(poll(7, msg, {"job_id": "x"})[0].children)
     assert [(i, s) for i, s in snapshot_rows(sqlite_engine)][-1] == (3, "published")
 

@@ -382,26 +382,18 @@ def _write(
     return timings
 
 
-def _fail_interrupted(engine: Engine) -> None:
-    """Runs left `running` are from dead processes: this one holds the lock now."""
+def _mark_failed(engine: Engine, message: str, snapshot_id: int | None = None) -> None:
+    """Mark run `snapshot_id` failed; without an id, every run left `running` (from dead
+    processes: the caller holds the lock)."""
+    which = (
+        Snapshot.id == snapshot_id
+        if snapshot_id is not None
+        else Snapshot.status == SnapshotStatus.RUNNING
+    )
     with engine.begin() as conn:
         conn.execute(
             update(Snapshot)
-            .where(Snapshot.status == SnapshotStatus.RUNNING)
-            .values(
-                status=SnapshotStatus.FAILED,
-                stage=RefitStage.FAILED,
-                finished_at=_now(),
-                error="interrupted: the process ended before publishing",
-            )
-        )
-
-
-def _mark_failed(engine: Engine, snapshot_id: int, message: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            update(Snapshot)
-            .where(Snapshot.id == snapshot_id)
+            .where(which)
             .values(
                 status=SnapshotStatus.FAILED,
                 stage=RefitStage.FAILED,
@@ -457,7 +449,7 @@ def refit(
     started = time.perf_counter()
     tell = on_stage or (lambda _stage: None)
     with refit_lock(engine):
-        _fail_interrupted(engine)
+        _mark_failed(engine, "interrupted: the process ended before publishing")
         tell(RefitStage.CHECKING)
         checked = check_inputs(engine, settings, as_of)
         latest = latest_published(engine)
@@ -492,11 +484,11 @@ def refit(
             timings = _write(engine, snapshot_id, result, previous, settings, started)
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
-            _mark_failed(engine, snapshot_id, message)
+            _mark_failed(engine, message, snapshot_id)
             log.error("refit failed", extra={"snapshot_id": snapshot_id, "error": message})
             raise RefitFailed(snapshot_id, str(exc)) from exc
         except BaseException:  # stopped (Ctrl-C, the scheduler's SIGTERM): say so, then stop
-            _mark_failed(engine, snapshot_id, "interrupted: the refit was stopped")
+            _mark_failed(engine, "interrupted: the refit was stopped", snapshot_id)
             raise
     duration = time.perf_counter() - started
     segments = result.segments[["segment_id", "name", "customers", "share"]].to_dict("records")

@@ -1,5 +1,6 @@
 """Refits as queued jobs: the queue, the scheduler process, the checks before a refit records
-anything, unchanged data, the keep policy, "Refit now" and `custseg serve`'s scheduler."""
+anything, unchanged data, "Refit now" and `custseg serve`'s scheduler. (The keep policy:
+tests/test_refit.py.)"""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, select, update
 
 from config import Settings
 from config.settings import get_settings
@@ -27,8 +28,8 @@ from db import jobs
 from db.importer import import_file
 from db.jobs import JobResult
 from db.migrate import upgrade
-from db.models import Job, JobStatus, Snapshot, SnapshotCustomer, SnapshotStatus, Trigger
-from db.refit import RefitUnchanged, snapshots_to_keep
+from db.models import Job, JobStatus, Snapshot, SnapshotStatus, Trigger
+from db.refit import RefitUnchanged
 from db.scheduler import Scheduler
 from db.session import make_engine
 from tests.conftest import SAMPLE, as_user
@@ -232,48 +233,6 @@ def test_an_unchanged_refit_publishes_nothing_until_data_or_settings_change(
     with pytest.raises(RefitUnchanged, match="no change since snapshot 5"):
         refit(engine, k=4)
     assert [s for _, s in snapshot_rows(engine)] == ["published"] * 5
-
-
-# --- the keep policy ----------------------------------------------------------------------------
-
-
-def test_the_keep_policy_keeps_the_latest_and_the_last_of_each_month() -> None:
-    d = date.fromisoformat
-    published = [
-        (1, d("2024-11-30")),  # the 15th month counting back from January 2026
-        (2, d("2024-12-31")),  # the 14th month
-        (3, d("2025-06-10")),
-        (4, d("2025-06-20")),  # last of June
-        (5, d("2025-06-20")),  # same day, newer: last of June
-        (6, None),  # no as-of date: only the latest N keep it
-        (7, d("2025-12-01")),
-        (8, d("2026-01-15")),  # last of January 2026 (the newest month)
-        (9, d("2026-01-10")),  # newest id, earlier day
-    ]
-    assert snapshots_to_keep(published, keep=2, monthly=12) == {5, 7, 8, 9}
-    assert snapshots_to_keep(published, keep=2, monthly=14) == {2, 5, 7, 8, 9}
-    assert snapshots_to_keep(published, keep=3, monthly=0) == {7, 8, 9}
-    assert snapshots_to_keep(published, keep=1, monthly=1) == {8, 9}
-    assert snapshots_to_keep([], keep=5, monthly=12) == set()
-
-
-def test_publishing_keeps_the_monthly_snapshots(sqlite_engine: Engine) -> None:
-    import_file(sqlite_engine, SAMPLE)
-    as_of = ["2011-06-15", "2011-06-30", "2011-07-31", "2011-08-15", "2011-08-31", "2011-09-30"]
-    ids = [
-        refit(sqlite_engine, k=2, keep=2, keep_monthly=3, as_of=date.fromisoformat(day)).snapshot_id
-        for day in as_of
-    ]
-    with sqlite_engine.connect() as conn:
-        left = conn.execute(select(Snapshot.id).order_by(Snapshot.id)).scalars().all()
-        orphans = conn.execute(
-            select(func.count())
-            .select_from(SnapshotCustomer)
-            .where(SnapshotCustomer.snapshot_id.not_in(left))
-        ).scalar_one()
-    # The latest two (Aug 31, Sep 30) and the last of July; June is beyond three months, and
-    # Aug 15 is not the last of its month. Keeping the latest 2 only would have lost July.
-    assert left == [ids[2], ids[4], ids[5]] and orphans == 0
 
 
 # --- "Refit now" ---------------------------------------------------------------------------------

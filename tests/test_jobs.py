@@ -253,7 +253,9 @@ def test_refit_now_queues_a_job_and_the_poll_follows_it_in_the_database(  # type
     assert jobs.recent(sqlite_engine) == []
     with monkeypatch.context() as m:  # the web side only writes and reads rows
         m.setattr(db.refit, "refit", forbidden)
+        m.setattr(db.refit, "refit_job", forbidden)
         m.setattr(subprocess, "Popen", forbidden)
+        m.setattr(threading.Thread, "start", forbidden)
         with as_user(app, "admin@example.com"):
             msg, disabled, started = start(1)
             assert msg == "Refit queued (job 1): its progress shows below." and not disabled
@@ -293,6 +295,9 @@ def test_refit_now_queues_a_job_and_the_poll_follows_it_in_the_database(  # type
         assert str(text.children) == "Refit failed: as-of date ..."
         assert "no longer known" in str(poll(7, msg, {"job_id": "x"})[0].children)
     assert [(i, s) for i, s in snapshot_rows(sqlite_engine)][-1] == (3, "published")
+    with sqlite_engine.connect() as conn:
+        trigger = conn.execute(select(Snapshot.trigger).where(Snapshot.id == 3)).scalar_one()
+    assert trigger == Trigger.WEB
 
 
 # --- `custseg serve` starts and stops the scheduler --------------------------------------------

@@ -323,7 +323,7 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_serve_starts_the_scheduler_process_and_it_ends_with_the_server(
     tmp_path: Path, how: signal.Signals
 ) -> None:

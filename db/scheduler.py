@@ -167,7 +167,8 @@ class Scheduler:
     def run_forever(self, poll_s: float, parent_pid: int | None = None) -> None:
         """Loop until interrupted (Ctrl-C, or SIGTERM turned into KeyboardInterrupt by the
         caller), or, given `parent_pid`, until that parent process is gone (checked between
-        jobs: a job that runs is finished first)."""
+        jobs: a job that runs is finished first). A database error is logged once and retried
+        every `poll_s` seconds."""
         log.info(
             "scheduler started",
             extra={
@@ -176,10 +177,18 @@ class Scheduler:
                 "poll_s": poll_s,
             },
         )
+        failing = False
         try:
             while parent_pid is None or os.getppid() == parent_pid:
-                self.queue_due()
-                if self.run_next() is None:
+                try:
+                    self.queue_due()
+                    ran = self.run_next()
+                    failing = False
+                except Exception:  # noqa: BLE001 - the database may be back next time
+                    if not failing:
+                        log.exception("scheduler cannot reach its jobs; retrying")
+                    failing, ran = True, None
+                if ran is None:
                     time.sleep(poll_s)
             log.info("scheduler stopping: its parent process is gone")
         except KeyboardInterrupt:

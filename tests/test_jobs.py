@@ -4,6 +4,7 @@ tests/test_refit.py.)"""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -165,6 +166,45 @@ def test_a_running_job_whose_process_died_is_marked_failed(sqlite_engine: Engine
     assert after[mine.id].status == JobStatus.RUNNING
     assert "process running it ended" in str(after[dead.id].error)
     assert after[queued.id].status == JobStatus.DONE and ran == [queued.id]
+
+
+def test_the_scheduler_survives_database_errors_and_stops_when_its_parent_is_gone(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import db.scheduler
+
+    ran: list[int] = []
+    job = jobs.enqueue(sqlite_engine, "probe", {}, trigger=Trigger.CLI)[0]
+    scheduler = Scheduler(
+        sqlite_engine, Settings.model_construct(), kinds=_probe_kinds(ran, threading.Lock())
+    )
+    real, calls = scheduler.run_next, {"n": 0}
+
+    def flaky() -> Job | None:
+        calls["n"] += 1
+        if calls["n"] <= 3:
+            raise OSError("database restarting")
+        return real()
+
+    loops = iter(range(6))  # the parent is there for six turns of the loop, then gone
+    monkeypatch.setattr(scheduler, "run_next", flaky)
+    monkeypatch.setattr(db.scheduler.os, "getppid", lambda: 1 if next(loops, None) is None else 7)
+    monkeypatch.setattr(db.scheduler.time, "sleep", lambda _s: None)
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    log = logging.getLogger("custseg.scheduler")
+    level = log.level
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        scheduler.run_forever(0.01, parent_pid=7)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    assert ran == [job.id] and calls["n"] == 6
+    assert messages.count("scheduler cannot reach its jobs; retrying") == 1  # once per outage
+    assert "scheduler stopping: its parent process is gone" in messages
 
 
 def test_the_schedule_queues_a_refit_when_due_and_once(sqlite_engine: Engine) -> None:

@@ -9,6 +9,7 @@ SCALE  ?= M
 
 help:
 	@echo "make run    create .venv, set up the database, import the sample, serve on :$(PORT)"
+	@echo "           (with the scheduler process beside the server; Ctrl-C stops both)"
 	@echo "make test   install test tools, Chromium, find PostgreSQL, run lint + the whole suite"
 	@echo "make bench  run the benchmark suite at SCALE=S|M|L (default M; see bench/README.md)"
 
@@ -27,6 +28,8 @@ $(BIN)/.bench-installed: $(BIN)/.installed
 	touch $@
 
 run: export CUSTSEG_ENV := $(or $(CUSTSEG_ENV),development)
+# `custseg serve` starts `custseg scheduler` (queued and periodic jobs) as a child process and
+# stops it when the server stops.
 run: $(BIN)/.installed
 	$(BIN)/custseg bootstrap
 	$(BIN)/custseg serve --port $(PORT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,20 +25,46 @@ from analytics.segmentation import (
     segment_names,
 )
 
+if TYPE_CHECKING:
+    from config import Settings
+
 UNSEGMENTED = 0  # segment_id of orders whose customer has no positive order
 
 
-@dataclass
+@dataclass(frozen=True)
 class RefitSettings:
-    k_min: int = 4
-    k_max: int = 8
+    """What a refit is run with. Built from the app's settings (`from_settings`), where every
+    default lives; `k` None chooses k by silhouette score in [k_min, k_max]."""
+
+    k_min: int
+    k_max: int
+    seed: int
+    silhouette_sample: int
+    keep: int  # the latest published snapshots kept
+    keep_monthly: int  # and the last one of each of this many calendar months
     k: int | None = None
-    seed: int = 42
-    silhouette_sample: int = 20_000
     k_margin: float = 0.01  # hysteresis: the previous k stays while this close to the best
     k_source: str = "default"  # where k_min/k_max/k came from (resolve_k_setting)
 
+    @classmethod
+    def from_settings(cls, s: Settings, *, choice: KChoice | None = None) -> RefitSettings:
+        """The refit settings of `s`, with the k setting of `choice` (the effective one:
+        `db.k_settings.effective_k_setting`) when given."""
+        return cls(
+            k_min=choice.k_min if choice else s.k_min,
+            k_max=choice.k_max if choice else s.k_max,
+            seed=s.random_seed,
+            silhouette_sample=s.silhouette_sample,
+            keep=s.snapshots_keep,
+            keep_monthly=s.snapshots_monthly,
+            k=choice.k if choice else None,
+            k_margin=s.k_margin,
+            k_source=choice.source if choice else "environment",
+        )
+
     def as_dict(self) -> dict[str, Any]:
+        """The settings that shape the segments (recorded with the snapshot, part of its
+        fingerprint); how many snapshots are kept is not one of them."""
         return {
             "k_min": self.k_min,
             "k_max": self.k_max,

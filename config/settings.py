@@ -93,8 +93,14 @@ class Settings(BaseSettings):
     snapshots_keep: int = Field(
         5, ge=1, validation_alias=AliasChoices("CUSTSEG_SNAPSHOTS_KEEP", "snapshots_keep")
     )
+    snapshots_monthly: int = Field(
+        12, ge=0, validation_alias=AliasChoices("CUSTSEG_SNAPSHOTS_MONTHLY", "snapshots_monthly")
+    )
     refit_cron: str = Field(
         "0 3 * * *", validation_alias=AliasChoices("CUSTSEG_REFIT_CRON", "refit_cron")
+    )
+    scheduler_poll_s: float = Field(
+        2.0, gt=0, validation_alias=AliasChoices("CUSTSEG_SCHEDULER_POLL", "scheduler_poll_s")
     )
 
     # Web

@@ -1,34 +1,44 @@
-"""Run a refit against the database: lock, load, segment (analytics.pipeline), publish.
+"""Run a refit against the database: lock, check, load, segment (analytics.pipeline), publish.
 
 One refit at a time: a PostgreSQL transaction-level advisory lock (held by a connection for the
-whole run), or an exclusive file lock beside an SQLite database. The snapshot row is recorded as
-``running`` first; every child row and the switch to ``published`` are written in one
-transaction. A failure marks the run ``failed`` and changes nothing else; a run killed outright
-stays ``running`` until the next refit, holding the lock, marks it failed.
+whole run), or an exclusive file lock beside an SQLite database. The inputs are checked first
+(there is data, up to the as-of date, and enough customers for k) and the data's fingerprint is
+compared with the latest published snapshot's: a bad input or unchanged data records nothing.
+Then the snapshot row is recorded as ``running``; every child row and the switch to
+``published`` are written in one transaction. A failure marks the run ``failed`` and changes
+nothing else; a run killed outright stays ``running`` until the next refit, holding the lock,
+marks it failed.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import Engine, delete, func, insert, select, text, update
+from sqlalchemy import BigInteger, Engine, cast, delete, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 
-from analytics.pipeline import KChoice, Previous, RefitResult, RefitSettings, run_refit
+from analytics.pipeline import Previous, RefitResult, RefitSettings, run_refit
 from db.bulk import bulk_insert
+from db.jobs import JobResult
+from db.k_settings import effective_k_setting
 from db.models import (
     ImportBatch,
+    Job,
+    JobStatus,
+    RefitStage,
     SegmentLabel,
     Snapshot,
     SnapshotCustomer,
@@ -40,10 +50,15 @@ from db.models import (
     SnapshotSegment,
     SnapshotStage,
     SnapshotStageMigration,
+    SnapshotStatus,
     Transaction,
+    Trigger,
 )
 from db.queries import category_breadth, data_window, load_orders, read_frame
 from db.snapshots import latest_published
+
+if TYPE_CHECKING:
+    from config import Settings
 
 log = logging.getLogger("custseg.refit")
 LOCK_KEY = 0x5E6_0001  # advisory lock id of the refit job
@@ -51,6 +66,18 @@ LOCK_KEY = 0x5E6_0001  # advisory lock id of the refit job
 
 class RefitSkipped(RuntimeError):
     """Another refit holds the lock."""
+
+
+class RefitRejected(ValueError):
+    """The refit's inputs cannot give a snapshot (no data, as-of date, k); nothing recorded."""
+
+
+class RefitUnchanged(RuntimeError):
+    """The data, settings and as-of date are those of the latest published snapshot."""
+
+    def __init__(self, snapshot_id: int) -> None:
+        super().__init__(f"no change since snapshot {snapshot_id}")
+        self.snapshot_id = snapshot_id
 
 
 class RefitFailed(RuntimeError):
@@ -141,6 +168,83 @@ def data_quality(engine: Engine, as_of: date) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A refit's inputs, checked: the as-of date, the data window and the data's fingerprint."""
+
+    as_of: date
+    data_start: date
+    data_end: date
+    fingerprint: str
+
+
+def _until(as_of: date) -> datetime:
+    return datetime.combine(as_of + timedelta(days=1), datetime.min.time())
+
+
+def _customers_up_to(engine: Engine, as_of: date, enough: int) -> int:
+    """Customers with a line up to `as_of`, counted up to `enough` (an index scan that stops)."""
+    t = Transaction
+    ids = (
+        select(t.customer_id)
+        .where(t.customer_id.is_not(None), t.ordered_at < _until(as_of))
+        .distinct()
+        .limit(enough)
+        .subquery()
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(ids)).scalar_one())
+
+
+def fingerprint(engine: Engine, settings: RefitSettings, as_of: date) -> str:
+    """SHA-256 of what a refit as of `as_of` reads and how: the lines up to that day (count,
+    sum in cents, largest id, first and last timestamps), the import batches, the settings
+    that shape the segments and the code's version. One SQL aggregate over the lines."""
+    t = Transaction
+    with engine.connect() as conn:
+        lines = conn.execute(
+            select(
+                func.count(),
+                func.sum(cast(func.round(t.amount * 100), BigInteger)),
+                func.max(t.id),
+                func.min(t.ordered_at),
+                func.max(t.ordered_at),
+            ).where(t.ordered_at < _until(as_of))
+        ).one()
+        batches = conn.execute(select(func.count(), func.max(ImportBatch.id))).one()
+    parts = {
+        "lines": [None if v is None else str(v) for v in lines],
+        "batches": [None if v is None else int(v) for v in batches],
+        "as_of": as_of.isoformat(),
+        "settings": settings.as_dict(),
+        "version": package_version(),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def check_inputs(engine: Engine, settings: RefitSettings, as_of: date | None) -> Checked:
+    """Raise RefitRejected, saying what to do, when a refit cannot give a snapshot."""
+    first, last = data_window(engine)
+    if first is None or last is None:
+        raise RefitRejected(
+            "no transactions with a customer id: import a file first "
+            "(custseg import FILE, or custseg demo-data)"
+        )
+    as_of = as_of or last
+    if as_of < first:
+        raise RefitRejected(f"as-of date {as_of} is before the first order ({first})")
+    # K-Means needs more customers than segments (analytics.segmentation.fit_kmeans), 3 at least.
+    k = settings.k or settings.k_min
+    enough = max(3, k + 1)
+    found = _customers_up_to(engine, as_of, enough)
+    if found < enough:
+        wanted = f"k={k}" if settings.k else f"k from {k} (CUSTSEG_K_MIN)"
+        raise RefitRejected(
+            f"{found} customer(s) with orders up to {as_of}: {wanted} needs at least {enough}"
+        )
+    return Checked(as_of, first, min(last, as_of), fingerprint(engine, settings, as_of))
+
+
 def _next_segment_id(engine: Engine) -> int:
     """One above every segment id in a kept snapshot or in an analyst's rename."""
     with engine.connect() as conn:
@@ -197,9 +301,32 @@ def _load(engine: Engine, as_of: date) -> tuple[pd.DataFrame, pd.Series, dict[st
         return orders, breadth.result(), quality.result(), previous.result()
 
 
-def _set_stage(engine: Engine, snapshot_id: int, stage: str) -> None:
+def _set_stage(engine: Engine, snapshot_id: int, stage: RefitStage) -> None:
     with engine.begin() as conn:
         conn.execute(update(Snapshot).where(Snapshot.id == snapshot_id).values(stage=stage))
+
+
+def snapshots_to_keep(
+    published: Sequence[tuple[int, date | None]], keep: int, monthly: int
+) -> set[int]:
+    """The ids of published snapshots (id, as-of date) that the keep policy keeps.
+
+    The `keep` newest, and the last one (by as-of date, then id) of each of the `monthly`
+    calendar months up to the month of the newest as-of date, so that Migration can compare
+    with a month ago, or a year ago, however often refits run.
+    """
+    kept = {i for i, _ in sorted(published, reverse=True)[:keep]}
+    dated = [(d, i) for i, d in published if d is not None]
+    if monthly > 0 and dated:
+        newest = max(dated)[0]
+        first_month = newest.year * 12 + newest.month - monthly
+        last_of_month: dict[int, tuple[date, int]] = {}
+        for d, i in dated:
+            month = d.year * 12 + d.month - 1
+            if month >= first_month and (d, i) > last_of_month.get(month, (date.min, 0)):
+                last_of_month[month] = (d, i)
+        kept |= {i for _, i in last_of_month.values()}
+    return kept
 
 
 def _write(
@@ -207,7 +334,7 @@ def _write(
     snapshot_id: int,
     result: RefitResult,
     previous: Previous | None,
-    keep: int,
+    settings: RefitSettings,
     started: float,
 ) -> dict[str, float]:
     """Write every table of the snapshot and publish it, in one transaction; its timings."""
@@ -240,8 +367,8 @@ def _write(
             update(Snapshot)
             .where(Snapshot.id == snapshot_id)
             .values(
-                status="published",
-                stage="published",
+                status=SnapshotStatus.PUBLISHED,
+                stage=RefitStage.PUBLISHED,
                 finished_at=_now(),
                 k=result.k,
                 silhouette=result.silhouette,
@@ -254,83 +381,61 @@ def _write(
                 previous_id=previous.snapshot_id if previous else None,
             )
         )
-        # Keep the latest `keep` published snapshots; the one just published is the newest. The
-        # one it replaces stays too, until the next publish: a page that picked it a moment ago
-        # is still reading its rows.
-        old = (
-            conn.execute(
-                select(Snapshot.id)
-                .where(Snapshot.status == "published")
-                .order_by(Snapshot.id.desc())
-                .offset(keep)
-            )
-            .scalars()
-            .all()
+        # The keep policy; the one just published is the newest. The one it replaces stays
+        # too, until the next publish: a page that picked it a moment ago is still reading it.
+        published = conn.execute(
+            select(Snapshot.id, Snapshot.as_of).where(Snapshot.status == SnapshotStatus.PUBLISHED)
+        ).all()
+        kept = snapshots_to_keep(
+            [(i, d) for i, d in published], settings.keep, settings.keep_monthly
         )
-        spared = {snapshot_id, previous.snapshot_id if previous else None}
-        old = [i for i in old if i not in spared]
+        kept |= {snapshot_id, previous.snapshot_id if previous else 0}
+        old = sorted(i for i, _ in published if i not in kept)
         if old:  # child rows go with them (ON DELETE CASCADE; snapshot_orders has no FK)
             conn.execute(delete(SnapshotOrder).where(SnapshotOrder.snapshot_id.in_(old)))
             conn.execute(delete(Snapshot).where(Snapshot.id.in_(old)))
     return timings
 
 
-def refit(
-    engine: Engine,
-    *,
-    k: int | None = None,
-    as_of: date | None = None,
-    k_min: int = 4,
-    k_max: int = 8,
-    k_margin: float = 0.01,
-    k_choice: KChoice | None = None,
-    seed: int = 42,
-    silhouette_sample: int = 20_000,
-    keep: int = 5,
-    trigger: str = "cli",
-    on_stage: Callable[[str], None] | None = None,
-) -> RefitOutcome:
-    """Refit and publish a snapshot. Raises RefitSkipped or RefitFailed.
-
-    `k_choice` (db.k_settings.effective_k_setting), when given, replaces `k`, `k_min`, `k_max`
-    and records where they came from.
-    """
-    started = time.perf_counter()
-    if k_choice is None:
-        k_choice = KChoice(k_min, k_max, k, "command line" if k else "arguments")
-    k = k_choice.k
-    settings = RefitSettings(
-        k_min=k_choice.k_min,
-        k_max=k_choice.k_max,
-        k=k,
-        seed=seed,
-        silhouette_sample=silhouette_sample,
-        k_margin=k_margin,
-        k_source=k_choice.source,
+def _mark_failed(engine: Engine, message: str, snapshot_id: int | None = None) -> None:
+    """Mark run `snapshot_id` failed; without an id, every run left `running` (from dead
+    processes: the caller holds the lock)."""
+    which = (
+        Snapshot.id == snapshot_id
+        if snapshot_id is not None
+        else Snapshot.status == SnapshotStatus.RUNNING
     )
-    with refit_lock(engine):
-        with engine.begin() as conn:
-            conn.execute(
-                update(Snapshot)
-                .where(Snapshot.status == "running")
-                .values(
-                    status="failed",
-                    stage="failed",
-                    finished_at=_now(),
-                    error="interrupted: the process ended before publishing",
-                )
+    with engine.begin() as conn:
+        conn.execute(
+            update(Snapshot)
+            .where(which)
+            .values(
+                status=SnapshotStatus.FAILED,
+                stage=RefitStage.FAILED,
+                finished_at=_now(),
+                error=message[:2000],
             )
-            snapshot_id = conn.execute(
+        )
+
+
+def _record_run(engine: Engine, settings: RefitSettings, checked: Checked, trigger: Trigger) -> int:
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
                 insert(Snapshot)
                 .values(
-                    status="running",
-                    stage="loading",
+                    status=SnapshotStatus.RUNNING,
+                    stage=RefitStage.LOADING,
                     started_at=_now(),
-                    k_requested=str(k or "auto"),
+                    as_of=checked.as_of,
+                    data_start=checked.data_start,
+                    data_end=checked.data_end,
+                    k_requested=str(settings.k or "auto"),
                     settings=settings.as_dict(),
                     version=package_version(),
                     trigger=trigger,
                     pid=os.getpid(),
+                    fingerprint=checked.fingerprint,
                     features={},
                     data_quality={},
                     timings={},
@@ -338,36 +443,50 @@ def refit(
                 )
                 .returning(Snapshot.id)
             ).scalar_one()
+        )
+
+
+def refit(
+    engine: Engine,
+    settings: RefitSettings,
+    *,
+    as_of: date | None = None,
+    trigger: Trigger = Trigger.CLI,
+    force: bool = False,
+    on_stage: Callable[[RefitStage], None] | None = None,
+) -> RefitOutcome:
+    """Refit and publish a snapshot.
+
+    Raises RefitSkipped (another refit runs), RefitRejected (bad inputs: nothing recorded),
+    RefitUnchanged (same fingerprint as the latest published snapshot and not `force`:
+    nothing recorded) or RefitFailed (the run is recorded as failed).
+    """
+    started = time.perf_counter()
+    tell = on_stage or (lambda _stage: None)
+    with refit_lock(engine):
+        _mark_failed(engine, "interrupted: the process ended before publishing")
+        tell(RefitStage.CHECKING)
+        checked = check_inputs(engine, settings, as_of)
+        latest = latest_published(engine)
+        if not force and latest is not None and latest.fingerprint == checked.fingerprint:
+            log.info("refit unchanged", extra={"snapshot_id": latest.id, "trigger": trigger})
+            raise RefitUnchanged(latest.id)
+        snapshot_id = _record_run(engine, settings, checked, trigger)
         log.info("refit started", extra={"snapshot_id": snapshot_id, "trigger": trigger})
 
         def stage(name: str) -> None:
-            _set_stage(engine, snapshot_id, name)
-            if on_stage:
-                on_stage(name)
+            current = RefitStage(name)
+            _set_stage(engine, snapshot_id, current)
+            tell(current)
 
         try:
             t0 = time.perf_counter()
-            first, last = data_window(engine)
-            if first is None or last is None:
-                raise ValueError(
-                    "no transactions with a customer id: import a file first "
-                    "(custseg import FILE, or custseg demo-data)"
-                )
-            as_of = as_of or last
-            if as_of < first:
-                raise ValueError(f"--as-of {as_of} is before the first order ({first})")
-            stage("loading")
-            orders, breadth, quality, previous = _load(engine, as_of)
+            stage(RefitStage.LOADING)
+            orders, breadth, quality, previous = _load(engine, checked.as_of)
             load_s = time.perf_counter() - t0
-            with engine.begin() as conn:
-                conn.execute(
-                    update(Snapshot)
-                    .where(Snapshot.id == snapshot_id)
-                    .values(as_of=as_of, data_start=first, data_end=min(last, as_of))
-                )
             result = run_refit(
                 orders,
-                as_of,
+                checked.as_of,
                 settings,
                 breadth,
                 previous,
@@ -376,20 +495,16 @@ def refit(
                 next_segment_id=_next_segment_id(engine),
             )
             result.timings = {"load": round(load_s, 4), **result.timings}
-            stage("writing")
-            timings = _write(engine, snapshot_id, result, previous, keep, started)
+            stage(RefitStage.WRITING)
+            timings = _write(engine, snapshot_id, result, previous, settings, started)
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
-            with engine.begin() as conn:
-                conn.execute(
-                    update(Snapshot)
-                    .where(Snapshot.id == snapshot_id)
-                    .values(
-                        status="failed", stage="failed", finished_at=_now(), error=message[:2000]
-                    )
-                )
+            _mark_failed(engine, message, snapshot_id)
             log.error("refit failed", extra={"snapshot_id": snapshot_id, "error": message})
             raise RefitFailed(snapshot_id, str(exc)) from exc
+        except BaseException:  # stopped (Ctrl-C, the scheduler's SIGTERM): say so, then stop
+            _mark_failed(engine, "interrupted: the refit was stopped", snapshot_id)
+            raise
     duration = time.perf_counter() - started
     segments = result.segments[["segment_id", "name", "customers", "share"]].to_dict("records")
     log.info(
@@ -400,9 +515,69 @@ def refit(
         snapshot_id,
         result.k,
         result.silhouette,
-        as_of,
+        checked.as_of,
         len(result.customers),
         segments,
         duration,
         timings,
+    )
+
+
+def _job_params(params: dict[str, Any]) -> tuple[int | None, date | None, bool]:
+    """A refit job's k, as-of date and force flag; ValueError naming a bad one."""
+    k, as_of, force = params.get("k"), params.get("as_of"), params.get("force", False)
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= 30):
+        raise RefitRejected(f"job parameter k={k!r}: use a whole number from 2 to 30, or none")
+    day = None
+    if as_of is not None:
+        try:
+            day = date.fromisoformat(str(as_of))
+        except ValueError:
+            raise RefitRejected(
+                f"job parameter as_of={as_of!r} is not a date (YYYY-MM-DD)"
+            ) from None
+    if not isinstance(force, bool):
+        raise RefitRejected(f"job parameter force={force!r}: true or false")
+    return k, day, force
+
+
+def refit_settings(engine: Engine, settings: Settings, k: int | None = None) -> RefitSettings:
+    """What the next refit runs with: the app's settings and the effective k setting (`k` from
+    the command line, then an admin's setting in the app, the environment, the default)."""
+    return RefitSettings.from_settings(settings, choice=effective_k_setting(engine, settings, k))
+
+
+def refit_job(
+    engine: Engine, settings: Settings, job: Job, on_stage: Callable[[str], None]
+) -> JobResult:
+    """The `refit` job kind: params k (None: auto), as_of (ISO date, None: the last order day),
+    force. A bad parameter or input fails the job and records no snapshot."""
+    try:
+        k, as_of, force = _job_params(job.params)
+        o = refit(
+            engine,
+            refit_settings(engine, settings, k),
+            as_of=as_of,
+            trigger=job.trigger,
+            force=force,
+            on_stage=on_stage,
+        )
+    except RefitRejected as exc:
+        return JobResult(JobStatus.FAILED, error=str(exc))
+    except RefitUnchanged as exc:
+        return JobResult(JobStatus.SKIPPED, message=str(exc))
+    except RefitSkipped as exc:
+        return JobResult(JobStatus.SKIPPED, message=str(exc))
+    except RefitFailed as exc:
+        return JobResult(JobStatus.FAILED, error=str(exc), snapshot_id=exc.snapshot_id)
+    return JobResult(
+        JobStatus.DONE,
+        message=f"snapshot {o.snapshot_id} published (k={o.k})",
+        snapshot_id=o.snapshot_id,
+        details={
+            "k": o.k,
+            "silhouette": round(o.silhouette, 4),
+            "customers": o.customers,
+            "duration_s": round(o.duration_s, 3),
+        },
     )

@@ -22,6 +22,7 @@ from db.models import (
     SnapshotRetention,
     SnapshotScore,
     SnapshotSegment,
+    SnapshotStatus,
 )
 from db.queries import read_frame
 
@@ -32,7 +33,7 @@ class NoSnapshot(LookupError):
 
 def latest_published(engine: Engine, snapshot_id: int | None = None) -> Snapshot | None:
     """The published snapshot `snapshot_id`, or the latest published one; None if none."""
-    stmt = select(Snapshot).where(Snapshot.status == "published")
+    stmt = select(Snapshot).where(Snapshot.status == SnapshotStatus.PUBLISHED)
     if snapshot_id is not None:
         stmt = stmt.where(Snapshot.id == snapshot_id)
     with Session(engine, expire_on_commit=False) as db:
@@ -73,7 +74,11 @@ def segments(engine: Engine, snapshot_id: int) -> pd.DataFrame:
 
 def published(engine: Engine) -> list[Snapshot]:
     """Published snapshots, newest first."""
-    stmt = select(Snapshot).where(Snapshot.status == "published").order_by(Snapshot.id.desc())
+    stmt = (
+        select(Snapshot)
+        .where(Snapshot.status == SnapshotStatus.PUBLISHED)
+        .order_by(Snapshot.id.desc())
+    )
     with Session(engine, expire_on_commit=False) as db:
         return list(db.scalars(stmt))
 
@@ -186,13 +191,6 @@ def history(engine: Engine) -> pd.DataFrame:
     return frame
 
 
-def running(engine: Engine) -> Snapshot | None:
-    """The refit in progress, if any."""
-    stmt = select(Snapshot).where(Snapshot.status == "running").order_by(Snapshot.id.desc())
-    with Session(engine, expire_on_commit=False) as db:
-        return db.scalars(stmt.limit(1)).first()
-
-
 def customer_history(engine: Engine, customer_id: str) -> pd.DataFrame:
     """The customer's segment and features in each published snapshot, newest first."""
     c, s = SnapshotCustomer, Snapshot
@@ -207,7 +205,7 @@ def customer_history(engine: Engine, customer_id: str) -> pd.DataFrame:
             c.monetary,
         )
         .join(s, s.id == c.snapshot_id)
-        .where(c.customer_id == customer_id, s.status == "published")
+        .where(c.customer_id == customer_id, s.status == SnapshotStatus.PUBLISHED)
         .order_by(s.id.desc()),
     )
     return frame

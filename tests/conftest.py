@@ -213,7 +213,7 @@ def dashboard_template(tmp_path_factory: pytest.TempPathFactory):  # type: ignor
     from datetime import date
 
     from db.importer import import_file
-    from db.refit import refit
+    from tests.refitting import refit
 
     path = tmp_path_factory.mktemp("dashboard") / "dashboard.db"
     engine = make_engine(f"sqlite:///{path}")

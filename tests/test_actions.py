@@ -12,8 +12,8 @@ from analytics import actions
 from db import snapshots
 from db.importer import import_file
 from db.models import SnapshotSegment as S
-from db.refit import refit
 from tests.conftest import SAMPLE
+from tests.refitting import refit
 
 
 @pytest.fixture

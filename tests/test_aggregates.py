@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 from analytics.aggregates import migration, retention, rollup
 from analytics.exports import Filters
 from db.importer import import_file
-from db.refit import refit
 from tests.conftest import SAMPLE, export_frame
+from tests.refitting import refit
 
 
 def test_rollup_counts_orders_customers_returns_and_revenue() -> None:

@@ -6,9 +6,9 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from db.importer import import_file
-from db.refit import refit
 from tests.conftest import PASSWORD, SAMPLE, serve
 from tests.helpers import csp_violations
+from tests.refitting import refit
 
 pytestmark = pytest.mark.browser
 

@@ -11,9 +11,9 @@ from dash import dcc, html
 from selenium.webdriver.common.by import By
 
 from db.importer import import_file
-from db.refit import refit
 from tests.conftest import PASSWORD, serve
 from tests.helpers import browser_errors, csp_violations
+from tests.refitting import refit
 
 pytestmark = pytest.mark.browser
 

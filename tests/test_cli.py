@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from config.settings import get_settings
-from db.models import Snapshot, Transaction, User
+from db import jobs
+from db.models import Snapshot, SnapshotStatus, Transaction, Trigger, User
 from db.session import make_engine
 from tests.conftest import SAMPLE
 from webapp.cli import main
@@ -43,7 +44,9 @@ def test_bootstrap_twice_adds_no_duplicate_data_or_users(env: str) -> None:
         # Two first snapshots, so Migration has something to compare on the first run; the
         # second bootstrap makes none.
         snaps = conn.execute(
-            select(Snapshot.as_of).where(Snapshot.status == "published").order_by(Snapshot.id)
+            select(Snapshot.as_of)
+            .where(Snapshot.status == SnapshotStatus.PUBLISHED)
+            .order_by(Snapshot.id)
         ).all()
     assert [str(a) for (a,) in snaps] == ["2011-11-09", "2011-12-09"]
     assert "two first snapshots: as of 2011-11-09" in first.output
@@ -125,16 +128,23 @@ def test_refit_export_rename_and_scheduler_once(env: str, tmp_path: Path) -> Non
     assert book["data"].cell(1, 1).value == "segment_id"
     renamed = runner.invoke(main, ["rename-segment", "1", '=HYPERLINK("x")'])
     assert renamed.exit_code == 0, renamed.output
+    # A queued refit of unchanged data (a rename is no change) publishes nothing and says so,
+    # as does `custseg refit`; --force publishes.
+    jobs.enqueue(make_engine(env), "refit", {"k": 3}, trigger=Trigger.WEB)
     sched = runner.invoke(main, ["scheduler", "--once"])
     assert sched.exit_code == 0, sched.output
+    assert "job 1 (refit, web): skipped: no change since snapshot 1" in sched.output
+    same = runner.invoke(main, ["refit", "--k", "3"])
+    assert same.exit_code == 0 and "no change since snapshot 1" in same.output
+    again = runner.invoke(main, ["refit", "--k", "3", "--force"])
+    assert again.exit_code == 0, again.output
+    assert "snapshot 2 published" in again.output
+    assert 'segment   1  =HYPERLINK("x")' in again.output  # the name users see, not the generated
     runner.invoke(main, ["export", "segments", "--format", "xlsx", "--out", str(xlsx)])
     names = [c.value for c in openpyxl.load_workbook(xlsx)["data"]["B"]][1:]
     assert '\'=HYPERLINK("x")' in names  # the rename followed into snapshot 2, neutralized
-    again = runner.invoke(main, ["refit", "--k", "3"])
-    assert again.exit_code == 0, again.output
-    assert 'segment   1  =HYPERLINK("x")' in again.output  # the name users see, not the generated
-    same = runner.invoke(main, ["export", "migration", "--compare-to", "3", "--out", "-"])
-    assert same.exit_code == 1 and "earlier than 3 (got 3)" in same.output
+    same = runner.invoke(main, ["export", "migration", "--compare-to", "2", "--out", "-"])
+    assert same.exit_code == 1 and "earlier than 2 (got 2)" in same.output
     earlier = runner.invoke(main, ["export", "migration", "--compare-to", "1", "--out", "-"])
     assert earlier.exit_code == 0 and "# from_snapshot_id: 1" in earlier.output
     orders = runner.invoke(main, ["export", "customer_orders", "--customer", "17450", "--out", "-"])

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from db.importer import import_file
-from db.refit import refit
 from tests.conftest import SAMPLE, login
 from tests.helpers import page_responses, post_callback
+from tests.refitting import refit
 from tests.test_security import build_app
 
 PREFIX = "CID"  # customer ids of this shop: CID12347, ... (found by a plain text search)

@@ -402,8 +402,8 @@ def test_a_failed_removal_leaves_the_batch_whole(
 def test_removing_the_sample_after_importing_a_shop_leaves_exactly_the_shops_kpis_after_a_refit(
     engine: Engine,
 ) -> None:
-    from db.refit import refit
     from tests.conftest import export_frame
+    from tests.refitting import refit
 
     sample = import_file(engine, SAMPLE)
     import_file(engine, CDNOW)

@@ -27,8 +27,8 @@ from db import snapshots
 from db.importer import import_file
 from db.k_settings import effective_k_setting, get_k_setting, set_k_setting
 from db.models import Snapshot, SnapshotKPreview
-from db.refit import refit
 from tests.conftest import CDNOW, SAMPLE, make_settings
+from tests.refitting import refit
 
 # --- a default refit on real and demo data --------------------------------------------------
 
@@ -81,7 +81,7 @@ def test_default_refit_gives_4_to_8_usable_distinct_segments_that_hold_with_5_pe
 def test_the_snapshot_records_why_its_k(sqlite_engine: Engine) -> None:
     import_file(sqlite_engine, SAMPLE)
     first = refit(sqlite_engine)
-    second = refit(sqlite_engine)
+    second = refit(sqlite_engine, force=True)
     snap = snapshots.get_snapshot(sqlite_engine, second.snapshot_id)
     why = snap.k_selection
     assert why["k"] == second.k and why["range"] == [4, 8] and why["margin"] == 0.01

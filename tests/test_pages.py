@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 from datetime import date
 from typing import Any
 
@@ -283,8 +282,8 @@ def test_migration_page(app, dashboard, sqlite_engine) -> None:  # type: ignore[
 
 def test_migration_with_one_snapshot_explains_what_to_do(app, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     from db.importer import import_file
-    from db.refit import refit
     from tests.conftest import SAMPLE
+    from tests.refitting import refit
 
     update_migration = page("migration").update_migration
 
@@ -373,57 +372,6 @@ def test_model_page(app, dashboard) -> None:  # type: ignore[no-untyped-def]
     # Fitted with k=3 (fixed): every k of 2..10 is still scored (the curve), k=3 marked.
     assert [list(t.x) for t in fig.data] == [list(range(2, 11)), [3]] * 2
     assert list(fig.data[1].text) == ["chosen k=3"]
-
-
-def test_refit_progress_when_the_refit_starts_between_its_two_reads(  # type: ignore[no-untyped-def]
-    app, dashboard, sqlite_engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`progress` reads the running refit, then the history: a refit that begins in between is
-    in the history as running. It is reported as running with its stage, and the page's poll
-    shows it (this was a KeyError, seen once in CI)."""
-    from webapp import jobs
-    from webapp.refit_ui import poll
-
-    real = snapshots.history
-
-    def with_a_running_one(engine):  # type: ignore[no-untyped-def]
-        frame = real(engine)
-        row = frame.iloc[[0]].copy()
-        row["snapshot_id"] = int(frame["snapshot_id"].max()) + 1
-        row["status"], row["stage"] = "running", "clustering"
-        return pd.concat([row, frame], ignore_index=True)
-
-    monkeypatch.setattr(snapshots, "running", lambda engine: None)
-    monkeypatch.setattr(snapshots, "history", with_a_running_one)
-    with as_user(app, "admin@example.com"):
-        started = {"after": 2, "at": time.time()}
-        now = jobs.progress(sqlite_engine, started)
-        assert now["state"] == "running" and now["stage"] == "clustering"
-        text, percent, style, stop = poll(1, "", started)
-    assert text == "Refitting: clustering…" and stop is False and 0 < percent < 100
-
-
-def test_refit_now_is_for_admins_and_runs_in_the_background(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    from webapp.refit_ui import poll, start
-
-    with as_user(app, "analyst@example.com"), pytest.raises(Forbidden, match="admin role"):
-        start(1)
-    with as_user(app, "admin@example.com"):
-        msg, disabled, started = start(1)
-        assert msg.startswith("Refit started") and disabled is False
-        assert started["after"] == 2  # the newest snapshot when it started
-        # A tampered store is not an error: it only loses track of which refit it was.
-        assert poll(1, msg, {"after": "x", "at": []})[3] in (True, False)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            text, value, style, stop = poll(1, msg, started)
-            if stop:
-                break
-            assert text.startswith("Refitting: ") and 0 < value < 100
-            time.sleep(0.5)
-        assert "Snapshot 3 published" in str(text.children)
-    snap = snapshots.get_snapshot(sqlite_engine)
-    assert (snap.id, snap.trigger) == (3, "web")
 
 
 def test_admin_manages_users_and_nobody_else(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]

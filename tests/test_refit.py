@@ -17,8 +17,9 @@ from analytics.segmentation import ONE_TIME_MAX_REPEAT_RATE, name_segment, silho
 from db import snapshots
 from db.importer import import_file
 from db.models import Snapshot, SnapshotCustomer
-from db.refit import RefitFailed, RefitSkipped, refit, refit_lock
+from db.refit import RefitFailed, RefitRejected, RefitSkipped, refit_lock, snapshots_to_keep
 from tests.conftest import SAMPLE, export_frame
+from tests.refitting import refit
 
 
 def test_fast_silhouette_equals_sklearn() -> None:
@@ -53,7 +54,7 @@ def test_planted_segments_are_recovered(engine: Engine, demo_shop) -> None:  # t
 def test_same_data_and_settings_give_identical_snapshots(sqlite_engine: Engine) -> None:
     import_file(sqlite_engine, SAMPLE)
     a = refit(sqlite_engine, k_max=6)
-    b = refit(sqlite_engine, k_max=6)
+    b = refit(sqlite_engine, k_max=6, force=True)  # the same data: on purpose
     ca = snapshots.customers(sqlite_engine, a.snapshot_id).sort_values("customer_id")
     cb = snapshots.customers(sqlite_engine, b.snapshot_id).sort_values("customer_id")
     assert a.k == b.k and a.silhouette == b.silhouette
@@ -219,22 +220,64 @@ def test_two_concurrent_refits_one_skips(engine: Engine) -> None:
     assert refit(engine, k=2).snapshot_id > 0
 
 
-def test_only_the_latest_snapshots_are_kept(sqlite_engine: Engine) -> None:
-    import_file(sqlite_engine, SAMPLE)
-    ids = [refit(sqlite_engine, k=2, keep=2).snapshot_id for _ in range(4)]
-    with sqlite_engine.connect() as conn:
-        left = conn.execute(select(Snapshot.id).order_by(Snapshot.id)).scalars().all()
+def _kept(engine: Engine) -> tuple[list[int], int]:
+    """The snapshots left, and the customer rows of snapshots that are gone (none, ever)."""
+    with engine.connect() as conn:
+        left = list(conn.execute(select(Snapshot.id).order_by(Snapshot.id)).scalars())
         orphans = conn.execute(
             select(func.count())
             .select_from(SnapshotCustomer)
             .where(SnapshotCustomer.snapshot_id.not_in(left))
         ).scalar_one()
-    assert left == ids[-2:] and orphans == 0
+    return left, orphans
 
 
-def test_refit_without_data_fails_clearly(sqlite_engine: Engine) -> None:
-    with pytest.raises(RefitFailed, match="import a file first"):
+def test_only_the_latest_snapshots_are_kept(sqlite_engine: Engine) -> None:
+    import_file(sqlite_engine, SAMPLE)
+    ids = [refit(sqlite_engine, k=2, keep=2, force=True).snapshot_id for _ in range(4)]
+    assert _kept(sqlite_engine) == (ids[-2:], 0)
+
+
+# --- the keep policy: the latest N and the last snapshot of each month -------------------------
+
+
+def test_the_keep_policy_keeps_the_latest_and_the_last_of_each_month() -> None:
+    d = date.fromisoformat
+    published = [
+        (1, d("2024-11-30")),  # the 15th month counting back from January 2026
+        (2, d("2024-12-31")),  # the 14th month
+        (3, d("2025-06-10")),
+        (4, d("2025-06-20")),  # last of June
+        (5, d("2025-06-20")),  # same day, newer: last of June
+        (6, None),  # no as-of date: only the latest N keep it
+        (7, d("2025-12-01")),
+        (8, d("2026-01-15")),  # last of January 2026 (the newest month)
+        (9, d("2026-01-10")),  # newest id, earlier day
+    ]
+    assert snapshots_to_keep(published, keep=2, monthly=12) == {5, 7, 8, 9}
+    assert snapshots_to_keep(published, keep=2, monthly=14) == {2, 5, 7, 8, 9}
+    assert snapshots_to_keep(published, keep=3, monthly=0) == {7, 8, 9}
+    assert snapshots_to_keep(published, keep=1, monthly=1) == {8, 9}
+    assert snapshots_to_keep([], keep=5, monthly=12) == set()
+
+
+def test_publishing_keeps_the_monthly_snapshots(sqlite_engine: Engine) -> None:
+    import_file(sqlite_engine, SAMPLE)
+    as_of = ["2011-06-15", "2011-06-30", "2011-07-31", "2011-08-15", "2011-08-31", "2011-09-30"]
+    ids = [
+        refit(sqlite_engine, k=2, keep=2, keep_monthly=3, as_of=date.fromisoformat(day)).snapshot_id
+        for day in as_of
+    ]
+    # The latest two (Aug 31, Sep 30) and the last of July; June is beyond three months, and
+    # Aug 15 is not the last of its month. Keeping the latest 2 only would have lost July.
+    assert _kept(sqlite_engine) == ([ids[2], ids[4], ids[5]], 0)
+
+
+def test_refit_without_data_fails_clearly_and_records_nothing(sqlite_engine: Engine) -> None:
+    with pytest.raises(RefitRejected, match="import a file first"):
         refit(sqlite_engine)
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Snapshot)).scalar_one() == 0
 
 
 def test_renamed_segment_keeps_its_name_in_later_snapshots(sqlite_engine: Engine) -> None:
@@ -246,7 +289,7 @@ def test_renamed_segment_keeps_its_name_in_later_snapshots(sqlite_engine: Engine
     sid = first.segments[0]["segment_id"]
     with session_scope(sqlite_engine) as db:
         db.add(SegmentLabel(segment_id=sid, name="VIPs"))
-    second = refit(sqlite_engine, k=3)
+    second = refit(sqlite_engine, k=3, force=True)  # a rename is not a change of data
     names = snapshots.segments(sqlite_engine, second.snapshot_id).set_index("segment_id")["name"]
     assert names[sid] == "VIPs"
 

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from analytics import pipeline
-from analytics.pipeline import RefitSettings, run_refit
+from analytics.pipeline import run_refit
 from analytics.segmentation import Transform
+from tests.refitting import refit_settings
 
 AS_OF = date(2024, 6, 30)
 
@@ -70,7 +71,7 @@ def test_extreme_but_finite_orders_reach_k_means_as_finite_numbers(
     case: str, kmeans_inputs: list[np.ndarray]
 ) -> None:
     orders = order_table(EXTREMES[case])
-    result = run_refit(orders, AS_OF, RefitSettings(k_min=2, k_max=4))
+    result = run_refit(orders, AS_OF, refit_settings(k_min=2, k_max=4))
     (x,) = kmeans_inputs
     assert x.dtype == np.float64 and np.isfinite(x).all()
     assert len(x) == orders["customer_id"].nunique() == len(result.customers)
@@ -103,7 +104,7 @@ def test_a_customer_whose_features_are_not_finite_is_named_in_a_clear_error(
         np.errstate(over="ignore"),
         pytest.raises(ValueError, match=r"customer 'X-17': monetary is inf, not a finite number"),
     ):
-        run_refit(orders, AS_OF, RefitSettings(k_min=2, k_max=4))
+        run_refit(orders, AS_OF, refit_settings(k_min=2, k_max=4))
     assert kmeans_inputs == []  # refused before K-Means
 
 

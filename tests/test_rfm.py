@@ -12,8 +12,8 @@ from analytics import rfm
 from db import snapshots
 from db.importer import import_file
 from db.models import SnapshotCustomer, SnapshotStage, SnapshotStageMigration
-from db.refit import refit
 from tests.conftest import SAMPLE
+from tests.refitting import refit
 
 
 def _score_by_hand(values: list[float], higher_is_better: bool) -> list[int]:

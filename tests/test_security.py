@@ -24,7 +24,6 @@ from sqlalchemy import Engine, func, select
 
 from db.importer import ImportRejected, import_file
 from db.models import ImportBatch, Snapshot, SnapshotCustomer, Transaction, User
-from db.refit import refit
 from tests.conftest import (
     PASSWORD,
     SAMPLE,
@@ -34,6 +33,7 @@ from tests.conftest import (
     make_settings,
 )
 from tests.helpers import callback_body, callback_spec, form_token, post_callback
+from tests.refitting import refit
 
 ROLES = ("viewer", "analyst", "admin")
 # The brief's pages: probed whether or not their module exists yet.

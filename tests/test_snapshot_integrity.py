@@ -30,8 +30,9 @@ from db.models import (
     SnapshotRetention,
     SnapshotSegment,
 )
-from db.refit import RefitFailed, RefitSkipped, refit
+from db.refit import RefitFailed, RefitSkipped
 from tests.conftest import CDNOW, export_frame
+from tests.refitting import refit
 
 ROOT = Path(__file__).parent.parent
 CHILDREN = (SnapshotSegment, SnapshotCustomer, SnapshotOrder, SnapshotRetention)
@@ -67,7 +68,7 @@ RUNNER = textwrap.dedent(
 
     from webapp.cli import main
 
-    main(["refit", "--k", "3", "--quiet"])
+    main(["refit", "--k", "3", "--quiet", "--force"])
     """
 )
 
@@ -97,7 +98,7 @@ def refit_after_crash(engine: Engine) -> int:
     deadline = time.monotonic() + 30
     while True:
         try:
-            return refit(engine, k=3).snapshot_id
+            return refit(engine, k=3, force=True).snapshot_id
         except RefitSkipped:
             if time.monotonic() > deadline:
                 raise
@@ -110,7 +111,7 @@ def test_a_refit_killed_mid_publish_leaves_the_published_snapshot_intact(
 ) -> None:
     import_file(engine, CDNOW)
     first = refit(engine, k=3).snapshot_id
-    good = refit(engine, k=3).snapshot_id
+    good = refit(engine, k=3, force=True).snapshot_id
     before = {first: fingerprint(engine, first), good: fingerprint(engine, good)}
     assert before[good][0] == "published" and before[good][2] > 0
 
@@ -222,9 +223,9 @@ def test_retention_never_deletes_the_published_snapshot(
         if round_ == 2:  # a failed run in between deletes nothing
             monkeypatch.setattr(job, "run_refit", _boom)
             with pytest.raises(RefitFailed):
-                refit(engine, k=2, keep=1)
+                refit(engine, k=2, keep=1, force=True)
             monkeypatch.undo()
-        published.append(refit(engine, k=2, keep=1).snapshot_id)
+        published.append(refit(engine, k=2, keep=1, force=True).snapshot_id)
         latest = snapshots.get_snapshot(engine).id
         assert latest == published[-1]
         assert fingerprint(engine, latest)[2] > 0  # customers there

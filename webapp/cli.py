@@ -5,19 +5,26 @@ from __future__ import annotations
 import functools
 import json
 import os
-import secrets
+import signal
+import subprocess
 import sys
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from sqlalchemy import func, select
 
 from analytics.exports import REGISTRY as EXPORTS
 from analytics.layouts import LAYOUTS
 from config import ConfigError, Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from db.models import Job
+    from db.refit import RefitOutcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Ids are database integers: out of this range they could only fail inside the database driver.
@@ -91,12 +98,6 @@ def init_db() -> None:
     click.echo(f"database ready: {_safe_url(settings.database_url)}")
 
 
-def _create_user(email: str, password: str, role: str, update: bool = False) -> str:
-    from db.users import create_user
-
-    return create_user(_engine(get_settings()), email, password, role, update)
-
-
 @main.command("create-user")
 @click.argument("email")
 @click.option(
@@ -118,7 +119,9 @@ def create_user(email: str, role: str, password: str | None, update: bool) -> No
         else:
             raise ValueError("no password: pass --password or set CUSTSEG_NEW_PASSWORD")
     assert password is not None
-    email = _create_user(email, password, role, update)
+    from db.users import create_user as create
+
+    email = create(_engine(get_settings()), email, password, role, update)
     click.echo(f"user {email} ({role}) {'updated' if update else 'created'}")
 
 
@@ -296,103 +299,39 @@ def demo_data(customers: int, seed: int, out: Path | None, end_day: str, quiet: 
 )
 @handled
 def bootstrap(sample: Path) -> None:
-    """Prepare a first run: migrate, import the sample if the database is empty, make an admin.
+    """Prepare a first run: migrate, import the sample if the database is empty, make an admin
+    and the first snapshots.
 
     Safe to run again: it adds no duplicate data or users.
     """
-    from db.importer import import_file
-    from db.migrate import upgrade
-    from db.models import Transaction, User
-    from db.session import session_scope
+    from db.bootstrap import bootstrap as run
 
-    settings = get_settings()
-    engine = _engine(settings)
-    upgrade(engine)
-    with session_scope(engine) as db:
-        has_data = db.scalar(select(func.count()).select_from(Transaction)) or 0
-        has_users = db.scalar(select(func.count()).select_from(User)) or 0
-    if not has_data:
-        if sample.is_file():
-            report = import_file(engine, sample)
-            click.echo(report.summary())
-        else:
-            click.echo(
-                f"no transactions and no sample at {sample}; import a file with "
-                "`custseg import FILE`"
-            )
-    email = (settings.admin_email or "admin@example.com").strip().lower()
-    with session_scope(engine) as db:
-        exists = db.scalar(select(User).where(User.email == email)) is not None
-    if not exists and (not has_users or settings.admin_email):
-        password = settings.admin_password
-        generated = password is None
-        if password is None:
-            password = secrets.token_urlsafe(12)
-        _create_user(email, password, "admin")
-        click.echo(f"admin user: {email}")
-        if generated:
-            click.echo(f"admin password (shown once, change it): {password}")
-    _post_bootstrap(engine)
-
-
-BOOTSTRAP_PREVIOUS_DAYS = 30  # the first of two bootstrap snapshots: this long before the end
-BOOTSTRAP_MIN_SPAN_DAYS = 90  # data spanning less than this gets one snapshot
-
-
-def _post_bootstrap(engine: Any) -> None:
-    """Make the first snapshots when there are orders and none is published yet.
-
-    Two when the data spans three months or more: one as of 30 days before the last order day,
-    standing in for the previous scheduled refit, then one as of the last order day, so that the
-    Migration page has two snapshots to compare on the first run. One otherwise.
-    """
-    from db.queries import data_window
-    from db.refit import RefitSkipped
-    from db.snapshots import latest_published
-
-    if latest_published(engine) is not None:
-        return
-    first, last = data_window(engine)
-    if first is None or last is None:
-        return
-    as_of_dates: list[Any] = [None]
-    if (last - first).days >= BOOTSTRAP_MIN_SPAN_DAYS:
-        previous = last - timedelta(days=BOOTSTRAP_PREVIOUS_DAYS)
-        as_of_dates.insert(0, previous)
+    engine = _engine(get_settings())
+    done = run(engine, get_settings(), sample)
+    if done.imported is not None:
+        click.echo(done.imported.summary())
+    if done.missing_sample is not None:
+        click.echo(
+            f"no transactions and no sample at {done.missing_sample}; import a file with "
+            "`custseg import FILE`"
+        )
+    if done.admin_email:
+        click.echo(f"admin user: {done.admin_email}")
+        if done.admin_password:
+            click.echo(f"admin password (shown once, change it): {done.admin_password}")
+    if done.snapshot_days:
+        previous, last = done.snapshot_days
         click.echo(
             f"two first snapshots: as of {previous} (in place of a previous refit, so Migration "
             f"has one to compare with) and as of the last order day, {last}"
         )
-    for as_of in as_of_dates:
-        try:
-            outcome = _run_refit(engine, None, as_of, trigger="bootstrap")
-        except RefitSkipped as exc:
-            click.echo(str(exc))
-            return
+    for outcome in done.refits:
         _print_outcome(engine, outcome)
+    if done.refit_skipped:
+        click.echo(done.refit_skipped)
 
 
-def _run_refit(
-    engine: Any, k: int | None, as_of: Any, trigger: str = "cli", on_stage: Any = None
-) -> Any:
-    from db.k_settings import effective_k_setting
-    from db.refit import refit
-
-    s = get_settings()
-    return refit(
-        engine,
-        as_of=as_of,
-        k_choice=effective_k_setting(engine, s, k),
-        k_margin=s.k_margin,
-        seed=s.random_seed,
-        silhouette_sample=s.silhouette_sample,
-        keep=s.snapshots_keep,
-        trigger=trigger,
-        on_stage=on_stage,
-    )
-
-
-def _print_outcome(engine: Any, o: Any) -> None:
+def _print_outcome(engine: Engine, o: RefitOutcome) -> None:
     from db.snapshots import segments
 
     click.echo(
@@ -410,6 +349,16 @@ def _print_outcome(engine: Any, o: Any) -> None:
         )
 
 
+def _day(value: str | None, flag: str) -> date | None:
+    """A YYYY-MM-DD option (a usage error otherwise); its range is checked where it is used."""
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=flag) from None
+
+
 @main.command("refit")
 @click.option(
     "--k",
@@ -424,39 +373,42 @@ def _print_outcome(engine: Any, o: Any) -> None:
     default=None,
     help="Segment as of this day (YYYY-MM-DD); default: the last order day.",
 )
-@click.option("--quiet", "-q", is_flag=True)
 @click.option(
-    "--trigger",
-    type=click.Choice(["cli", "web", "scheduler"]),
-    default="cli",
-    hidden=True,
-    help="Who asked for this refit (recorded in the snapshot).",
+    "--force",
+    is_flag=True,
+    help="Publish even if the data, settings and as-of date are the latest snapshot's.",
 )
+@click.option("--quiet", "-q", is_flag=True)
 @handled
-def refit_cmd(k_opt: str, as_of: str | None, quiet: bool, trigger: str) -> None:
-    """Segment customers and publish a new snapshot."""
-    from datetime import date
-
-    from db.refit import RefitFailed, RefitSkipped
+def refit_cmd(k_opt: str, as_of: str | None, force: bool, quiet: bool) -> None:
+    """Segment customers and publish a new snapshot (in the foreground)."""
+    from db.refit import RefitFailed, RefitSkipped, RefitUnchanged, refit, refit_settings
 
     k: int | None = None
     if k_opt != "auto":
         if not k_opt.isdigit() or not 2 <= int(k_opt) <= 30:
             raise click.BadParameter("use 'auto' or a whole number from 2 to 30", param_hint="--k")
         k = int(k_opt)
-    day = None
-    if as_of:
-        try:
-            day = date.fromisoformat(as_of)
-        except ValueError:
-            raise click.BadParameter(
-                f"{as_of!r} is not a date (YYYY-MM-DD)", param_hint="--as-of"
-            ) from None
-    show = _show_progress(quiet)
-    stage_echo = (lambda name: click.echo(f"  ... {name}", err=True)) if show else None
+    day = _day(as_of, "--as-of")
+    stage_echo = (
+        (lambda name: click.echo(f"  ... {name}", err=True)) if _show_progress(quiet) else None
+    )
+    settings = get_settings()
+    engine = _engine(settings)
     try:
-        engine = _engine(get_settings())
-        outcome = _run_refit(engine, k, day, trigger=trigger, on_stage=stage_echo)
+        outcome = refit(
+            engine,
+            refit_settings(engine, settings, k),
+            as_of=day,
+            force=force,
+            on_stage=stage_echo,
+        )
+    except RefitUnchanged as exc:
+        click.echo(
+            f"{exc}: same data, settings and as-of date; nothing published "
+            "(--force to publish anyway)"
+        )
+        return
     except RefitSkipped as exc:
         click.echo(f"skipped: {exc}")
         return
@@ -469,58 +421,39 @@ def refit_cmd(k_opt: str, as_of: str | None, quiet: bool, trigger: str) -> None:
     _print_outcome(engine, outcome)
 
 
+def _job_line(job: Job) -> str:
+    outcome = job.error if job.error else job.message
+    return f"job {job.id} ({job.kind}, {job.trigger}): {job.status}" + (
+        f": {outcome}" if outcome else ""
+    )
+
+
 @main.command("scheduler")
-@click.option("--once", is_flag=True, help="Run one scheduled refit now and exit.")
+@click.option("--once", is_flag=True, help="Run the queued jobs, then exit.")
+@click.option("--parent-pid", type=int, default=None, hidden=True)
 @handled
-def scheduler_cmd(once: bool) -> None:
-    """Refit on the cron schedule CUSTSEG_REFIT_CRON (a process of its own)."""
-    import logging
-
-    from apscheduler.schedulers.blocking import BlockingScheduler
-    from apscheduler.triggers.cron import CronTrigger
-
-    from db.refit import RefitFailed, RefitSkipped
+def scheduler_cmd(once: bool, parent_pid: int | None) -> None:
+    """Run background jobs: the queued ones ("Refit now") and the periodic ones
+    (CUSTSEG_REFIT_CRON), one at a time (a process of its own)."""
+    from db.scheduler import Scheduler
     from webapp.logs import setup_logging
 
     setup_logging()
-    log = logging.getLogger("custseg.scheduler")
     settings = get_settings()
-    engine = _engine(settings)
-    try:
-        trigger = CronTrigger.from_crontab(settings.refit_cron)
-    except ValueError as exc:
-        raise ValueError(f"CUSTSEG_REFIT_CRON={settings.refit_cron!r}: {exc}") from None
-
-    def job() -> None:
-        try:
-            o = _run_refit(engine, None, None, trigger="scheduler")
-            log.info(
-                "scheduled refit published",
-                extra={
-                    "snapshot_id": o.snapshot_id,
-                    "k": o.k,
-                    "silhouette": round(o.silhouette, 4),
-                    "customers": o.customers,
-                    "duration_s": round(o.duration_s, 3),
-                },
-            )
-        except RefitSkipped:
-            log.info("scheduled refit skipped: another refit is running")
-        except RefitFailed as exc:
-            log.error(
-                "scheduled refit failed", extra={"snapshot_id": exc.snapshot_id, "error": str(exc)}
-            )
-
+    scheduler = Scheduler(_engine(settings), settings)
     if once:
-        job()
+        done = scheduler.drain()
+        for job in done:
+            click.echo(_job_line(job))
+        if not done:
+            click.echo("no queued job")
         return
-    sched = BlockingScheduler(timezone="UTC")
-    sched.add_job(job, trigger, id="refit", max_instances=1, coalesce=True)
-    log.info("scheduler started", extra={"cron": settings.refit_cron})
-    try:
-        sched.start()
-    except (KeyboardInterrupt, SystemExit):
-        log.info("scheduler stopped")
+    signal.signal(signal.SIGTERM, _interrupt)  # `docker stop`, `custseg serve` stopping
+    scheduler.run_forever(settings.scheduler_poll_s, parent_pid)
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 @main.command("rename-segment")
@@ -646,16 +579,28 @@ def export_cmd(
     )
 
 
-def _day(value: str | None, flag: str) -> Any:
-    """A YYYY-MM-DD option (a usage error otherwise); its range is checked with the filters."""
-    from datetime import date
-
-    if not value:
-        return None
+@contextmanager
+def _scheduler_beside(enabled: bool) -> Iterator[subprocess.Popen[bytes] | None]:
+    """`custseg scheduler` as a child process while the block runs; stopped (SIGTERM, then
+    SIGKILL after 30 s) when it ends. The child also exits if this process dies without
+    stopping it (SIGKILL): it watches its parent between jobs."""
+    # Werkzeug's reloader runs this command again in a child process: one scheduler only.
+    if not enabled or os.environ.get("WERKZEUG_RUN_MAIN") == "true":
+        yield None
+        return
+    child = subprocess.Popen(
+        [sys.executable, "-m", "webapp.cli", "scheduler", "--parent-pid", str(os.getpid())]
+    )
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=flag) from None
+        yield child
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 @main.command("serve")
@@ -666,14 +611,24 @@ def _day(value: str | None, flag: str) -> Any:
     default=lambda: int(os.environ.get("PORT", "8050")),
     show_default="8050, or $PORT",
 )
+@click.option(
+    "--no-scheduler",
+    is_flag=True,
+    help="Do not start `custseg scheduler` beside the server (run it yourself).",
+)
 @handled
-def serve(host: str, port: int) -> None:
-    """Serve the dashboard with the development server (production: gunicorn wsgi:server)."""
+def serve(host: str, port: int, no_scheduler: bool) -> None:
+    """Serve the dashboard with the development server, and the scheduler process beside it
+    (production: gunicorn wsgi:server and `custseg scheduler`)."""
     from webapp.app import create_app
 
     app = create_app()
-    click.echo(f"serving on http://{host}:{port}")
-    app.run(host=host, port=port, debug=get_settings().debug)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C, stopping the scheduler too
+    with _scheduler_beside(not no_scheduler) as child:
+        if child is not None:
+            click.echo(f"scheduler: process {child.pid}, stops with the server")
+        click.echo(f"serving on http://{host}:{port}")
+        app.run(host=host, port=port, debug=get_settings().debug)
 
 
 @main.group("batches")

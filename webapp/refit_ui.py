@@ -1,21 +1,35 @@
 """The admins' "Refit now" button and its progress, shown on the Model and Admin pages.
 
+The button records a queued refit job (db/jobs.py); the scheduler process (`custseg scheduler`,
+started beside the server by `make run`) runs it. The page polls the job's row, so any web
+worker can show its progress: queued, running (with the refit's stage), then published, no
+change, skipped or failed. No refit ever runs in a web worker.
+
 `register(prefix)` is called by each page module (pages are loaded per app, so their callbacks
-belong to that app). The role is checked in the callback, not only by hiding the button.
+belong to that app). Both callbacks are for admins (`roles.guarded`), checked on the server.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
+from flask_login import current_user
+from sqlalchemy import Engine
 
-from webapp import jobs, roles
+from db import jobs, snapshots
+from db.models import JobStatus, Trigger
+from db.models.snapshots import RUNNING_STAGES
+from db.models.users import utcnow
+from webapp import roles
 from webapp.state import state
 
 REFIT_ROLE: roles.Role = "admin"
+KIND = "refit"
+QUEUED_WARNING = timedelta(seconds=60)  # still queued after this: is the scheduler running?
 
 
 def panel(id_prefix: str) -> html.Div:
@@ -38,38 +52,68 @@ def panel(id_prefix: str) -> html.Div:
     )
 
 
+def progress(engine: Engine, job_id: int) -> dict[str, Any]:
+    """What became of refit job `job_id`, from its row: `state` is one of JobStatus's values
+    (or "unknown"), with the running stage and a percent, or the outcome's text."""
+    job = jobs.get(engine, job_id)
+    if job is None or job.kind != KIND:
+        return {"state": "unknown"}
+    if job.status == JobStatus.QUEUED:
+        late = utcnow() - job.created_at > QUEUED_WARNING
+        return {"state": job.status, "late": late, "job_id": job.id, "percent": 3}
+    if job.status == JobStatus.RUNNING:
+        stages = [str(s) for s in RUNNING_STAGES]
+        step = stages.index(job.stage) + 1 if job.stage in stages else 0
+        percent = int(100 * (step + 1) / (len(stages) + 2))
+        return {"state": job.status, "stage": job.stage or "starting", "percent": percent}
+    done = {"state": job.status, "snapshot_id": job.snapshot_id}
+    if job.status == JobStatus.DONE and job.snapshot_id is not None:
+        snap = snapshots.latest_published(engine, job.snapshot_id)
+        done["k"] = snap.k if snap is not None else None
+    return {**done, "message": job.message, "error": job.error}
+
+
 @roles.guarded(REFIT_ROLE)
 def start(clicks: Any) -> tuple[Any, Any, Any]:
-    """Start a background refit (admins: the callback's role)."""
+    """Queue a refit for the scheduler process (admins: the callback's role)."""
     if not clicks:
         return no_update, no_update, no_update
-    st = state()
-    started = jobs.start_refit(st.settings, st.engine)
-    return "Refit started: its progress shows below.", False, started
+    job, new = jobs.enqueue(
+        state().engine, KIND, trigger=Trigger.WEB, requested_by=current_user.email
+    )
+    text = "Refit queued" if new else "A refit is already queued"
+    return f"{text} (job {job.id}): its progress shows below.", False, {"job_id": job.id}
 
 
 @roles.guarded(REFIT_ROLE)
 def poll(_n: Any, message: Any, started: Any = None) -> tuple[Any, ...]:
-    """While the refit runs: its stage and a progress bar; then its outcome."""
-    st = state()
-    now = jobs.progress(st.engine, started if isinstance(started, dict) else None)
-    hidden = {"display": "none"}
-    if now["state"] in ("running", "starting", "waiting"):
-        return f"Refitting: {now['stage']}…", now["percent"], {"height": "18px"}, False
-    if now["state"] == "published":
+    """While the job waits or runs: its state and a progress bar; then its outcome."""
+    try:  # `started` comes back from the browser
+        job_id = int(started["job_id"]) if isinstance(started, dict) else None
+    except (KeyError, TypeError, ValueError, OverflowError):
+        job_id = None
+    now = progress(state().engine, job_id) if job_id is not None else {"state": "unknown"}
+    shown = {"height": "18px"}
+    if now["state"] == JobStatus.QUEUED:
+        waiting = f"Queued (job {now['job_id']}): waiting for the scheduler process…"
+        if now["late"]:
+            waiting += " Still waiting: is `custseg scheduler` running?"
+        return waiting, now["percent"], shown, False
+    if now["state"] == JobStatus.RUNNING:
+        return f"Refitting: {now['stage']}…", now["percent"], shown, False
+    text: html.Span
+    if now["state"] == JobStatus.DONE:
         text = html.Span(
             f"Snapshot {now['snapshot_id']} published (k={now['k']}). Reload to see it.",
             className="text-success",
         )
-    elif now["state"] == "failed":
+    elif now["state"] == JobStatus.SKIPPED:
+        text = html.Span(f"Nothing published: {now['message']}.", className="text-muted")
+    elif now["state"] == JobStatus.FAILED:
         text = html.Span(f"Refit failed: {now['error']}", className="text-danger")
     else:
-        text = html.Span(
-            "The refit did not start or was skipped; see "
-            f"{jobs.log_path(st.settings).name} in the instance folder.",
-            className="text-danger",
-        )
-    return text, 100, hidden, True
+        text = html.Span("This refit is no longer known.", className="text-danger")
+    return text, 100, {"display": "none"}, True
 
 
 def register(prefix: str) -> None:

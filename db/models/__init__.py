@@ -1,7 +1,9 @@
 """All models, imported here so that `Base.metadata` knows every table."""
 
+from db.models.jobs import Job, JobStatus
 from db.models.snapshots import (
     KSetting,
+    RefitStage,
     SegmentLabel,
     Snapshot,
     SnapshotCustomer,
@@ -13,6 +15,8 @@ from db.models.snapshots import (
     SnapshotSegment,
     SnapshotStage,
     SnapshotStageMigration,
+    SnapshotStatus,
+    Trigger,
 )
 from db.models.transactions import ImportBatch, Transaction
 from db.models.users import ROLES, User
@@ -21,6 +25,9 @@ __all__ = [
     "ROLES",
     "ImportBatch",
     "KSetting",
+    "Job",
+    "JobStatus",
+    "RefitStage",
     "SegmentLabel",
     "Snapshot",
     "SnapshotCustomer",
@@ -32,6 +39,8 @@ __all__ = [
     "SnapshotSegment",
     "SnapshotStage",
     "SnapshotStageMigration",
+    "SnapshotStatus",
     "Transaction",
+    "Trigger",
     "User",
 ]

@@ -7,6 +7,7 @@ so readers (who only look at published snapshots) never see a half-written one.
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -23,10 +24,44 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.base import Base, BigIntPK
+from db.base import Base, BigIntPK, text_enum
 from db.models.users import utcnow
 
 SNAPSHOT_FK = "snapshots.id"
+
+
+class SnapshotStatus(StrEnum):
+    """Where a snapshot is in its life; readers only ever read `published` ones."""
+
+    RUNNING = "running"
+    PUBLISHED = "published"
+    FAILED = "failed"
+
+
+class RefitStage(StrEnum):
+    """The step a refit is at, in order (shown by "Refit now"); then how it ended."""
+
+    CHECKING = "checking"  # inputs and the data fingerprint: before any snapshot row exists
+    LOADING = "loading"
+    FEATURES = "features"
+    CLUSTERING = "clustering"
+    PROFILES = "profiles"
+    AGGREGATES = "aggregates"
+    WRITING = "writing"
+    PUBLISHED = "published"
+    FAILED = "failed"
+
+
+RUNNING_STAGES = tuple(RefitStage)[: list(RefitStage).index(RefitStage.WRITING) + 1]
+
+
+class Trigger(StrEnum):
+    """Who asked for a refit or a job."""
+
+    CLI = "cli"
+    WEB = "web"
+    SCHEDULER = "scheduler"
+    BOOTSTRAP = "bootstrap"
 
 
 class Snapshot(Base):
@@ -34,7 +69,9 @@ class Snapshot(Base):
     __table_args__ = (Index("ix_snapshots_status_id", "status", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    status: Mapped[str] = mapped_column(String(16), default="running")  # running|published|failed
+    status: Mapped[SnapshotStatus] = mapped_column(
+        text_enum(SnapshotStatus, 16), default=SnapshotStatus.RUNNING
+    )
     as_of: Mapped[date | None] = mapped_column(Date, nullable=True)
     data_start: Mapped[date | None] = mapped_column(Date, nullable=True)
     data_end: Mapped[date | None] = mapped_column(Date, nullable=True)
@@ -51,12 +88,15 @@ class Snapshot(Base):
     timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     matching: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     version: Mapped[str] = mapped_column(String(32), default="")
-    stage: Mapped[str] = mapped_column(String(64), default="queued")
+    stage: Mapped[RefitStage] = mapped_column(text_enum(RefitStage, 64), default=RefitStage.LOADING)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    trigger: Mapped[str] = mapped_column(String(32), default="cli")
+    trigger: Mapped[Trigger] = mapped_column(text_enum(Trigger, 32), default=Trigger.CLI)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Why this k: rule, range, best k, previous k, margin (analytics.segmentation.fit_kmeans).
     k_selection: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # What the refit read (db.refit.fingerprint): a refit that would read the same publishes
+    # nothing. NULL for snapshots made before migration 0006.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class SnapshotScore(Base):

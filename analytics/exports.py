@@ -11,7 +11,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any, TypeAlias
+from typing import Any
 
 import pandas as pd
 
@@ -90,7 +90,7 @@ def _in_days(frame: pd.DataFrame, f: Filters, column: str = "day") -> pd.DataFra
     return frame[mask]
 
 
-Orders: TypeAlias = pd.DataFrame | OrderIndex  # the frame (reference) or its sorted index (fast)
+type Orders = pd.DataFrame | OrderIndex  # the frame (reference) or its sorted index (fast)
 
 
 def kpis(orders: Orders, f: Filters, active_days: int = 90) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from sqlalchemy import func, select
@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 from analytics.exports import EXPORTS
 from config import ConfigError, Settings, get_settings
 
-F = TypeVar("F", bound=Callable[..., Any])
 # Ids are database integers: out of this range they could only fail inside the database driver.
 DB_ID = click.IntRange(0, 2**31 - 1)
 
@@ -28,7 +27,7 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def handled(fn: F) -> F:
+def handled[F: Callable[..., Any]](fn: F) -> F:
     """Turn the errors users can fix into one line on stderr and exit status 1 (2 for usage)."""
 
     @functools.wraps(fn)

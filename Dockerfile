@@ -1,4 +1,5 @@
-FROM python:3.11-slim
+FROM python:3.12-slim
+# No C++ compiler needed: pytensor 3 (under pymc-marketing) compiles the models with Numba.
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY webapp webapp

@@ -1,5 +1,8 @@
 # customer-segmentation: `make run` serves the app, `make test` runs every check.
-PYTHON ?= python3
+# Python 3.12 or newer (pymc-marketing 1.x needs it): python3.12 on PATH, else pyenv's 3.12,
+# else python3 when it is new enough. `make PYTHON=/path/to/python3.12` to choose.
+PY312_CANDIDATES = python3.12 $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.12*/bin/python3) python3
+PYTHON ?= $(firstword $(foreach p,$(PY312_CANDIDATES),$(shell $(p) -c 'import sys; print(sys.version_info >= (3, 12))' 2>/dev/null | grep -q True && echo $(p))))
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8050
@@ -14,7 +17,11 @@ help:
 	@echo "make bench  run the benchmark suite at SCALE=S|M|L (default M; see bench/README.md)"
 
 $(BIN)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo "error: no Python 3.12 found (tried $(PY312_CANDIDATES));" \
+	  "install it, or run make PYTHON=/path/to/python3.12" >&2; exit 1; }
+	@# A venv of an older Python (before the move to 3.12) is made again.
+	$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null || \
+	  { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e .
 	touch $@

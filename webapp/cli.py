@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from db.models import Job
     from db.refit import RefitOutcome
 
-F = TypeVar("F", bound=Callable[..., Any])
 # Ids are database integers: out of this range they could only fail inside the database driver.
 DB_ID = click.IntRange(0, 2**31 - 1)
 
@@ -36,7 +35,7 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def handled(fn: F) -> F:
+def handled[F: Callable[..., Any]](fn: F) -> F:
     """Turn the errors users can fix into one line on stderr and exit status 1 (2 for usage)."""
 
     @functools.wraps(fn)

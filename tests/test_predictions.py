@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from datetime import date, timedelta
 
 import numpy as np
@@ -27,10 +28,11 @@ from analytics.predictions import (
     compare,
     default_holdout_days,
     predict,
+    prune_compile_cache,
     rfm_summary,
     run,
 )
-from tests.conftest import CDNOW
+from tests.conftest import CDNOW, SAMPLE
 
 AS_OF = date(1997, 9, 30)
 
@@ -41,13 +43,17 @@ def _orders(*rows: tuple[str, str, float]) -> pd.DataFrame:
     return frame
 
 
-@pytest.fixture(scope="module")
-def cdnow() -> pd.DataFrame:
-    lines = pd.read_csv(CDNOW, dtype={"customer_id": str, "order_id": str})
-    lines["ordered_at"] = pd.to_datetime(lines["ordered_at"])
+def _order_table(path) -> pd.DataFrame:
+    lines = pd.read_csv(path, dtype={"customer_id": str, "order_id": str})
+    lines["ordered_at"] = pd.to_datetime(lines["ordered_at"], format="ISO8601")
     return lines.groupby(["customer_id", "order_id"], as_index=False).agg(
         ordered_at=("ordered_at", "min"), total=("amount", "sum")
     )
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> pd.DataFrame:
+    return _order_table(CDNOW)
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +167,22 @@ def test_clv_is_positive_discounted_and_highest_for_frequent_recent_buyers(bg_nb
     assert (c["clv_12m"] > 0).all()
     top = c.nlargest(100, "clv_12m")
     assert top["frequency"].median() > c["frequency"].median()
+
+
+def test_order_values_in_hundreds_get_a_spend_model_with_a_finite_mean() -> None:
+    """Online Retail's orders are worth hundreds of pounds. With pymc-marketing's default
+    priors, Gamma-Gamma's q came out at 0.99 at the backtest's cutoff (no finite mean: the
+    predicted revenue of the window was negative); by maximum likelihood it matches the data."""
+    orders = _order_table(SAMPLE)
+    bt = backtest(orders, date(2011, 12, 9), PredictionSettings(purchase_model=BG_NBD))
+    assert bt.cutoff == date(2011, 9, 10)
+    gg = bt.fits["gamma_gamma"]
+    assert gg.note is None and gg.params["q"] > 1
+    population_mean = gg.params["p"] * gg.params["v"] / (gg.params["q"] - 1)
+    observed = rfm_summary(orders, bt.cutoff).query("frequency > 0")["monetary_value"].mean()
+    assert population_mean == pytest.approx(observed, rel=0.1)  # 399.8 observed
+    row = bt.models.iloc[0]
+    assert 0 < row["predicted_revenue"] < 2 * row["actual_revenue"]
 
 
 def test_compare_scores_predictions_against_the_window_by_hand() -> None:
@@ -295,3 +317,20 @@ def test_importing_analytics_does_not_import_the_models_and_the_cache_goes_where
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert out.stdout.strip() == str(tmp_path / "cache")
+
+
+def test_pruning_the_compile_cache_drops_old_model_graphs_only(tmp_path) -> None:
+    cache = tmp_path / "numba"
+    cache.mkdir()
+    names = {
+        "old_graph": "string.numba_funcified_fgraph-aa_fastmath1.py312.1.nbc",
+        "new_graph": "string.numba_funcified_fgraph-bb_fastmath1.py312.1.nbc",
+        "old_op": "string.numba_composite-cc_fastmath1.py312.1.nbc",
+    }
+    for name in names.values():
+        (cache / name).write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 86_400
+    for key in ("old_graph", "old_op"):
+        os.utime(cache / names[key], (two_days_ago, two_days_ago))
+    assert prune_compile_cache(tmp_path) == 1
+    assert sorted(p.name for p in cache.iterdir()) == sorted([names["new_graph"], names["old_op"]])

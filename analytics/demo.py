@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -190,7 +190,3 @@ def write_demo_csv(
         if progress:
             progress(len(planted))
     return stats
-
-
-def history_start(end: date) -> date:
-    return end - timedelta(days=WINDOW_DAYS - 1)

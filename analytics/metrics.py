@@ -1,4 +1,4 @@
-"""Metric definitions of the brief, as pure functions over an order table.
+"""The metric definitions of docs/METRICS.md, as pure functions over an order table.
 
 An *order table* has one row per order: customer_id, order_id, ordered_at (the order's first
 line), total (sum of its lines). Orders with total <= 0 are returns/cancellations: they count in
@@ -40,7 +40,7 @@ class Kpis:
         return asdict(self)
 
 
-KPI_ORDER = tuple(f.name for f in fields(Kpis))  # the headline figures, in the brief's order
+KPI_ORDER = tuple(f.name for f in fields(Kpis))  # the headline figures, in their usual order
 
 
 def filter_period(orders: pd.DataFrame, start: date | None, end: date | None) -> pd.DataFrame:
@@ -60,7 +60,7 @@ def kpis(
     end: date | None = None,
     active_days: int = 90,
 ) -> Kpis:
-    """The headline figures of the brief for orders in [start, end]."""
+    """The headline figures (docs/METRICS.md) of the orders in [start, end]."""
     period = filter_period(orders, start, end)
     positive = period[period["total"] > 0]
     per_customer = positive.groupby("customer_id").size()

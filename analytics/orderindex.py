@@ -337,7 +337,7 @@ class OrderIndex:
         wanted = set(segments)
         return [b for b in self.blocks if b.segment_id in wanted]
 
-    # --- the brief's KPIs --------------------------------------------------------------------
+    # --- the headline KPIs --------------------------------------------------------------------
 
     def kpis(
         self,

@@ -1,1 +1,1 @@
-"""The benchmark suite (issue 6): `python -m bench --scale S|M|L`. See bench/README.md."""
+"""The benchmark suite: `python -m bench --scale S|M|L`. See bench/README.md."""

@@ -15,8 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,17 +84,6 @@ class Context:
 
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
-
-
-@contextmanager
-def timer() -> Iterator[list[float]]:
-    """`with timer() as t: ...` then t[0] is the wall time in seconds."""
-    out: list[float] = []
-    start = time.perf_counter()
-    try:
-        yield out
-    finally:
-        out.append(time.perf_counter() - start)
 
 
 def _git(*args: str) -> str:

@@ -2,7 +2,7 @@
 
 `analytics/orderindex.py` computes these figures with sorted arrays and running sums; here they
 are written the plain way, over a frame of orders (customer_id, segment_id, day, total), from
-the brief's definitions (`analytics.metrics`, `analytics.aggregates.rollup`). Also
+the definitions of docs/METRICS.md (`analytics.metrics`, `analytics.aggregates.rollup`). Also
 `FrameSources`: a snapshot's frames served from memory, for calling exports without a database.
 """
 

@@ -1,4 +1,4 @@
-"""The brief's metric definitions on small hand-built cases."""
+"""The metric definitions of docs/METRICS.md on small hand-built cases."""
 
 from __future__ import annotations
 

@@ -210,7 +210,7 @@ def test_retention_page(app, dashboard, sqlite_engine) -> None:  # type: ignore[
     ret = frame(sqlite_engine, "retention", start=date(2010, 12, 1), end=date(2011, 12, 9))
     first_row = ret[ret["cohort"] == ret["cohort"].min()].sort_values("months_since_first")
     assert list(heat.data[0].z[0][: len(first_row)]) == pytest.approx(list(first_row["retention"]))
-    assert heat.data[0].y[0].startswith("2010-12 (56)")  # the brief's figure: cohort size 56
+    assert heat.data[0].y[0].startswith("2010-12 (56)")  # tests/data/README.md: cohort size 56
     assert tp["month"] == 2 and hp["export"] == "retention"
     trend_frame = frame(
         sqlite_engine, "retention_trend", start=date(2010, 12, 1), end=date(2011, 12, 9), month=2

@@ -84,7 +84,7 @@ def test_five_percent_more_data_keeps_segment_ids(sqlite_engine: Engine, tmp_pat
     assert moved.loc[moved["from_segment"] == -1, "customers"].sum() == len(extra)
 
 
-def test_sample_snapshot_figures_match_the_brief(engine: Engine) -> None:
+def test_sample_snapshot_figures_match_the_known_figures(engine: Engine) -> None:
     import_file(engine, SAMPLE)
     outcome = refit(engine, k_max=5)
     kpis, prov = export_frame(engine, "kpis", Filters())

@@ -36,7 +36,7 @@ from tests.helpers import callback_body, callback_spec, form_token, post_callbac
 from tests.refitting import refit
 
 ROLES = ("viewer", "analyst", "admin")
-# The brief's pages: probed whether or not their module exists yet.
+# The app's pages: probed whether or not their module exists yet.
 BRIEF_PAGES = (
     "/",
     "/segments",

@@ -3,7 +3,7 @@
 - `spec`: the filter object and the only validation of dates, segments, snapshot, granularity;
 - `registry`: one declaration per export (what it reads, its columns, its role, its row cap);
 - `orders`, `customers`, `cohorts`, `model`: the exports, by subject (importing this package
-  registers them all; listed with the brief's own first);
+  registers them all; the first six are the ones every shop automates);
 - `files`: CSV / XLSX with provenance and formula neutralization.
 
 `db/exporter.py` runs them against the database for pages, downloads and `custseg export`.
@@ -31,7 +31,7 @@ from analytics.exports.spec import (
     View,
 )
 
-# The brief's exports first, in its order; then one per further chart.
+# The six exports a team automates first; then one per further chart.
 put_first(("kpis", "segments", "sales", "retention", "migration", "members"))
 
 __all__ = [

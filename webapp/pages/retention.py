@@ -1,7 +1,7 @@
 """Retention (/retention): cohort heatmap, month-m retention across cohorts, repeat rates.
 
 The date range selects cohorts (the month of a customer's first positive order) and counts
-their activity up to the end of the range; see the brief's metric definitions.
+their activity up to the end of the range (docs/METRICS.md).
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ class RefitSettings:
     k: int | None = None
     k_margin: float = 0.01  # hysteresis: the previous k stays while this close to the best
     k_source: str = "default"  # where k_min/k_max/k came from (resolve_k_setting)
+    predictions: bool = True  # a prediction job follows the publish (not part of as_dict)
 
     @classmethod
     def from_settings(cls, s: Settings, *, choice: KChoice | None = None) -> RefitSettings:
@@ -60,6 +61,7 @@ class RefitSettings:
             k=choice.k if choice else None,
             k_margin=s.k_margin,
             k_source=choice.source if choice else "environment",
+            predictions=s.predictions,
         )
 
     def as_dict(self) -> dict[str, Any]:

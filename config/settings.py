@@ -99,6 +99,26 @@ class Settings(BaseSettings):
     refit_cron: str = Field(
         "0 3 * * *", validation_alias=AliasChoices("CUSTSEG_REFIT_CRON", "refit_cron")
     )
+
+    # Predictions (analytics/predictions.py), attached to each snapshot after it is published
+    predictions: bool = Field(
+        True, validation_alias=AliasChoices("CUSTSEG_PREDICTIONS", "predictions")
+    )
+    clv_discount_rate: float = Field(
+        0.10,
+        ge=0,
+        lt=1,
+        validation_alias=AliasChoices("CUSTSEG_CLV_DISCOUNT_RATE", "clv_discount_rate"),
+    )
+    high_risk: float = Field(
+        0.7, gt=0, le=1, validation_alias=AliasChoices("CUSTSEG_HIGH_RISK", "high_risk")
+    )
+    high_value_share: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        validation_alias=AliasChoices("CUSTSEG_HIGH_VALUE_SHARE", "high_value_share"),
+    )
     scheduler_poll_s: float = Field(
         2.0, gt=0, validation_alias=AliasChoices("CUSTSEG_SCHEDULER_POLL", "scheduler_poll_s")
     )

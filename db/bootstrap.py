@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 
 from config import Settings
+from db import jobs
 from db.importer import ImportReport, import_file
 from db.migrate import upgrade
 from db.models import Transaction, Trigger, User
@@ -73,17 +74,17 @@ def first_snapshots(engine: Engine, settings: Settings, done: Bootstrapped) -> N
         done.snapshot_days = [previous, last]
     for as_of in as_of_dates:
         try:
-            done.refits.append(
-                refit(
-                    engine,
-                    refit_settings(engine, settings),
-                    as_of=as_of,
-                    trigger=Trigger.BOOTSTRAP,
-                )
+            outcome = refit(
+                engine, refit_settings(engine, settings), as_of=as_of, trigger=Trigger.BOOTSTRAP
             )
         except RefitSkipped as exc:
             done.refit_skipped = str(exc)
             return
+        done.refits.append(outcome)
+        if settings.predictions:  # the scheduler process attaches them (make run starts it)
+            jobs.enqueue(
+                engine, "predict", {"snapshot_id": outcome.snapshot_id}, trigger=Trigger.BOOTSTRAP
+            )
 
 
 def bootstrap(engine: Engine, settings: Settings, sample: Path) -> Bootstrapped:

@@ -9,6 +9,7 @@ role, `analytics/exports/registry.py`), computes the export from the snapshot's 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -20,10 +21,38 @@ from sqlalchemy import Engine
 from analytics import aggregates, exports
 from analytics.exports import Filters, SnapshotInfo
 from analytics.exports.customers import member_rows, profile_table, sample_customers
+from analytics.exports.predictions import PREDICTION_COLUMNS
 from analytics.orderindex import OrderIndex
+from config import Settings
 from db import snapshots
 from db.models import Snapshot
 from db.snapshot_cache import SnapshotCache
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The settings exports use: the active-customer window and the risk and value thresholds."""
+
+    active_days: int = 90
+    high_risk: float = 0.7
+    high_value_share: float = 0.2
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.active_days, settings.high_risk, settings.high_value_share)
+
+
+def empty_predictions() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series(dtype=str),
+            "segment_id": pd.Series(dtype="int64"),
+            "expected_orders_90d": pd.Series(dtype=float),
+            "churn_risk": pd.Series(dtype=float),
+            "clv_12m": pd.Series(dtype=float),
+            "unscored_reason": pd.Series(dtype=object),
+        }
+    )
 
 
 class Forbidden(PermissionError):
@@ -36,18 +65,29 @@ class SnapshotSources:
     (or per command) and reuse it for every export of that request."""
 
     def __init__(
-        self, engine: Engine, cache: SnapshotCache, snap: Snapshot, active_days: int = 90
+        self, engine: Engine, cache: SnapshotCache, snap: Snapshot, limits: Limits | None = None
     ) -> None:
-        self.engine, self.cache, self.snap, self.active_days = engine, cache, snap, active_days
+        self.engine, self.cache, self.snap = engine, cache, snap
+        self.limits = limits or Limits()
 
     def _cached(self, kind: str, load: Any) -> Any:
         return self.cache.get(self.engine, self.snap, kind, load)
 
     @cached_property
     def snapshot(self) -> SnapshotInfo:
-        s = self.snap
+        s, lim = self.snap, self.limits
         return SnapshotInfo(
-            s.id, s.as_of, s.data_start, s.data_end, s.k, s.previous_id, self.active_days
+            s.id,
+            s.as_of,
+            s.data_start,
+            s.data_end,
+            s.k,
+            s.previous_id,
+            lim.active_days,
+            lim.high_risk,
+            lim.high_value_share,
+            str(s.predictions_status),
+            s.predictions,
         )
 
     @property
@@ -65,6 +105,26 @@ class SnapshotSources:
             return frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
         return self._cached("customers", load)  # type: ignore[no-any-return]
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        """The snapshot's predictions with each customer's segment, by customer id (read once
+        they are done: a published snapshot's predictions change once, from pending to done)."""
+        if str(self.snap.predictions_status) != "done":
+            return empty_predictions()
+
+        def load() -> pd.DataFrame:
+            from db.predictions import read
+
+            preds = read(self.engine, self.snap.id)
+            segment = self.customers[["customer_id", "segment_id"]]
+            # Unscored customers with only returns have no segment: 0, as in `sales`.
+            frame = preds.merge(segment, on="customer_id", how="left")
+            frame["segment_id"] = frame["segment_id"].fillna(0).astype("int64")
+            cols = ["customer_id", "segment_id", *PREDICTION_COLUMNS, "unscored_reason"]
+            return frame[cols].sort_values("customer_id", kind="stable").reset_index(drop=True)
+
+        return self._cached("predictions:done", load)  # type: ignore[no-any-return]
 
     @cached_property
     def segments(self) -> pd.DataFrame:
@@ -115,20 +175,25 @@ class SnapshotSources:
             stored = snapshots.migration_table(self.engine, target.id)
             if not stored.empty:
                 return stored, source.id
-        earlier = SnapshotSources(self.engine, self.cache, source, self.active_days).customers
+        earlier = SnapshotSources(self.engine, self.cache, source, self.limits).customers
         return aggregates.migration(earlier, self.customers), source.id
 
 
 class Exporter:
     """Exports of a database's snapshots, read through one process-wide cache."""
 
-    def __init__(self, engine: Engine, cache: SnapshotCache, active_days: int = 90) -> None:
-        self.engine, self.cache, self.active_days = engine, cache, active_days
+    def __init__(self, engine: Engine, cache: SnapshotCache, limits: Limits | None = None) -> None:
+        self.engine, self.cache, self.limits = engine, cache, limits or Limits()
+
+    @classmethod
+    def of(cls, engine: Engine, cache: SnapshotCache, settings: Settings) -> Exporter:
+        """The exporter of an app or a command, with its settings' thresholds."""
+        return cls(engine, cache, Limits.of(settings))
 
     def sources(self, snapshot_id: int | None = None) -> SnapshotSources:
         """The frames of published snapshot `snapshot_id` (default: the latest)."""
         snap = snapshots.get_snapshot(self.engine, snapshot_id)
-        return SnapshotSources(self.engine, self.cache, snap, self.active_days)
+        return SnapshotSources(self.engine, self.cache, snap, self.limits)
 
     def export(
         self,
@@ -215,14 +280,14 @@ class Exporter:
         rows = np.arange(len(frame))
         if segment_ids:
             rows = np.flatnonzero(np.isin(frame["segment_id"].to_numpy(), segment_ids))
-        part = member_rows(frame.iloc[rows[page * size : (page + 1) * size]])
+        part = member_rows(frame.iloc[rows[page * size : (page + 1) * size]], src.predictions)
         return part, len(rows)
 
     def warm(self, snap: Snapshot) -> None:
         """Read what the pages' filter changes need of `snap` into the cache: its orders (and
         the per-granularity sales tables and order-value runs), customers, retention table,
         profiles and customer sample."""
-        src = SnapshotSources(self.engine, self.cache, snap, self.active_days)
+        src = SnapshotSources(self.engine, self.cache, snap, self.limits)
         index = src.orders
         for granularity in exports.GRANULARITIES:
             index.sales(None, None, (), granularity)

@@ -31,6 +31,7 @@ from sqlalchemy import BigInteger, Engine, cast, delete, func, insert, select, t
 from sqlalchemy.engine import make_url
 
 from analytics.pipeline import Previous, RefitResult, RefitSettings, run_refit
+from db import jobs
 from db.bulk import bulk_insert
 from db.jobs import JobResult
 from db.k_settings import effective_k_setting
@@ -38,6 +39,7 @@ from db.models import (
     ImportBatch,
     Job,
     JobStatus,
+    PredictionStatus,
     RefitStage,
     SegmentLabel,
     Snapshot,
@@ -436,6 +438,9 @@ def _record_run(engine: Engine, settings: RefitSettings, checked: Checked, trigg
                     trigger=trigger,
                     pid=os.getpid(),
                     fingerprint=checked.fingerprint,
+                    predictions_status=(
+                        PredictionStatus.PENDING if settings.predictions else PredictionStatus.OFF
+                    ),
                     features={},
                     data_quality={},
                     timings={},
@@ -570,6 +575,8 @@ def refit_job(
         return JobResult(JobStatus.SKIPPED, message=str(exc))
     except RefitFailed as exc:
         return JobResult(JobStatus.FAILED, error=str(exc), snapshot_id=exc.snapshot_id)
+    if settings.predictions:  # segments first; predictions attach in their own job
+        jobs.enqueue(engine, "predict", {"snapshot_id": o.snapshot_id}, trigger=job.trigger)
     return JobResult(
         JobStatus.DONE,
         message=f"snapshot {o.snapshot_id} published (k={o.k})",

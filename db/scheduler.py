@@ -28,6 +28,7 @@ from config import Settings
 from db import jobs
 from db.jobs import JobResult
 from db.models import Job, JobStatus, Trigger
+from db.predictions import predict_job
 from db.refit import refit_job
 
 log = logging.getLogger("custseg.scheduler")
@@ -36,6 +37,7 @@ JobFunction = Callable[[Engine, Settings, Job, Callable[[str], None]], JobResult
 
 KINDS: dict[str, JobFunction] = {
     "refit": refit_job,
+    "predict": predict_job,  # queued by a refit that published: its snapshot's predictions
 }
 
 

@@ -108,6 +108,13 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _no_predictions_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refits in tests publish without fitting the prediction models (a minute of pytensor
+    compiling in a fresh instance folder); tests/test_prediction_stage.py turns them on."""
+    monkeypatch.setenv("CUSTSEG_PREDICTIONS", "false")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that need PostgreSQL carry the `postgres` marker (`-m "not postgres"` skips them)."""
     for item in items:
@@ -129,6 +136,7 @@ def make_settings(tmp_path: Path, url: str, **overrides: object) -> Settings:
         database_url=url,
         instance_dir=tmp_path / "instance",
         login_rate_limit="1000 per minute",
+        predictions=False,
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -117,6 +117,18 @@ class FrameSources:
     scores_frame: pd.DataFrame = field(default_factory=pd.DataFrame)
     history_frame: pd.DataFrame = field(default_factory=pd.DataFrame)
     moves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    predictions_frame: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=[
+                "customer_id",
+                "segment_id",
+                "expected_orders_90d",
+                "churn_risk",
+                "clv_12m",
+                "unscored_reason",
+            ]
+        )
+    )
     info: SnapshotInfo = field(
         default_factory=lambda: SnapshotInfo(1, None, None, None, None, None, 90)
     )
@@ -142,6 +154,11 @@ class FrameSources:
     def customers(self) -> pd.DataFrame:
         self._note("customers")
         return self.customers_frame
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        self._note("predictions")
+        return self.predictions_frame
 
     @property
     def segments(self) -> pd.DataFrame:

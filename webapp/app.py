@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         engine,
         session_factory(engine),
         cache,
-        Exporter(engine, cache, settings.active_days),
+        Exporter.of(engine, cache, settings),
     )
     auth.init_app(server)
 

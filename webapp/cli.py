@@ -377,10 +377,17 @@ def _day(value: str | None, flag: str) -> date | None:
     is_flag=True,
     help="Publish even if the data, settings and as-of date are the latest snapshot's.",
 )
+@click.option(
+    "--predictions/--no-predictions",
+    default=True,
+    show_default=True,
+    help="Attach the predictions after publishing (CUSTSEG_PREDICTIONS=false: never).",
+)
 @click.option("--quiet", "-q", is_flag=True)
 @handled
-def refit_cmd(k_opt: str, as_of: str | None, force: bool, quiet: bool) -> None:
-    """Segment customers and publish a new snapshot (in the foreground)."""
+def refit_cmd(k_opt: str, as_of: str | None, force: bool, predictions: bool, quiet: bool) -> None:
+    """Segment customers and publish a new snapshot (in the foreground), then attach its
+    predictions."""
     from db.refit import RefitFailed, RefitSkipped, RefitUnchanged, refit, refit_settings
 
     k: int | None = None
@@ -418,6 +425,35 @@ def refit_cmd(k_opt: str, as_of: str | None, force: bool, quiet: bool) -> None:
         )
         return
     _print_outcome(engine, outcome)
+    if predictions and settings.predictions:
+        _predict(engine, settings, outcome.snapshot_id, stage_echo)
+
+
+def _predict(engine: Engine, settings: Settings, snapshot_id: int, stage_echo: Any) -> None:
+    """Attach the predictions of a snapshot just published (the segments are already out)."""
+    from db.predictions import attach_predictions
+
+    click.echo("predictions: fitting (the snapshot is published meanwhile) ...")
+    try:
+        o = attach_predictions(engine, settings, snapshot_id, stage_echo)
+    except Exception as exc:  # noqa: BLE001 - the snapshot stays published without predictions
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        click.echo(f"predictions failed (snapshot {snapshot_id} stays published): {first}")
+        return
+    unscored = sum(o.unscored.values())
+    bt = o.backtest
+    quality = ""
+    if bt is not None:
+        best = next(m for m in bt["models"] if m["model"] == bt["best"])
+        quality = (
+            f"; backtest ({bt['holdout_days']} days): {best['predicted_orders']:,.0f} orders "
+            f"predicted, {best['actual_orders']:,} actual, churn AUC {best['auc']:.2f}"
+        )
+    click.echo(
+        f"predictions attached to snapshot {o.snapshot_id}: {o.scored:,} customers scored"
+        + (f", {unscored:,} unscored" if unscored else "")
+        + f" ({o.purchase_model}, {o.duration_s:.1f} s){quality}"
+    )
 
 
 def _job_line(job: Job) -> str:
@@ -560,7 +596,7 @@ def export_cmd(
         customer=customer,
     )
     settings = get_settings()
-    exporter = Exporter(_engine(settings), SnapshotCache(), settings.active_days)
+    exporter = Exporter.of(_engine(settings), SnapshotCache(), settings)
     try:
         data, provenance = exporter.file(
             chart, filters, snapshot_id, fmt, row_cap=settings.export_row_cap

@@ -9,7 +9,7 @@
 `db/exporter.py` runs them against the database for pages, downloads and `custseg export`.
 """
 
-from analytics.exports import cohorts, customers, model, orders
+from analytics.exports import cohorts, customers, model, orders, predictions
 from analytics.exports.files import FORMATS, FORMULA_PREFIXES, neutralize, to_bytes
 from analytics.exports.registry import (
     REGISTRY,
@@ -32,7 +32,9 @@ from analytics.exports.spec import (
 )
 
 # The six exports a team automates first; then one per further chart.
-put_first(("kpis", "segments", "sales", "retention", "migration", "members"))
+put_first(
+    ("kpis", "segments", "sales", "retention", "migration", "members", "lifecycle", "predictions")
+)
 
 __all__ = [
     "FIRST_DAY",
@@ -56,5 +58,6 @@ __all__ = [
     "model",
     "neutralize",
     "orders",
+    "predictions",
     "to_bytes",
 ]

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analytics.exports.customers import in_segments
-from analytics.exports.registry import Sources, export
+from analytics.exports.registry import Sources, export, in_segments
 from analytics.exports.spec import Filters
 
 RETENTION_COLUMNS = (

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pandas as pd
 
-from analytics.exports.registry import Sources, export
+from analytics.exports.predictions import PREDICTION_COLUMNS, per_segment, rounded
+from analytics.exports.registry import Sources, export, in_segments
 from analytics.exports.spec import Filters
 from analytics.segmentation import PROFILE_FEATURES
 
@@ -23,6 +22,9 @@ SEGMENT_COLUMNS = (
     "monetary",
     "repeat_rate",
     "description",
+    "clv_12m_total",
+    "clv_12m_mean",
+    "high_risk_share",
 )
 MEMBER_COLUMNS = (
     "customer_id",
@@ -35,6 +37,7 @@ MEMBER_COLUMNS = (
     "return_rate",
     "first_order_day",
     "last_order_day",
+    *PREDICTION_COLUMNS,
 )
 PROFILE_COLUMNS = (
     "segment_id",
@@ -50,16 +53,19 @@ SAMPLE_COLUMNS = ("customer_id", "segment_id", "recency_days", "frequency", "mon
 SAMPLE_PER_SEGMENT = 400
 
 
-def in_segments(
-    frame: pd.DataFrame, segments: Sequence[int], column: str = "segment_id"
-) -> pd.DataFrame:
-    return frame[frame[column].isin(segments)] if segments else frame
-
-
-@export("segments", reads=("segments",), columns=SEGMENT_COLUMNS, row="segment")
+@export(
+    "segments",
+    reads=("segments", "predictions", "snapshot"),
+    columns=SEGMENT_COLUMNS,
+    row="segment",
+)
 def segments(src: Sources, f: Filters) -> pd.DataFrame:
-    """Each segment's size, value and profile medians (analysts' names over generated ones)."""
-    out = in_segments(src.segments, f.segments)[list(SEGMENT_COLUMNS)].reset_index(drop=True)
+    """Each segment's size, value and profile medians (analysts' names over generated ones),
+    and its predicted 12-month value and share at high churn risk (empty while pending)."""
+    profiles = src.segments.merge(
+        per_segment(src.predictions, src.snapshot), on="segment_id", how="left"
+    )
+    out = in_segments(profiles, f.segments)[list(SEGMENT_COLUMNS)].reset_index(drop=True)
     # Sums of cents and ratios, rounded as the other exports round them.
     out[["gross_revenue", "monetary"]] = out[["gross_revenue", "monetary"]].astype(float).round(2)
     ratios = ["share", "revenue_share", "repeat_rate"]
@@ -142,19 +148,23 @@ def customer_sample(src: Sources, f: Filters) -> pd.DataFrame:
 
 @export(
     "members",
-    reads=("customers",),
+    reads=("customers", "predictions"),
     columns=MEMBER_COLUMNS,
     row="customer",
     role="analyst",
 )
 def members(src: Sources, f: Filters) -> pd.DataFrame:
-    """Every customer of the segments with their features as of the snapshot."""
-    return member_rows(in_segments(src.customers, f.segments))
+    """Every customer of the segments with their features as of the snapshot, and their
+    predictions (empty while pending)."""
+    return member_rows(in_segments(src.customers, f.segments), src.predictions)
 
 
-def member_rows(customers: pd.DataFrame) -> pd.DataFrame:
-    """The `members` columns of some customers, by customer id."""
-    out = customers[list(MEMBER_COLUMNS)]
+def member_rows(customers: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """The `members` columns of some customers (with their predictions), by customer id."""
+    features = [c for c in MEMBER_COLUMNS if c not in PREDICTION_COLUMNS]
+    out = customers[features]
     if not out["customer_id"].is_monotonic_increasing:
         out = out.sort_values("customer_id")
+    preds = predictions[["customer_id", *PREDICTION_COLUMNS]]
+    out = out.merge(rounded(preds), on="customer_id", how="left")
     return out.reset_index(drop=True)

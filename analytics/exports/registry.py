@@ -11,7 +11,7 @@ Adding a chart: one `@export(...)` function in the module of its subject, one fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -30,6 +30,7 @@ Source = Literal[
     "snapshot",
     "orders",
     "customers",
+    "predictions",
     "segments",
     "profiles",
     "customer_sample",
@@ -51,6 +52,10 @@ class SnapshotInfo:
     k: int | None
     previous_id: int | None
     active_days: int = 90  # CUSTSEG_ACTIVE_DAYS, for the KPIs' active customers
+    high_risk: float = 0.7  # CUSTSEG_HIGH_RISK: churn risk from which a customer is at high risk
+    high_value_share: float = 0.2  # CUSTSEG_HIGH_VALUE_SHARE: the top share by 12-month CLV
+    predictions_status: str = "off"  # pending, running, done, failed or off
+    predictions: dict[str, Any] | None = None  # models, backtest (db/predictions.py)
 
 
 class Sources(Protocol):
@@ -65,6 +70,12 @@ class Sources(Protocol):
 
     @property
     def customers(self) -> pd.DataFrame: ...
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        """Each scored or unscored customer's predictions: customer_id, segment_id,
+        expected_orders_90d, churn_risk, clv_12m, unscored_reason (no rows while pending)."""
+        ...
 
     @property
     def segments(self) -> pd.DataFrame: ...
@@ -136,6 +147,13 @@ def export(
         return fn
 
     return register
+
+
+def in_segments(
+    frame: pd.DataFrame, segments: Sequence[int], column: str = "segment_id"
+) -> pd.DataFrame:
+    """The rows of `frame` in `segments` (all rows when none is chosen)."""
+    return frame[frame[column].isin(segments)] if segments else frame
 
 
 def put_first(names: tuple[str, ...]) -> None:

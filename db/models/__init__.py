@@ -3,6 +3,7 @@
 from db.models.jobs import Job, JobStatus
 from db.models.snapshots import (
     KSetting,
+    PredictionStatus,
     RefitStage,
     SegmentLabel,
     Snapshot,
@@ -10,6 +11,7 @@ from db.models.snapshots import (
     SnapshotKPreview,
     SnapshotMigration,
     SnapshotOrder,
+    SnapshotPrediction,
     SnapshotRetention,
     SnapshotScore,
     SnapshotSegment,
@@ -25,6 +27,7 @@ __all__ = [
     "ROLES",
     "ImportBatch",
     "KSetting",
+    "PredictionStatus",
     "Job",
     "JobStatus",
     "RefitStage",
@@ -34,6 +37,7 @@ __all__ = [
     "SnapshotKPreview",
     "SnapshotMigration",
     "SnapshotOrder",
+    "SnapshotPrediction",
     "SnapshotRetention",
     "SnapshotScore",
     "SnapshotSegment",

@@ -64,6 +64,17 @@ class Trigger(StrEnum):
     BOOTSTRAP = "bootstrap"
 
 
+class PredictionStatus(StrEnum):
+    """Where a published snapshot's predictions are: computed after it is published, by their
+    own job, so segments never wait for them (db/predictions.py)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # the snapshot stays published, without predictions
+    OFF = "off"  # CUSTSEG_PREDICTIONS=false when it was published
+
+
 class Snapshot(Base):
     __tablename__ = "snapshots"
     __table_args__ = (Index("ix_snapshots_status_id", "status", "id"),)
@@ -97,6 +108,12 @@ class Snapshot(Base):
     # What the refit read (db.refit.fingerprint): a refit that would read the same publishes
     # nothing. NULL for snapshots made before migration 0006.
     fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The prediction stage: its state, and when done its models, fit times, backtest and
+    # unscored customers (analytics.predictions: Predictions.as_dict, Backtest.as_dict).
+    predictions_status: Mapped[PredictionStatus] = mapped_column(
+        text_enum(PredictionStatus, 16), default=PredictionStatus.PENDING
+    )
+    predictions: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class SnapshotScore(Base):
@@ -175,6 +192,22 @@ class SnapshotCustomer(Base):
     f_score: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
     m_score: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
     lifecycle_stage: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class SnapshotPrediction(Base):
+    """A customer's predictions as of the snapshot's date (NULL with `unscored_reason` when the
+    models cannot score the customer, e.g. only returns)."""
+
+    __tablename__ = "snapshot_predictions"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expected_orders_90d: Mapped[float | None] = mapped_column(Float, nullable=True)
+    churn_risk: Mapped[float | None] = mapped_column(Float, nullable=True)
+    clv_12m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    unscored_reason: Mapped[str | None] = mapped_column(String(120), nullable=True)
 
 
 class SnapshotOrder(Base):

@@ -1,0 +1,54 @@
+"""snapshot_predictions, snapshots.predictions_status and snapshots.predictions
+
+Each published snapshot gets, from its own job after publishing, every customer's expected orders
+in 90 days, churn risk and 12-month CLV, and the models and backtest behind them.
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "snapshot_predictions",
+        sa.Column("snapshot_id", sa.Integer(), nullable=False),
+        sa.Column("customer_id", sa.String(length=64), nullable=False),
+        sa.Column("expected_orders_90d", sa.Float(), nullable=True),
+        sa.Column("churn_risk", sa.Float(), nullable=True),
+        sa.Column("clv_12m", sa.Float(), nullable=True),
+        sa.Column("unscored_reason", sa.String(length=120), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["snapshot_id"],
+            ["snapshots.id"],
+            name=op.f("fk_snapshot_predictions_snapshot_id_snapshots"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("snapshot_id", "customer_id", name=op.f("pk_snapshot_predictions")),
+    )
+    with op.batch_alter_table("snapshots", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "predictions_status",
+                sa.String(length=16),
+                nullable=False,
+                server_default="off",  # snapshots published before predictions existed
+            )
+        )
+        batch_op.add_column(sa.Column("predictions", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("snapshots", schema=None) as batch_op:
+        batch_op.drop_column("predictions")
+        batch_op.drop_column("predictions_status")
+    op.drop_table("snapshot_predictions")

@@ -343,7 +343,8 @@ def _where(exc: BaseException) -> str:
 
 
 def _unexpected(exc: Exception) -> Any:
-    """Whatever escapes Dash's endpoints: a JSON 500 and one log line, not a traceback page.
+    """Whatever escapes Dash's endpoints: a JSON 500 and one log line saying where, not a
+    traceback page (in development the log line carries the traceback too).
 
     HTTP errors keep their own answer; other routes keep Flask's (the exception is re-raised).
     """
@@ -358,6 +359,8 @@ def _unexpected(exc: Exception) -> Any:
             "error": f"{type(exc).__name__}: {exc}"[:300],
             "where": _where(exc),
         },
+        # One line in production and test; a developer's `make run` keeps the traceback.
+        exc_info=exc if state().settings.env == "development" else None,
     )
     return jsonify(error="the server could not answer this request"), 500
 

@@ -10,8 +10,9 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Keys that appear in tutorials, sample configs and old releases of BI tools. A deployment that
@@ -45,6 +46,24 @@ MIN_SECRET_VARIETY = 10
 
 class ConfigError(RuntimeError):
     """The environment does not describe a runnable configuration."""
+
+
+def origin_of(url: str) -> str | None:
+    """The origin of an http(s) URL as browsers send it in `Origin` (scheme://host[:port], lower
+    case, the scheme's default port left out), or None when `url` has none."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        return None
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    if port is None or port == {"http": 80, "https": 443}[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
 
 
 def _default_database_url() -> str:
@@ -143,6 +162,11 @@ class Settings(BaseSettings):
     trusted_proxies: int = Field(
         0, ge=0, le=5, validation_alias=AliasChoices("CUSTSEG_TRUSTED_PROXIES", "trusted_proxies")
     )
+    # The address users reach the app at (e.g. https://analytics.shop.example): the app's own
+    # origin for the cross-site check, and the base of links the app writes (e-mails).
+    public_url: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_PUBLIC_URL", "public_url")
+    )
     login_rate_limit: str = Field(
         "5 per minute",
         validation_alias=AliasChoices("CUSTSEG_LOGIN_RATE_LIMIT", "login_rate_limit"),
@@ -176,6 +200,38 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("CUSTSEG_ADMIN_PASSWORD", "admin_password"), repr=False
     )
 
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        """An http(s) URL with a host and nothing a link could not start with; "" means unset
+        (docker-compose passes unset variables as empty)."""
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        problem = None
+        if parts.scheme not in ("http", "https"):
+            problem = "it does not start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif parts.username is not None or parts.password is not None:
+            problem = "it carries a user name or password"
+        elif parts.query or parts.fragment:
+            problem = "it has a query or fragment"
+        elif any(ord(c) < 33 or c in '\\<>"' for c in value):
+            problem = "it contains spaces, control characters or quotes"
+        else:
+            try:
+                parts.port  # noqa: B018  # raises on a port that is not a number in range
+            except ValueError:
+                problem = "its port is not a number from 0 to 65535"
+        if problem:
+            raise ValueError(
+                f"CUSTSEG_PUBLIC_URL ({value!r}) is not a URL such as "
+                f"https://analytics.shop.example: {problem}"
+            )
+        return value.rstrip("/")
+
     @model_validator(mode="after")
     def _check_k_range(self) -> Settings:
         if self.k_min > self.k_max:
@@ -201,6 +257,12 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def public_origin(self) -> str | None:
+        """The origin (scheme://host[:port], lower case, default port left out) of
+        CUSTSEG_PUBLIC_URL, or None when it is not set."""
+        return origin_of(self.public_url) if self.public_url else None
 
     @property
     def secure_cookies(self) -> bool:

@@ -7,7 +7,6 @@ download holds. Callbacks take their inputs and give their outputs by name.
 
 from __future__ import annotations
 
-import base64
 import io
 from datetime import date
 from typing import Any
@@ -19,7 +18,7 @@ from werkzeug.exceptions import Forbidden
 
 from analytics.exports import Filters
 from db import snapshots
-from tests.conftest import DATA, as_user, export_frame, page, view
+from tests.conftest import as_user, export_frame, page, view
 from webapp.downloads import build_download
 from webapp.filters import FilterError, parse_view
 
@@ -433,32 +432,6 @@ class _Triggered:
 
     def __exit__(self, *exc: object) -> None:
         self._patch.stop()
-
-
-def _upload(text: str) -> str:
-    return "data:text/csv;base64," + base64.b64encode(text.encode()).decode()
-
-
-def test_admin_upload_imports_with_the_cli_checks(app, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    upload = page("admin").upload
-
-    good = "customer_id,order_id,ordered_at,amount,category,country\nc1,o1,2024-01-02,10.5,,\n"
-    bad = "customer_id,order_id,ordered_at,amount\nc1,o1,2024-01-02,ten\n"
-    with as_user(app, "analyst@example.com"), pytest.raises(Forbidden):
-        upload(_upload(good), "a.csv", False)
-    with as_user(app, "admin@example.com"):
-        report = upload(_upload(good), "a.csv", False)
-        assert (
-            report.startswith("Imported a.csv (normalized layout)")
-            and "lines imported: 1" in report
-        )
-        assert "already imported" in upload(_upload(good), "a.csv", False)
-        refused = upload(_upload(bad), "b.csv", False)
-        assert refused.startswith("Not imported (nothing was written)") and "amount" in refused
-        assert "not a CSV file" in upload(_upload(good), "evil.exe", False)
-        assert "damaged" in upload("data:text/csv;base64,@@@", "c.csv", False)
-        raw = (DATA / "online_retail_raw_2010-12-01_09.csv").read_text()
-        assert "online-retail layout" in upload(_upload(raw), "raw.csv", False)
 
 
 # --- Downloads ----------------------------------------------------------------------------------

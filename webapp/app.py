@@ -19,7 +19,7 @@ from config import Settings, get_settings
 from db.exporter import Exporter
 from db.session import make_engine, session_factory
 from db.snapshot_cache import SnapshotCache
-from webapp import auth, downloads, filters, roles, security
+from webapp import auth, downloads, filters, roles, security, uploads
 from webapp.nav import nav_id
 from webapp.state import AppState
 
@@ -114,7 +114,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         SESSION_COOKIE_NAME="custseg_session",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
         REMEMBER_COOKIE_DURATION=timedelta(hours=settings.session_hours),
-        MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
+        # Every body is small; the upload route allows CUSTSEG_MAX_UPLOAD_MB (webapp/uploads.py).
+        MAX_CONTENT_LENGTH=security.MAX_REQUEST_BYTES,
         WTF_CSRF_TIME_LIMIT=3600,
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
         DEBUG=settings.debug,
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Exporter.of(engine, cache, settings),
     )
     auth.init_app(server)
+    uploads.init_app(server)
 
     app = Dash(
         __name__,

@@ -40,6 +40,7 @@ ROUTES: dict[str, str] = {
     "static": PUBLIC,  # the CSS the login form needs
     "health": PUBLIC,
     "auth.logout": "viewer",
+    "uploads.import_file": "admin",
     "_dash_assets.static": "viewer",
     "/_dash-component-suites/<string:package_name>/<path:fingerprinted_path>": "viewer",
     "/_dash-layout": "viewer",

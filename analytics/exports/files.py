@@ -18,6 +18,9 @@ import pandas as pd
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "|", "%")
 FORMATS = ("csv", "xlsx")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A separator, then blanks or quotes, then a formula start: where a spreadsheet's next cell
+# would begin with a formula.
+_CELL_FORMULA = re.compile(r'([,;][\s"]*)(?=[=+\-@|%])')
 
 
 def neutralize(frame: pd.DataFrame) -> pd.DataFrame:
@@ -34,8 +37,14 @@ def neutralize(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def provenance_text(value: Any) -> str:
-    """A provenance value as one inert line of text."""
+    """A provenance value as one inert line of text.
+
+    A CSV's provenance lines are not quoted, so a spreadsheet splits them at commas (or
+    semicolons, in locales where that is the separator): a formula start after one of them gets
+    the apostrophe too, or `12350,=1+2` would put a formula in the line's second cell.
+    """
     text = _CONTROL.sub(" ", str(value))
+    text = _CELL_FORMULA.sub(r"\1'", text)
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 

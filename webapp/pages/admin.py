@@ -1,14 +1,12 @@
-"""Admin (/admin, admins only): users and roles, CSV import, refit now.
+"""Admin (/admin, admins only): users and roles, import, refit now.
 
 Every callback checks the admin role itself: hiding the page from others is not the protection.
+Files are imported by a plain form on their own route (webapp/uploads.py), which comes back here
+with `?imported=<batch id>` (or `?already=`) to show the report.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import dash
@@ -18,10 +16,9 @@ from dash import Input, Output, State, dcc, html, no_update
 from dash.dash_table.DataTable import DataTable
 from flask_login import current_user
 
-from db.importer import ImportRejected, import_file
 from db.models import ROLES
 from db.users import UserError, change_user, create_user, list_users
-from webapp import refit_ui, roles
+from webapp import refit_ui, roles, uploads
 from webapp.components import table_style
 from webapp.filters import page_header
 from webapp.state import state
@@ -31,7 +28,6 @@ dash.register_page(
 )
 
 ADMIN: roles.Role = "admin"
-UPLOAD_SUFFIXES = (".csv", ".txt")
 
 
 def _card(title: str, body: Any) -> dbc.Card:
@@ -41,7 +37,18 @@ def _card(title: str, body: Any) -> dbc.Card:
     )
 
 
-def layout(**_query: Any) -> html.Div:
+def _import_report(query: dict[str, Any]) -> list[Any]:
+    """The report of the import the form just made (its batch id is in the query)."""
+    already = "already" in query
+    batch = query.get("already", query.get("imported"))
+    text = uploads.batch_summary(state().engine, batch, already)
+    if text is None:
+        return []
+    note = "" if already else "\n\nRefit to include the new data in the dashboard."
+    return [html.Pre(text + note, id="admin-import-report", className="small mt-2 mb-0")]
+
+
+def layout(**query: Any) -> html.Div:
     """Served to admins only (the page's role, webapp/roles.py::protect_pages)."""
     max_mb = state().settings.max_upload_mb
     role_options = [{"label": r, "value": r} for r in ROLES]
@@ -119,29 +126,23 @@ def layout(**_query: Any) -> html.Div:
         [
             html.P(
                 [
-                    "A CSV in the normalized layout (customer_id, order_id, ordered_at, amount, "
-                    "category, country) or the raw Online Retail layout, up to "
-                    f"{max_mb} MB. The same checks and report as ",
+                    "A CSV or Excel (.xlsx) file of order lines, up to "
+                    f"{max_mb} MB: the normalized layout, the Online Retail layout or a shop's "
+                    "order export. The same checks and report as ",
                     html.Code("custseg import"),
-                    ": a file with invalid lines imports nothing unless you tick the box.",
+                    ".",
                 ],
                 className="small",
             ),
-            dbc.Checkbox(
-                id="admin-skip-invalid",
-                label="Import the valid lines and report the rest",
-                value=False,
-                className="small mb-2",
+            # A plain link: the form is a server page (Dash renders no file input).
+            dbc.Button(
+                "Import a file…",
+                href=uploads.PATH,
+                external_link=True,
+                size="sm",
+                id="admin-import",
             ),
-            dcc.Upload(
-                id="admin-upload",
-                children=html.Div(["Drop a CSV file here, or ", html.A("choose one")]),
-                max_size=max_mb * 1024 * 1024,
-                accept=".csv,text/csv,text/plain",
-                className="border border-2 rounded text-center p-3 text-muted",
-                style={"borderStyle": "dashed"},
-            ),
-            dcc.Loading(html.Pre(id="admin-import-report", className="small mt-2 mb-0")),
+            *_import_report(query),
         ],
     )
     refit = _card(
@@ -244,44 +245,6 @@ def change_users(
     except ValueError as exc:  # UserError, or a password too short
         return html.Span(str(exc), className="text-danger"), no_update
     return html.Span(text, className="text-success"), bump
-
-
-@roles.callback(
-    Output("admin-import-report", "children"),
-    Input("admin-upload", "contents"),
-    State("admin-upload", "filename"),
-    State("admin-skip-invalid", "value"),
-    prevent_initial_call=True,
-    role=ADMIN,
-)
-def upload(contents: Any, filename: Any, skip_invalid: Any) -> str:
-    """Import an uploaded file with the same checks and report as `custseg import`."""
-    if not isinstance(contents, str) or "," not in contents:
-        return "No file received."
-    name = Path(filename).name if isinstance(filename, str) and filename else "upload.csv"
-    if not name.lower().endswith(UPLOAD_SUFFIXES):
-        return f"{name}: not a CSV file (expected {' or '.join(UPLOAD_SUFFIXES)})."
-    try:
-        data = base64.b64decode(contents.split(",", 1)[1], validate=True)
-    except (binascii.Error, ValueError):
-        return f"{name}: the upload is damaged; try again."
-    limit = state().settings.max_upload_mb * 1024 * 1024
-    if len(data) > limit:
-        return f"{name}: {len(data):,} bytes is over the upload limit of {limit:,} bytes."
-    with tempfile.TemporaryDirectory(prefix="custseg-upload-") as tmp:
-        path = Path(tmp) / "upload.csv"
-        path.write_bytes(data)
-        try:
-            report = import_file(
-                state().engine,
-                path,
-                skip_invalid=bool(skip_invalid),
-                created_by=current_user.email,
-                display_name=name,
-            )
-        except ImportRejected as exc:
-            return f"Not imported (nothing was written):\n{exc}"
-    return report.summary() + "\n\nRefit to include the new data in the dashboard."
 
 
 refit_ui.register("admin")

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from analytics.actions import explain
 from analytics.exports.registry import Sources, export
 from analytics.exports.spec import Filters
 from analytics.segmentation import PROFILE_FEATURES
@@ -23,6 +24,8 @@ SEGMENT_COLUMNS = (
     "monetary",
     "repeat_rate",
     "description",
+    "action",
+    "action_why",
 )
 MEMBER_COLUMNS = (
     "customer_id",
@@ -35,6 +38,10 @@ MEMBER_COLUMNS = (
     "return_rate",
     "first_order_day",
     "last_order_day",
+    "r_score",
+    "f_score",
+    "m_score",
+    "lifecycle_stage",
 )
 PROFILE_COLUMNS = (
     "segment_id",
@@ -58,8 +65,15 @@ def in_segments(
 
 @export("segments", reads=("segments",), columns=SEGMENT_COLUMNS, row="segment")
 def segments(src: Sources, f: Filters) -> pd.DataFrame:
-    """Each segment's size, value and profile medians (analysts' names over generated ones)."""
-    out = in_segments(src.segments, f.segments)[list(SEGMENT_COLUMNS)].reset_index(drop=True)
+    """Each segment's size, value, profile medians and suggested action (analysts' names over
+    generated ones; `action_why`: the numbers that triggered the action)."""
+    seg = in_segments(src.segments, f.segments)
+    bases = seg["action_basis"] if "action_basis" in seg else [None] * len(seg)
+    seg = seg.assign(
+        action=seg["action"] if "action" in seg else None,  # None: a snapshot before actions
+        action_why=[explain(b) if isinstance(b, dict) else None for b in bases],
+    )
+    out = seg[list(SEGMENT_COLUMNS)].reset_index(drop=True)
     # Sums of cents and ratios, rounded as the other exports round them.
     out[["gross_revenue", "monetary"]] = out[["gross_revenue", "monetary"]].astype(float).round(2)
     ratios = ["share", "revenue_share", "repeat_rate"]
@@ -146,10 +160,15 @@ def customer_sample(src: Sources, f: Filters) -> pd.DataFrame:
     columns=MEMBER_COLUMNS,
     row="customer",
     role="analyst",
+    options=("stages",),
 )
 def members(src: Sources, f: Filters) -> pd.DataFrame:
-    """Every customer of the segments with their features as of the snapshot."""
-    return member_rows(in_segments(src.customers, f.segments))
+    """Every customer of the segments (and stages) with their features, RFM scores and
+    lifecycle stage as of the snapshot."""
+    customers = in_segments(src.customers, f.segments)
+    if f.stages:
+        customers = customers[customers["lifecycle_stage"].isin(f.stages)]
+    return member_rows(customers)
 
 
 def member_rows(customers: pd.DataFrame) -> pd.DataFrame:

@@ -697,7 +697,7 @@ def stage_migration_sankey(moves: pd.DataFrame, value: str = "customers") -> go.
     index_l = {s: n for n, s in enumerate(left)}
     index_r = {s: len(left) + n for n, s in enumerate(right)}
     fmt = ",.0f" if value == "customers" else ",.2f"
-    trace = {
+    trace: dict[str, Any] = {
         "type": "sankey",
         "arrangement": "snap",
         "node": {"label": labels, "color": colors, "pad": 12, "thickness": 16},
@@ -724,7 +724,7 @@ def stage_migration_matrix(moves: pd.DataFrame, value: str = "customers") -> go.
     ).reindex(index=left, columns=right, fill_value=0)
     z = table.to_numpy()
     fmt = "{:,.0f}" if value == "customers" else "{:,.2f}"
-    trace = {
+    trace: dict[str, Any] = {
         "type": "heatmap",
         "z": z,
         "x": [_stage_flow_label(s, "to") for s in right],
@@ -765,7 +765,7 @@ def stage_matrix_heatmap(matrix: pd.DataFrame, pal: Palette, value: str = "custo
     z = share if value == "customers" else revenue_share
     shown = customers if value == "customers" else revenue
     text = [[f"{v:,.0f}" if v else "" for v in row] for row in shown.tolist()]
-    trace = {
+    trace: dict[str, Any] = {
         "type": "heatmap",
         "z": z,
         "x": [html.escape(s, quote=False) for s in columns],

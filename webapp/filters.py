@@ -3,8 +3,9 @@
 The query (`start`, `end`, `segment` repeatable, `snapshot`) sets the controls when a page is
 opened, so a link reproduces the view; changing a control rewrites the query (without reloading)
 and the navbar links, so the view follows the user from page to page. A page's own filters (the
-Customers page's `stage`, repeatable) are in its address too, not in the navbar links. Every callback input is
-checked on the server before any query runs (`analytics/exports/spec.py`, `parse_view`).
+Customers page's `stage`, repeatable) are in its address too, not in the navbar links. Every
+callback input is checked on the server before any query runs (`analytics/exports/spec.py`,
+`parse_view`).
 """
 
 from __future__ import annotations

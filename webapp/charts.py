@@ -697,10 +697,24 @@ def stage_migration_sankey(moves: pd.DataFrame, value: str = "customers") -> go.
     index_l = {s: n for n, s in enumerate(left)}
     index_r = {s: len(left) + n for n, s in enumerate(right)}
     fmt = ",.0f" if value == "customers" else ",.2f"
+    # Nodes in the stage map's order on both sides (Plotly would otherwise order them by flow):
+    # each node's centre, from the flows through it, with a gap between nodes.
+    out_of = moves.groupby("from_stage")[value].sum()
+    into = moves.groupby("to_stage")[value].sum()
+    ys = _stacked_centres([float(out_of[s]) for s in left]) + _stacked_centres(
+        [float(into[s]) for s in right]
+    )
     trace: dict[str, Any] = {
         "type": "sankey",
-        "arrangement": "snap",
-        "node": {"label": labels, "color": colors, "pad": 12, "thickness": 16},
+        "arrangement": "fixed",
+        "node": {
+            "label": labels,
+            "color": colors,
+            "pad": 12,
+            "thickness": 16,
+            "x": [0.001] * len(left) + [0.999] * len(right),
+            "y": ys,
+        },
         "link": {
             "source": [index_l[s] for s in moves["from_stage"]],
             "target": [index_r[s] for s in moves["to_stage"]],
@@ -712,6 +726,18 @@ def stage_migration_sankey(moves: pd.DataFrame, value: str = "customers") -> go.
         "valueformat": fmt,
     }
     return _fig([trace], height=max(460, 30 * max(len(left), len(right)) + 80))
+
+
+def _stacked_centres(sizes: list[float], gap: float = 0.02) -> list[float]:
+    """The centres (0 at the top, 1 at the bottom) of nodes of these sizes stacked in order,
+    `gap` apart: where Plotly puts a column of Sankey nodes whose order it may not change."""
+    total = sum(sizes)
+    scale = (1 - gap * (len(sizes) - 1)) / total if total else 0.0
+    centres, top = [], 0.0
+    for size in sizes:
+        centres.append(min(0.999, max(0.001, top + size * scale / 2)))
+        top += size * scale + gap
+    return centres
 
 
 def stage_migration_matrix(moves: pd.DataFrame, value: str = "customers") -> go.Figure:

@@ -160,7 +160,7 @@ class Filters:
         if self.customer is not None:
             out["customer"] = self.customer
         if self.stages:
-            out["stages"] = ",".join(self.stages)
+            out["stages"] = ",".join(parse_stages(list(self.stages)))  # in the map's order
         return out
 
 

@@ -58,8 +58,8 @@ def layout(**query: Any) -> html.Div:
         [
             page_header(
                 "Migration",
-                "How customers moved between segments from one refit to the next: who "
-                "improved, who slipped, who is new and who is gone.",
+                "How customers moved between segments, or between lifecycle stages, from one "
+                "refit to the next: who improved, who slipped, who is new and who is gone.",
             ),
             filter_bar(init, dates=False),
             dbc.Row(

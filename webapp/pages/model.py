@@ -118,7 +118,6 @@ def layout(**query: Any) -> html.Div:
             filter_bar(init, dates=False, segments=False),
             html.Div(id="model-message"),
             html.Div(refit_ui.panel("model"), className="mb-3") if has_role(REFIT_ROLE) else None,
-            k_panel(init.snap) if has_role(K_ROLE) else None,
             dbc.Row(
                 [
                     dbc.Col(
@@ -149,6 +148,7 @@ def layout(**query: Any) -> html.Div:
                     ),
                 ]
             ),
+            k_panel(init.snap) if has_role(K_ROLE) else None,
             dbc.Row(
                 [
                     dbc.Col(
@@ -318,7 +318,7 @@ def k_reason(snap: Any) -> list[Any]:
     source = reason.get("source") or settings.get("k_source")
     label = SOURCE_TEXT.get(source, source) if source else None
     if reason:
-        sentence = explain_selection(reason, label)
+        sentence = explain_selection(reason)  # the source has a line of its own
     else:
         sentence = f"k = {snap.k}; this snapshot was made before the reasons for k were recorded."
     parts = [html.P([html.Strong("Why this k: "), sentence], className="mb-1")]
@@ -498,20 +498,28 @@ def preview_k(kit: Kit, k: Any = None) -> dict[str, Any]:
 @roles.callback(
     Output("preview-k", "value", allow_duplicate=True),
     Input("model-preview", "clickData"),
+    prevent_initial_call=True,
+    role=K_ROLE,
+)
+def preview_clicked(click: Any) -> Any:
+    """A click on a bar previews its k."""
+    try:
+        return parse_int(click["points"][0]["x"], 1, 1_000, "k")
+    except (FilterError, KeyError, IndexError, TypeError):
+        return no_update
+
+
+@roles.callback(
+    Output("preview-k", "value", allow_duplicate=True),
     Input(SNAPSHOT, "value"),
     prevent_initial_call=True,
     role=K_ROLE,
 )
-def pick_preview_k(click: Any, snapshot: Any) -> Any:
-    """A click on a bar previews its k; another snapshot previews its published k."""
-    if dash.ctx.triggered_id == SNAPSHOT:
-        try:
-            return snapshots.get_snapshot(state().engine, parse_snapshot(snapshot)).k
-        except (FilterError, snapshots.NoSnapshot):
-            return no_update
+def preview_published(snapshot: Any) -> Any:
+    """Another snapshot: preview its published k."""
     try:
-        return parse_int(click["points"][0]["x"], 1, 1_000, "k")
-    except (FilterError, KeyError, IndexError, TypeError):
+        return snapshots.get_snapshot(state().engine, parse_snapshot(snapshot)).k
+    except (FilterError, snapshots.NoSnapshot):
         return no_update
 
 

@@ -36,7 +36,7 @@ from webapp.filters import (
     parse_snapshot,
     segment_options,
 )
-from webapp.pagekit import Kit, chart_callback
+from webapp.pagekit import Kit, chart_callback, message
 from webapp.roles import has_role
 from webapp.state import state
 
@@ -186,7 +186,7 @@ def _table(frame: pd.DataFrame, profiles: pd.DataFrame, pal: charts.Palette) -> 
                 html.Th("Recency (days)", className="text-end"),
                 html.Th("Orders", className="text-end"),
                 html.Th("Spend", className="text-end"),
-                html.Th("Centroid (R / F / M)", className="text-end"),
+                html.Th(["Centroid", html.Br(), "R / F / M"], className="text-end"),
                 html.Th("Suggested action"),
             ]
         )
@@ -213,7 +213,7 @@ def _table(frame: pd.DataFrame, profiles: pd.DataFrame, pal: charts.Palette) -> 
                     html.Td(f"{r.recency_days:,.0f}", className="text-end"),
                     html.Td(f"{r.frequency:,.0f}", className="text-end"),
                     html.Td(money(r.monetary), className="text-end"),
-                    html.Td(cen_text, className="text-end small"),
+                    html.Td(cen_text, className="text-end small", style={"whiteSpace": "nowrap"}),
                     html.Td(_action(r.action, r.action_why), className="small"),
                 ]
             )
@@ -302,36 +302,38 @@ def stage_grid(stages: pd.DataFrame, measure: str, scope: str = "") -> html.Div:
     for row in stages.itertuples():
         place = STAGE_PLACES[row.stage]
         value = float(getattr(row, key)) if row.customers else 0.0
-        alpha = 0.05 + 0.6 * (value / top) if top else 0.05
-        dark = alpha > 0.42
+        # Light enough at the most for dark text to stay readable.
+        alpha = 0.04 + 0.46 * (value / top) if top else 0.04
         style = {
             **CELL,
             "gridColumn": place["gridColumn"],
             "gridRow": place["gridRow"],
             "background": f"rgba({SHADE[0]},{SHADE[1]},{SHADE[2]},{alpha:.3f})",
-            "color": "white" if dark else "#212529",
+            "color": "#212529",
             "borderTop": f"4px solid {charts.stage_color(row.stage)}",
         }
         customers = f"{int(row.customers):,} customers ({row.share:.0%})"
         revenue = f"{money(row.gross_revenue)} revenue ({row.revenue_share:.0%})"
         first, second = (customers, revenue) if measure == "customers" else (revenue, customers)
+        head = html.Div(
+            [
+                html.Strong(row.stage, className="me-2"),
+                html.Small(place["scores"], className="stage-scores"),
+            ],
+            className="d-flex justify-content-between flex-wrap",
+        )
+        body: list[Any] = [html.Div("No customers", className="text-muted")]
+        if row.customers:
+            body = [
+                html.Div(first, className="stage-main fw-semibold", style={"fontSize": "15px"}),
+                html.Div(second, className="small"),
+                html.Div(
+                    _action(row.action, row.action_why, scope), className="small mt-1 stage-action"
+                ),
+            ]
         cells.append(
             html.Div(
-                [
-                    html.Div(
-                        [
-                            html.Strong(row.stage, className="me-2"),
-                            html.Small(place["scores"], className="stage-scores"),
-                        ],
-                        className="d-flex justify-content-between flex-wrap",
-                    ),
-                    html.Div(first, className="stage-main fw-semibold", style={"fontSize": "15px"}),
-                    html.Div(second, className="small"),
-                    html.Div(
-                        _action(row.action, row.action_why, scope) if row.customers else "",
-                        className="small mt-1 stage-action",
-                    ),
-                ],
+                [head, *body],
                 className="stage-cell" + (" stage-empty" if not row.customers else ""),
                 style=style,
                 **{"data-stage": row.stage},
@@ -401,8 +403,11 @@ def update_stages(kit: Kit, measure: Any = "customers", renamed: Any = None) -> 
     if stages.empty:
         kit.params.clear()
         return {
-            "message": "This snapshot has no lifecycle stages: it was made before they existed. "
-            "The next refit adds them."
+            "message": message(
+                "This snapshot has no lifecycle stages: it was made before they existed. The "
+                "next refit adds them.",
+                "info",
+            )
         }
     matrix = kit.read("stage_matrix", charts=("segments-stage-matrix",))
     scope = " (the stage across all customers)" if kit.view.filters.segments else ""

@@ -85,7 +85,8 @@ def lifecycle(src: Sources, f: Filters) -> pd.DataFrame:
     stored = stored.set_index("stage").reindex(list(rfm.STAGES))
     if f.segments:
         # The figures of the chosen segments' customers; the advice stays the stage's.
-        members = in_segments(src.customers, f.segments)
+        columns = ["segment_id", "lifecycle_stage", "recency_days", "frequency", "monetary"]
+        members = in_segments(src.customers[columns], f.segments)
         frame = rfm.lifecycle(members).set_index("stage")
         medians = rfm.stage_profiles(members)[["recency_days", "frequency", "monetary"]]
         frame = frame.join(medians)
@@ -130,11 +131,15 @@ def lifecycle(src: Sources, f: Filters) -> pd.DataFrame:
 )
 def stage_matrix(src: Sources, f: Filters) -> pd.DataFrame:
     """Clusters × lifecycle stages: the customers and revenue of each segment in each stage."""
-    customers = in_segments(src.customers, f.segments)
+    # The three columns first: a filter of every column of a million customers costs more
+    # than the table.
+    customers = in_segments(
+        src.customers[["segment_id", "lifecycle_stage", "monetary"]], f.segments
+    )
     customers = customers[customers["lifecycle_stage"].notna()]
     if customers.empty:
         return pd.DataFrame(columns=list(STAGE_MATRIX_COLUMNS))
-    out = rfm.cross_table(customers[["segment_id", "lifecycle_stage", "monetary"]])
+    out = rfm.cross_table(customers)
     revenue = out.groupby("segment_id")["gross_revenue"].transform("sum")
     out["revenue_share_of_segment"] = np.where(revenue > 0, out["gross_revenue"] / revenue, 0.0)
     out["stage"] = out["stage"].astype(object)

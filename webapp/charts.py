@@ -952,6 +952,10 @@ def k_preview_bars(previews: pd.DataFrame, selected: int | None = None) -> go.Fi
         return empty_figure("No previews: this snapshot was made before they were stored.")
     ks = sorted(int(k) for k in previews["k"].unique())
     published = [int(k) for k in previews.loc[previews["chosen"], "k"].unique()]
+
+    def pick(k: int) -> str:
+        return "white" if selected is None or k == selected else "#495057"
+
     traces = []
     for rank in range(1, int(previews["cluster"].max()) + 1):
         part = previews[previews["cluster"] == rank].set_index("k").reindex(ks)
@@ -973,6 +977,8 @@ def k_preview_bars(previews: pd.DataFrame, selected: int | None = None) -> go.Fi
                 ],
                 "textposition": "inside",
                 "insidetextanchor": "middle",
+                # Plotly picks the text colour from the bar's, not its opacity: dark on faded.
+                "textfont": {"color": [pick(k) for k in ks]},
                 "customdata": [
                     [
                         html.escape(str(r.name), quote=False) if ok else "",

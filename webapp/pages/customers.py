@@ -44,6 +44,7 @@ dash.register_page(
 MEMBERS_ROLE: roles.Role = "analyst"  # single customers (ids, orders): docs/SECURITY.md
 PAGE_SIZE = 25
 MAX_PAGE = 1_000_000
+NOWRAP = {"whiteSpace": "nowrap"}
 STAGE_FILTER = page_filter_id("stage")  # its values are the URL query's `stage`
 MEMBER_COLUMNS = (
     ("customer_id", "Customer", "text"),
@@ -212,14 +213,14 @@ def lookup(kit: Kit, clicks: Any = None, customer: Any = None) -> dict[str, Any]
     hist_rows = [
         html.Tr(
             [
-                html.Td(f"#{int(r.snapshot_id)} (as of {r.as_of})"),
+                html.Td(f"#{int(r.snapshot_id)} (as of {r.as_of})", style=NOWRAP),
                 html.Td(
                     [
                         html.Span("■ ", style={"color": pal.color(int(r.segment_id))}),
                         pal.name(int(r.segment_id)),
                     ]
                 ),
-                html.Td(_stage_text(r)),
+                html.Td(_stage_text(r), style=NOWRAP),
                 html.Td(f"{int(r.recency_days):,} days"),
                 html.Td(f"{int(r.frequency):,} orders"),
                 html.Td(money(float(r.monetary))),

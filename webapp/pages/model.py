@@ -221,6 +221,9 @@ def k_panel(snap: Any) -> Any:
                     ],
                     value=mode,
                     className="small",
+                    # One option per line of the inputs beside them.
+                    labelStyle={"lineHeight": "31px"},
+                    inputStyle={"marginTop": "9px"},
                 ),
                 width="auto",
             ),
@@ -233,7 +236,6 @@ def k_panel(snap: Any) -> Any:
                             dbc.Input(id="k-max", value=choice.k_max, **number),
                         ],
                         size="sm",
-                        className="mb-1",
                         style={"maxWidth": "190px"},
                     ),
                     dbc.InputGroup(
@@ -330,12 +332,13 @@ def k_reason(snap: Any) -> list[Any]:
                 id="model-k-source",
             )
         )
-    parts.append(
-        html.P(
-            next_refit_text(effective_k_setting(state().engine, state().settings)),
-            className="text-muted mb-0",
+    if not has_role(K_ROLE):  # admins see it, kept up to date, in their k card
+        parts.append(
+            html.P(
+                next_refit_text(effective_k_setting(state().engine, state().settings)),
+                className="text-muted mb-0",
+            )
         )
-    )
     return parts
 
 

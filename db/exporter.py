@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from analytics import aggregates, exports
+from analytics import aggregates, exports, rfm
 from analytics.exports import Filters, SnapshotInfo
 from analytics.exports.customers import member_rows, profile_table, sample_customers
 from analytics.exports.predictions import PREDICTION_COLUMNS
@@ -158,17 +158,7 @@ class SnapshotSources:
         return snapshots.history(self.engine)
 
     def migration(self, compare_to: int | None) -> tuple[pd.DataFrame, int | None]:
-        target = self.snap
-        if compare_to is not None:
-            if compare_to >= target.id:
-                raise exports.FilterError(
-                    f"compare_to must be a snapshot earlier than {target.id} (got {compare_to})"
-                )
-            source = snapshots.get_snapshot(self.engine, compare_to)
-        elif target.previous_id is not None:
-            source = snapshots.latest_published(self.engine, target.previous_id) or target
-        else:
-            source = target
+        target, source = self.snap, self._earlier(compare_to)
         if source.id == target.id:  # the first snapshot: nobody moved yet
             return snapshots.migration_table(self.engine, target.id).iloc[0:0], None
         if target.previous_id == source.id:
@@ -177,6 +167,46 @@ class SnapshotSources:
                 return stored, source.id
         earlier = SnapshotSources(self.engine, self.cache, source, self.limits).customers
         return aggregates.migration(earlier, self.customers), source.id
+
+    @cached_property
+    def stages(self) -> pd.DataFrame:
+        return snapshots.stages(self.engine, self.snap.id)
+
+    @cached_property
+    def k_previews(self) -> pd.DataFrame:
+        return snapshots.k_previews(self.engine, self.snap.id)
+
+    def _earlier(self, compare_to: int | None) -> Snapshot:
+        """The snapshot moves come from: `compare_to`, else the previous one (the snapshot
+        itself when there is none: the first snapshot)."""
+        target = self.snap
+        if compare_to is not None:
+            if compare_to >= target.id:
+                raise exports.FilterError(
+                    f"compare_to must be a snapshot earlier than {target.id} (got {compare_to})"
+                )
+            return snapshots.get_snapshot(self.engine, compare_to)
+        if target.previous_id is not None:
+            return snapshots.latest_published(self.engine, target.previous_id) or target
+        return target
+
+    def stage_migration(self, compare_to: int | None) -> tuple[pd.DataFrame, int | None]:
+        cols = ["from_stage", "to_stage", "customers", "gross_revenue"]
+        target, source = self.snap, self._earlier(compare_to)
+        if source.id == target.id:  # the first snapshot: nobody moved yet
+            return pd.DataFrame(columns=cols), None
+        if target.previous_id == source.id:
+            stored = snapshots.stage_migration_table(self.engine, target.id)
+            if not stored.empty:
+                return stored[cols], source.id
+        earlier = SnapshotSources(self.engine, self.cache, source, self.limits).customers
+        columns = ["customer_id", "lifecycle_stage", "monetary"]
+        # Plain objects: the stage-migration marks "(new)" / "(gone)" are no categories.
+        before, now = (
+            frame[columns].astype({"lifecycle_stage": object})
+            for frame in (earlier, self.customers)
+        )
+        return rfm.stage_migration(before, now)[cols], source.id
 
 
 class Exporter:
@@ -268,18 +298,24 @@ class Exporter:
         size: int,
         *,
         role: str | None = None,
+        stages: tuple[str, ...] = (),
     ) -> tuple[pd.DataFrame, int]:
-        """One page of the `members` export (same order), and how many members there are.
+        """One page of the `members` export (same order, same segment and stage filters), and
+        how many members there are.
 
         Positions first, then the page's rows: filtering the whole frame copied every column of
         up to 1M customers on each page turn.
         """
         self._check_role("members", role)
         check_segments(src.segments, src.snap.id, segment_ids)
+        exports.Filters(stages=stages).validate()
         frame = src.customers
-        rows = np.arange(len(frame))
+        keep = np.ones(len(frame), dtype=bool)
         if segment_ids:
-            rows = np.flatnonzero(np.isin(frame["segment_id"].to_numpy(), segment_ids))
+            keep &= np.isin(frame["segment_id"].to_numpy(), segment_ids)
+        if stages:
+            keep &= frame["lifecycle_stage"].isin(stages).to_numpy()
+        rows = np.flatnonzero(keep)
         part = member_rows(frame.iloc[rows[page * size : (page + 1) * size]], src.predictions)
         return part, len(rows)
 

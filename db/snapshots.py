@@ -13,15 +13,19 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from analytics.rfm import STAGES
 from db.models import (
     SegmentLabel,
     Snapshot,
     SnapshotCustomer,
+    SnapshotKPreview,
     SnapshotMigration,
     SnapshotOrder,
     SnapshotRetention,
     SnapshotScore,
     SnapshotSegment,
+    SnapshotStage,
+    SnapshotStageMigration,
     SnapshotStatus,
 )
 from db.queries import read_frame
@@ -127,7 +131,10 @@ def migration_table(engine: Engine, snapshot_id: int) -> pd.DataFrame:
 
 
 def customers(engine: Engine, snapshot_id: int, segment_ids: tuple[int, ...] = ()) -> pd.DataFrame:
-    """Each customer's segment and features (read from the database on each call)."""
+    """Each customer's segment, features, RFM scores and lifecycle stage (read from the database
+    on each call). Scores are nullable integers and the stage a categorical of STAGES (in their
+    order): both are missing in snapshots from before stages. A categorical keeps a million
+    customers' stages in a byte each instead of a string object each."""
     c = SnapshotCustomer
     stmt = select(
         c.customer_id,
@@ -141,16 +148,87 @@ def customers(engine: Engine, snapshot_id: int, segment_ids: tuple[int, ...] = (
         c.category_breadth,
         c.first_order_day,
         c.last_order_day,
+        c.r_score,
+        c.f_score,
+        c.m_score,
+        c.lifecycle_stage,
     ).where(c.snapshot_id == snapshot_id)
     if segment_ids:
         stmt = stmt.where(c.segment_id.in_(segment_ids))
     ints = ("segment_id", "recency_days", "frequency", "tenure_days", "category_breadth")
     dtypes: dict[str, Any] = {"customer_id": str, **dict.fromkeys(ints, "int64")}
     dtypes.update(dict.fromkeys(("monetary", "aov", "return_rate"), "float64"))
+    dtypes.update(dict.fromkeys(("r_score", "f_score", "m_score"), "Int8"))
+    dtypes["lifecycle_stage"] = str
     frame = read_frame(engine, stmt, dtypes)  # COPY on PostgreSQL: 1M customers at L
     for day in ("first_order_day", "last_order_day"):
         frame[day] = pd.to_datetime(frame[day], format="ISO8601").dt.date
+    frame["lifecycle_stage"] = pd.Categorical(frame["lifecycle_stage"], categories=STAGES)
     return frame
+
+
+STAGE_COLUMNS = (
+    "stage",
+    "customers",
+    "share",
+    "gross_revenue",
+    "aov",
+    "repeat_rate",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "action",
+    "action_basis",
+)
+
+
+def stages(engine: Engine, snapshot_id: int) -> pd.DataFrame:
+    """The snapshot's lifecycle stages in STAGES order (`snapshot_stages`; empty for a
+    snapshot from before stages)."""
+    t = SnapshotStage
+    frame = _frame(
+        engine,
+        select(*(getattr(t, c) for c in STAGE_COLUMNS)).where(t.snapshot_id == snapshot_id),
+    )
+    if frame.empty:
+        return pd.DataFrame(columns=list(STAGE_COLUMNS))
+    order = {name: i for i, name in enumerate(STAGES)}
+    frame = frame.sort_values("stage", key=lambda s: s.map(order), kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def k_previews(engine: Engine, snapshot_id: int) -> pd.DataFrame:
+    """The clusters of every k the snapshot's refit fitted, by k and cluster."""
+    p = SnapshotKPreview
+    return _frame(
+        engine,
+        select(
+            p.k,
+            p.cluster,
+            p.name,
+            p.customers,
+            p.share,
+            p.gross_revenue,
+            p.recency_days,
+            p.frequency,
+            p.monetary,
+        )
+        .where(p.snapshot_id == snapshot_id)
+        .order_by(p.k, p.cluster),
+    )
+
+
+def stage_migration_table(engine: Engine, snapshot_id: int) -> pd.DataFrame:
+    """The stored moves between the previous snapshot's stages and this one's."""
+    m = SnapshotStageMigration
+    cols = ["from_snapshot_id", "from_stage", "to_stage", "customers", "gross_revenue"]
+    frame = _frame(
+        engine,
+        select(m.from_snapshot_id, m.from_stage, m.to_stage, m.customers, m.gross_revenue).where(
+            m.snapshot_id == snapshot_id
+        ),
+    )
+    return frame if not frame.empty else pd.DataFrame(columns=cols)
 
 
 def scores(engine: Engine, snapshot_id: int) -> pd.DataFrame:
@@ -192,7 +270,8 @@ def history(engine: Engine) -> pd.DataFrame:
 
 
 def customer_history(engine: Engine, customer_id: str) -> pd.DataFrame:
-    """The customer's segment and features in each published snapshot, newest first."""
+    """The customer's segment, features, RFM scores and stage in each published snapshot,
+    newest first (scores and stage None in snapshots from before stages)."""
     c, s = SnapshotCustomer, Snapshot
     frame = _frame(
         engine,
@@ -203,6 +282,10 @@ def customer_history(engine: Engine, customer_id: str) -> pd.DataFrame:
             c.recency_days,
             c.frequency,
             c.monetary,
+            c.r_score,
+            c.f_score,
+            c.m_score,
+            c.lifecycle_stage,
         )
         .join(s, s.id == c.snapshot_id)
         .where(c.customer_id == customer_id, s.status == SnapshotStatus.PUBLISHED)

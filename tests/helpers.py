@@ -48,15 +48,26 @@ def callback_body(
     value of each input (absent ones are None); `state` likewise for State."""
     values, state = values or {}, state or {}
 
-    def items(declared: list[dict[str, str]], given: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{**d, "value": given.get(f"{d['id']}.{d['property']}")} for d in declared]
+    def item(d: dict[str, str], given: dict[str, Any]) -> Any:
+        ident = str(d["id"])
+        if '["ALL"]' in ident:  # every matching component: a list of them (none known here)
+            return []
+        value = given.get(f"{ident}.{d['property']}")
+        # A dict id travels as an object (the dependencies list it as JSON text).
+        parsed = json.loads(ident) if ident.startswith("{") else ident
+        return {"id": parsed, "property": d["property"], "value": value}
+
+    def items(declared: list[dict[str, str]], given: dict[str, Any]) -> list[Any]:
+        return [item(d, given) for d in declared]
 
     inputs = items(spec["inputs"], values)
     return {
         "output": spec["output"],
         "outputs": _outputs(spec["output"]),
         "inputs": inputs,
-        "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs],
+        "changedPropIds": [
+            f"{_id_text(i['id'])}.{i['property']}" for i in inputs if isinstance(i, dict)
+        ],
         "state": items(spec["state"], state),
     }
 

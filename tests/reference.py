@@ -129,6 +129,9 @@ class FrameSources:
             ]
         )
     )
+    stages_frame: pd.DataFrame = field(default_factory=pd.DataFrame)
+    previews_frame: pd.DataFrame = field(default_factory=pd.DataFrame)
+    stage_moves: pd.DataFrame = field(default_factory=pd.DataFrame)
     info: SnapshotInfo = field(
         default_factory=lambda: SnapshotInfo(1, None, None, None, None, None, 90)
     )
@@ -193,6 +196,20 @@ class FrameSources:
     def migration(self, compare_to: int | None) -> tuple[pd.DataFrame, int | None]:
         self._note("migration")
         return self.moves, compare_to
+
+    @property
+    def stages(self) -> pd.DataFrame:
+        self._note("stages")
+        return self.stages_frame
+
+    @property
+    def k_previews(self) -> pd.DataFrame:
+        self._note("k_previews")
+        return self.previews_frame
+
+    def stage_migration(self, compare_to: int | None) -> tuple[pd.DataFrame, int | None]:
+        self._note("stage_migration")
+        return self.stage_moves, compare_to
 
 
 def window(first: date, last: date, **kw: Any) -> SnapshotInfo:

@@ -19,7 +19,10 @@ from db.models import Trigger
 
 
 def refit_settings(**changes: Any) -> RefitSettings:
-    """The default refit settings with `changes` (k, k_max, keep, keep_monthly, ...)."""
+    """The default refit settings with `changes` (k, k_max, keep, keep_monthly, ...); a fixed
+    `k` is recorded as given on the command line, as `custseg refit --k` records it."""
+    if changes.get("k") is not None:
+        changes.setdefault("k_source", "command line")
     return replace(RefitSettings.from_settings(Settings.model_construct()), **changes)
 
 

@@ -32,8 +32,10 @@ def _concrete(ident: str) -> Any:
     if not ident.startswith("{"):
         return ident
     pattern = json.loads(ident)
-    if pattern.get("type") == "nav-link" and ["ALL"] in pattern.values():
-        return [{"type": "nav-link", "page": page} for page in VIEWER_PAGES]
+    if ["ALL"] in pattern.values():  # the navbar links, or a page's own filters (none here)
+        if pattern.get("type") == "nav-link":
+            return [{"type": "nav-link", "page": page} for page in VIEWER_PAGES]
+        return []
     return {k: "sales-time" if isinstance(v, list) else v for k, v in pattern.items()}
 
 

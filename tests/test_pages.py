@@ -369,8 +369,11 @@ def test_model_page(app, dashboard) -> None:  # type: ignore[no-untyped-def]
     assert all(r["status"] == "published" for r in history)
     assert "log1p" in str(features) and "32,421" in str(quality)
     # Fitted with k=3 (fixed): every k of 2..10 is still scored (the curve), k=3 marked.
-    assert [list(t.x) for t in fig.data] == [list(range(2, 11)), [3]] * 2
-    assert list(fig.data[1].text) == ["chosen k=3"]
+    curves = [t for t in fig.data if t.name in ("silhouette", "inertia")]
+    assert [list(t.x) for t in curves] == [list(range(2, 11))] * 2
+    chosen = [t for t in fig.data if t.name == "chosen k"]
+    assert [list(t.x) for t in chosen] == [[3], [3]]
+    assert list(chosen[0].text) == ["chosen k = 3"]
 
 
 def test_admin_manages_users_and_nobody_else(app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ import html
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.colors as pcolors
 import plotly.graph_objects as go
@@ -19,6 +20,9 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from analytics.aggregates import GONE
+from analytics.rfm import GONE as STAGE_GONE
+from analytics.rfm import NEW as STAGE_NEW
+from analytics.rfm import STAGES
 
 OTHER_COLOR = "#9AA0A6"  # customers without a segment, new or gone customers
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
@@ -626,3 +630,390 @@ def model_scores(scores: pd.DataFrame) -> go.Figure:
             )
         axes[f"xaxis{n}"].update(_axis_title("k (number of segments)"), dtick=1)
     return _fig(traces, height=360, margin={"l": 10, "r": 10, "t": 60, "b": 10}, **axes)
+
+
+# --- lifecycle stages and the choice of k ----------------------------------------------------
+
+# One colour per lifecycle stage: greens for the best, blues for the new, warm for the slipping,
+# greys for the gone.
+STAGE_COLORS: dict[str, str] = {
+    "Champions": "#1A9850",
+    "Loyal": "#66BD63",
+    "Potential loyalists": "#A6D96A",
+    "New customers": "#4C78A8",
+    "Promising": "#72B7B2",
+    "Need attention": "#E3B505",
+    "About to sleep": "#FDAE61",
+    "At risk": "#F46D43",
+    "Can't lose them": "#D73027",
+    "Hibernating": "#8C6BB1",
+    "Lost": "#6C757D",
+}
+# Clusters of a k preview, by revenue rank (1 = most revenue).
+RANK_COLORS = (
+    "#4C78A8",
+    "#F58518",
+    "#54A24B",
+    "#E45756",
+    "#72B7B2",
+    "#B279A2",
+    "#EECA3B",
+    "#FF9DA6",
+    "#9D755D",
+    "#BAB0AC",
+)
+
+
+def stage_color(stage: str) -> str:
+    return STAGE_COLORS.get(stage, OTHER_COLOR)
+
+
+def _stage_flow_label(stage: str, side: str) -> str:
+    if stage == STAGE_NEW:
+        return "Joined since (new to the shop)"
+    if stage == STAGE_GONE:
+        return "Gone (no longer a customer)"
+    return html.escape(stage, quote=False)
+
+
+def _stage_sides(moves: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The from and to stages present, (new) first and (gone) last, stages in map order."""
+    order = [STAGE_NEW, *STAGES, STAGE_GONE]
+    left = [s for s in order if s in set(moves["from_stage"])]
+    right = [s for s in order if s in set(moves["to_stage"])]
+    return left, right
+
+
+def stage_migration_sankey(moves: pd.DataFrame, value: str = "customers") -> go.Figure:
+    """Flows from the earlier snapshot's lifecycle stages (left) to the later one's (right)."""
+    moves = moves[moves[value] > 0]
+    if moves.empty:
+        return empty_figure("Nothing moved between the stages of these snapshots.", height=460)
+    left, right = _stage_sides(moves)
+    labels = [_stage_flow_label(s, "from") for s in left] + [
+        _stage_flow_label(s, "to") for s in right
+    ]
+    colors = [stage_color(s) for s in left] + [stage_color(s) for s in right]
+    index_l = {s: n for n, s in enumerate(left)}
+    index_r = {s: len(left) + n for n, s in enumerate(right)}
+    fmt = ",.0f" if value == "customers" else ",.2f"
+    # Nodes in the stage map's order on both sides (Plotly would otherwise order them by flow):
+    # each node's centre, from the flows through it, with a gap between nodes.
+    out_of = moves.groupby("from_stage")[value].sum()
+    into = moves.groupby("to_stage")[value].sum()
+    ys = _stacked_centres([float(out_of[s]) for s in left]) + _stacked_centres(
+        [float(into[s]) for s in right]
+    )
+    trace: dict[str, Any] = {
+        "type": "sankey",
+        "arrangement": "fixed",
+        "node": {
+            "label": labels,
+            "color": colors,
+            "pad": 12,
+            "thickness": 16,
+            "x": [0.001] * len(left) + [0.999] * len(right),
+            "y": ys,
+        },
+        "link": {
+            "source": [index_l[s] for s in moves["from_stage"]],
+            "target": [index_r[s] for s in moves["to_stage"]],
+            "value": moves[value].tolist(),
+            "color": [_fade(stage_color(s)) for s in moves["from_stage"]],
+            "hovertemplate": f"%{{source.label}} → %{{target.label}}: %{{value:{fmt}}}"
+            "<extra></extra>",
+        },
+        "valueformat": fmt,
+    }
+    return _fig([trace], height=max(460, 30 * max(len(left), len(right)) + 80))
+
+
+def _stacked_centres(sizes: list[float], gap: float = 0.02) -> list[float]:
+    """The centres (0 at the top, 1 at the bottom) of nodes of these sizes stacked in order,
+    `gap` apart: where Plotly puts a column of Sankey nodes whose order it may not change."""
+    total = sum(sizes)
+    scale = (1 - gap * (len(sizes) - 1)) / total if total else 0.0
+    centres, top = [], 0.0
+    for size in sizes:
+        centres.append(min(0.999, max(0.001, top + size * scale / 2)))
+        top += size * scale + gap
+    return centres
+
+
+def stage_migration_matrix(moves: pd.DataFrame, value: str = "customers") -> go.Figure:
+    """From-stage rows x to-stage columns: the customers (or revenue) moving."""
+    if moves.empty:
+        return empty_figure("Nothing moved between the stages of these snapshots.")
+    left, right = _stage_sides(moves)
+    table = moves.pivot_table(
+        index="from_stage", columns="to_stage", values=value, aggfunc="sum", fill_value=0
+    ).reindex(index=left, columns=right, fill_value=0)
+    z = table.to_numpy()
+    fmt = "{:,.0f}" if value == "customers" else "{:,.2f}"
+    trace: dict[str, Any] = {
+        "type": "heatmap",
+        "z": z,
+        "x": [_stage_flow_label(s, "to") for s in right],
+        "y": [_stage_flow_label(s, "from") for s in left],
+        "text": [[fmt.format(v) if v else "" for v in row] for row in z.tolist()],
+        "texttemplate": "%{text}",
+        "colorscale": _colorscale("Purples"),
+        "colorbar": {"title": {"text": "Customers" if value == "customers" else "Revenue"}},
+        "hovertemplate": "%{y} → %{x}: %{z:" + fmt[2:-1] + "}<extra></extra>",
+    }
+    return _fig(
+        [trace],
+        height=max(320, 34 * len(left) + 170),
+        xaxis={**_axis_title("To (later snapshot)"), "tickangle": -30},
+        yaxis={**_axis_title("From (earlier snapshot)"), "autorange": "reversed"},
+    )
+
+
+def stage_matrix_heatmap(matrix: pd.DataFrame, pal: Palette, value: str = "customers") -> go.Figure:
+    """Segments (rows) x lifecycle stages (columns), the `stage_matrix` export: each cell's
+    colour is its share of the segment's customers (or revenue), its text the count (or sum)."""
+    if matrix.empty:
+        return empty_figure("No lifecycle stages for these segments.")
+    ids = pal.ordered(matrix["segment_id"].unique())
+    columns = list(STAGES)
+
+    def grid(column: str) -> Any:
+        return (
+            matrix.pivot_table(
+                index="segment_id", columns="stage", values=column, aggfunc="sum", fill_value=0
+            )
+            .reindex(index=ids, columns=columns, fill_value=0)
+            .to_numpy(dtype=float)
+        )
+
+    customers, revenue = grid("customers"), grid("gross_revenue")
+    share, revenue_share = grid("share_of_segment"), grid("revenue_share_of_segment")
+    z = share if value == "customers" else revenue_share
+    shown = customers if value == "customers" else revenue
+    text = [[f"{v:,.0f}" if v else "" for v in row] for row in shown.tolist()]
+    trace: dict[str, Any] = {
+        "type": "heatmap",
+        "z": z,
+        "x": [html.escape(s, quote=False) for s in columns],
+        "y": [pal.text(i) for i in ids],
+        "text": text,
+        "texttemplate": "%{text}",
+        "customdata": np.dstack([customers, share, revenue, revenue_share]),
+        "colorscale": _colorscale("Blues"),
+        "zmin": 0,
+        "zmax": max(0.05, float(np.nanmax(z))) if z.size else 1,
+        "xgap": 2,
+        "ygap": 2,
+        "colorbar": {
+            "title": {
+                "text": "Share of the segment's "
+                + ("customers" if value == "customers" else "revenue")
+            },
+            "tickformat": ".0%",
+        },
+        "hovertemplate": "%{y} · %{x}<br>%{customdata[0]:,.0f} customers (%{customdata[1]:.1%} "
+        "of the segment)<br>revenue %{customdata[2]:,.2f} (%{customdata[3]:.1%} of the "
+        "segment's)<extra></extra>",
+    }
+    return _fig(
+        [trace],
+        height=max(260, 46 * len(ids) + 150),
+        xaxis={"side": "top", "tickangle": -30},
+        yaxis={"autorange": "reversed"},
+        margin={"l": 10, "r": 10, "t": 90, "b": 10},
+    )
+
+
+def k_selection_curve(scores: pd.DataFrame, reason: dict[str, Any] | None) -> go.Figure:
+    """Silhouette (left) and inertia (right) for every k scored (the `scores` export), the k
+    range the choice was made in shaded, the chosen k starred, the best k of the range (when
+    the previous k was kept instead) and the k passed over for a too small segment marked."""
+    if scores.empty:
+        return empty_figure("No scores for this snapshot.")
+    reason = reason or {}
+    axes: dict[str, Any] = {k: copy.deepcopy(v) for k, v in _MODEL_AXES.items()}
+    chosen = scores[scores["chosen"]]
+    span = reason.get("range_used") or reason.get("range")
+    small = {int(k): float(v) for k, v in (reason.get("too_small") or {}).items()}
+    best = reason.get("best_k")
+    traces: list[dict[str, Any]] = []
+    shapes: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    for col, metric in ((1, "silhouette"), (2, "inertia")):
+        n = str(col) if col > 1 else ""
+        on = {"xaxis": f"x{n}", "yaxis": f"y{n}"}
+        fmt = ",.3f" if metric == "silhouette" else ",.1f"
+        traces.append(
+            {
+                "type": "scatter",
+                "x": scores["k"].to_numpy(),
+                "y": scores[metric].to_numpy(),
+                "mode": "lines+markers",
+                "name": metric,
+                "line": {"color": "#4C78A8"},
+                "showlegend": False,
+                "hovertemplate": f"k = %{{x}}: {metric} %{{y:{fmt}}}<extra></extra>",
+                **on,
+            }
+        )
+        if span:
+            lo, hi = int(span[0]), int(span[1])
+            shapes.append(
+                {
+                    "type": "rect",
+                    "xref": f"x{n}",
+                    "yref": f"y{n} domain",
+                    "x0": lo - 0.5,
+                    "x1": hi + 0.5,
+                    "y0": 0,
+                    "y1": 1,
+                    "fillcolor": "rgba(76,120,168,0.10)",
+                    "line": {"width": 0},
+                    "layer": "below",
+                }
+            )
+            if col == 1:
+                notes.append(
+                    {
+                        "text": f"range {lo}–{hi}" if lo != hi else f"k = {lo}",
+                        "xref": "x",
+                        "yref": "y domain",
+                        "x": (lo + hi) / 2,
+                        "y": 0.02,
+                        "yanchor": "bottom",
+                        "showarrow": False,
+                        "font": {"size": 11, "color": "#4C78A8"},
+                    }
+                )
+        passed = scores[scores["k"].isin(list(small))]
+        if col == 1 and not passed.empty:
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": passed["k"].to_numpy(),
+                    "y": passed[metric].to_numpy(),
+                    "mode": "markers",
+                    "marker": {"symbol": "x", "size": 10, "color": "#9AA0A6"},
+                    "name": "passed over",
+                    "showlegend": False,
+                    "customdata": [small[int(k)] for k in passed["k"]],
+                    "hovertemplate": "k = %{x}: passed over, its smallest segment holds "
+                    "%{customdata:.1%} of customers<extra></extra>",
+                    **on,
+                }
+            )
+        other_best = scores[(scores["k"] == best) & ~scores["chosen"]] if best else scores[0:0]
+        if col == 1 and not other_best.empty:
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": other_best["k"].to_numpy(),
+                    "y": other_best[metric].to_numpy(),
+                    "mode": "markers+text",
+                    "marker": {"symbol": "diamond-open", "size": 12, "color": "#F58518"},
+                    "text": ["best in range"],
+                    "textposition": "bottom center",
+                    "name": "best in range",
+                    "showlegend": False,
+                    "hoverinfo": "skip",
+                    **on,
+                }
+            )
+        if not chosen.empty:
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": chosen["k"].to_numpy(),
+                    "y": chosen[metric].to_numpy(),
+                    "mode": "markers+text",
+                    "marker": {"color": "#E45756", "size": 13, "symbol": "star"},
+                    "text": [f"chosen k = {int(k)}" for k in chosen["k"]],
+                    "textposition": "top center",
+                    "cliponaxis": False,
+                    "name": "chosen k",
+                    "showlegend": False,
+                    "hoverinfo": "skip",
+                    **on,
+                }
+            )
+        axes[f"xaxis{n}"].update(_axis_title("k (number of segments)"), dtick=1)
+    axes.setdefault("annotations", [])
+    axes["annotations"] = list(axes["annotations"]) + notes
+    return _fig(
+        traces, height=360, margin={"l": 10, "r": 10, "t": 60, "b": 10}, shapes=shapes, **axes
+    )
+
+
+def k_preview_bars(previews: pd.DataFrame, selected: int | None = None) -> go.Figure:
+    """For every k fitted (the `k_previews` export), how its clusters split the customers:
+    one stacked bar per k, clusters by revenue (1 = most) from the bottom; the selected k in
+    full colour, the published one labelled. A click on a bar selects its k."""
+    if previews.empty:
+        return empty_figure("No previews: this snapshot was made before they were stored.")
+    ks = sorted(int(k) for k in previews["k"].unique())
+    published = [int(k) for k in previews.loc[previews["chosen"], "k"].unique()]
+
+    def pick(k: int) -> str:
+        return "white" if selected is None or k == selected else "#495057"
+
+    traces = []
+    for rank in range(1, int(previews["cluster"].max()) + 1):
+        part = previews[previews["cluster"] == rank].set_index("k").reindex(ks)
+        present = part["customers"].notna().to_numpy()
+        traces.append(
+            {
+                "type": "bar",
+                "x": ks,
+                "y": part["share"].to_numpy(),
+                "name": f"cluster {rank}",
+                "marker": {
+                    "color": RANK_COLORS[(rank - 1) % len(RANK_COLORS)],
+                    "opacity": [1.0 if selected is None or k == selected else 0.35 for k in ks],
+                    "line": {"color": "white", "width": 1},
+                },
+                "text": [
+                    f"{v:.0%}" if ok and v >= 0.06 else ""
+                    for v, ok in zip(part["share"].fillna(0), present, strict=True)
+                ],
+                "textposition": "inside",
+                "insidetextanchor": "middle",
+                # Plotly picks the text colour from the bar's, not its opacity: dark on faded.
+                "textfont": {"color": [pick(k) for k in ks]},
+                "customdata": [
+                    [
+                        html.escape(str(r.name), quote=False) if ok else "",
+                        r.customers if ok else 0,
+                        r.gross_revenue if ok else 0,
+                        r.recency_days if ok else 0,
+                        r.frequency if ok else 0,
+                        r.monetary if ok else 0,
+                    ]
+                    for r, ok in zip(part.itertuples(), present, strict=True)
+                ],
+                "hovertemplate": f"k = %{{x}}, cluster {rank}: %{{customdata[0]}}<br>"
+                "%{customdata[1]:,} customers (%{y:.1%}), revenue %{customdata[2]:,.0f}<br>"
+                "medians: %{customdata[3]:,.0f} days, %{customdata[4]:,.0f} orders, spend "
+                "%{customdata[5]:,.2f}<extra></extra>",
+                "showlegend": False,
+            }
+        )
+    notes = [
+        {
+            "text": "published",
+            "x": k,
+            "y": 1.0,
+            "yanchor": "bottom",
+            "showarrow": False,
+            "font": {"size": 11, "color": "#E45756"},
+        }
+        for k in published
+    ]
+    return _fig(
+        traces,
+        height=320,
+        barmode="stack",
+        xaxis={**_axis_title("k (number of segments)"), "dtick": 1},
+        yaxis={**_axis_title("Share of customers"), "tickformat": ".0%", "range": [0, 1.08]},
+        annotations=notes,
+        clickmode="event",
+    )

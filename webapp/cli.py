@@ -507,9 +507,11 @@ def _export_list() -> str:
     """Every export with its columns and the role it needs, from the registry."""
     from analytics.exports import REGISTRY
 
+    flags = {"stages": "stage"}  # a Filters field whose option is named for one value
     lines = []
     for spec in REGISTRY.values():
-        options = f"  options: {', '.join('--' + o.replace('_', '-') for o in spec.options)}"
+        names = (flags.get(o, o).replace("_", "-") for o in spec.options)
+        options = f"  options: {', '.join('--' + n for n in names)}"
         lines.append(f"{spec.name}  (one row per {spec.row}; role: {spec.role})")
         lines.append(f"  {spec.summary}")
         lines.append(f"  columns: {', '.join(spec.columns)}")
@@ -546,6 +548,13 @@ def _export_list() -> str:
 )
 @click.option("--customer", default=None, help="customer_orders: the customer id.")
 @click.option(
+    "--stage",
+    "stage_names",
+    multiple=True,
+    help="Lifecycle stage, repeatable (members, lifecycle, stage_matrix, stage_migration), "
+    "e.g. --stage 'At risk'.",
+)
+@click.option(
     "--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True
 )
 @click.option(
@@ -567,11 +576,13 @@ def export_cmd(
     month: int,
     compare_to: int | None,
     customer: str | None,
+    stage_names: tuple[str, ...],
     fmt: str,
     out: Path | None,
 ) -> None:
     """Export a chart's data (the same as the page's download button); --list shows them all."""
     from analytics.exports import Filters
+    from analytics.exports.spec import parse_stages
     from db.exporter import Exporter
     from db.snapshot_cache import SnapshotCache
     from db.snapshots import NoSnapshot
@@ -594,6 +605,7 @@ def export_cmd(
         month=month,
         compare_to=compare_to,
         customer=customer,
+        stages=parse_stages(list(stage_names)),
     )
     settings = get_settings()
     exporter = Exporter.of(_engine(settings), SnapshotCache(), settings)

@@ -2,8 +2,10 @@
 
 The query (`start`, `end`, `segment` repeatable, `snapshot`) sets the controls when a page is
 opened, so a link reproduces the view; changing a control rewrites the query (without reloading)
-and the navbar links, so the view follows the user from page to page. Every callback input is
-checked on the server before any query runs (`analytics/exports/spec.py`, `parse_view`).
+and the navbar links, so the view follows the user from page to page. A page's own filters (the
+Customers page's `stage`, repeatable) are in its address too, not in the navbar links. Every
+callback input is checked on the server before any query runs (`analytics/exports/spec.py`,
+`parse_view`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from analytics.exports.spec import (
     MAX_SEGMENTS,
+    MAX_TEXT,
     FilterError,
     View,
     parse_choice,
@@ -62,6 +65,15 @@ FILTERS = {
     "snapshot": Input(SNAPSHOT, "value"),
 }
 CONTROLS = tuple(FILTERS.values())
+# A filter of one page (the Customers page's lifecycle stages): a pattern id, so the shared
+# callback that writes the URL query reads it on the page that has it (and nothing elsewhere).
+PAGE_FILTER = "page-filter"
+MAX_PAGE_FILTER_VALUES = 64
+
+
+def page_filter_id(name: Any) -> dict[str, Any]:
+    """The id of a page's own filter control; its values go into the URL query as `name`."""
+    return {"type": PAGE_FILTER, "name": name}
 
 
 # --- the URL query -------------------------------------------------------------------------
@@ -71,7 +83,32 @@ def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def query_string(start: object, end: object, segments: object, snapshot: object) -> str:
+def page_filter_pairs(entries: object) -> list[tuple[str, str]]:
+    """(name, value) of each page filter's values, as Dash lists the inputs of a pattern id
+    (`ctx.inputs_list`); anything else is left out."""
+    pairs: list[tuple[str, str]] = []
+    for entry in entries if isinstance(entries, list) else []:
+        ident = entry.get("id") if isinstance(entry, dict) else None
+        name = ident.get("name") if isinstance(ident, dict) else None
+        if not isinstance(name, str) or not name.isidentifier():
+            continue
+        values = entry.get("value")
+        values = values if isinstance(values, list) else [values]
+        pairs += [
+            (name, v)
+            for v in values[:MAX_PAGE_FILTER_VALUES]
+            if isinstance(v, str) and 0 < len(v) <= MAX_TEXT and v.isprintable()
+        ]
+    return pairs
+
+
+def query_string(
+    start: object,
+    end: object,
+    segments: object,
+    snapshot: object,
+    extra: Sequence[tuple[str, str]] = (),
+) -> str:
     pairs: list[tuple[str, Any]] = []
     if isinstance(start, str) and start:
         pairs.append(("start", start[:10]))
@@ -81,6 +118,7 @@ def query_string(start: object, end: object, segments: object, snapshot: object)
         pairs += [("segment", s) for s in segments if _whole(s)]
     if _whole(snapshot):
         pairs.append(("snapshot", snapshot))
+    pairs += extra
     return "?" + urlencode(pairs) if pairs else ""
 
 
@@ -182,8 +220,11 @@ def snapshot_options(snaps: Sequence[Snapshot]) -> list[dict[str, Any]]:
     ]
 
 
-def filter_bar(init: Initial, segments: bool = True, dates: bool = True) -> html.Div:
-    """The controls every analytics page shows, set from the page's URL query."""
+def filter_bar(
+    init: Initial, segments: bool = True, dates: bool = True, extra: Sequence[Any] = ()
+) -> html.Div:
+    """The controls every analytics page shows, set from the page's URL query; `extra`:
+    controls of the page's own, placed after the segments (see `page_filter_id`)."""
     snap = init.snap
     items = []
     if dates:
@@ -245,6 +286,7 @@ def filter_bar(init: Initial, segments: bool = True, dates: bool = True) -> html
     items.append(
         dbc.Col(seg_dropdown, className="" if segments else "d-none", style={"minWidth": "220px"})
     )
+    items += [dbc.Col(control, style={"minWidth": "220px"}) for control in extra]
     items.append(
         dbc.Col(
             html.Div(
@@ -347,16 +389,20 @@ def switch_snapshot(
 
 
 def remember_view(
-    start: object, end: object, segments: object, snapshot: object
+    start: object, end: object, segments: object, snapshot: object, _page: object = None
 ) -> tuple[str, list[str]]:
-    """Write the filters into the address bar and the navbar links (no data is read)."""
+    """Write the filters into the address bar and the navbar links (no data is read). The
+    page's own filters (`page_filter_id`) go into the address bar only: they mean nothing on
+    the other pages."""
     query = query_string(start, end, segments, snapshot)
+    own = page_filter_pairs(ctx.inputs_list[4]) if len(ctx.inputs_list) > 4 else []
+    address = query_string(start, end, segments, snapshot, own)
     pages = {p["path"]: p for p in dash.page_registry.values()}
     hrefs = []
     for item in ctx.outputs_list[1]:
         path = item["id"]["page"]
         hrefs.append(path + query if carries_filters(pages.get(path, {})) else path)
-    return query, hrefs
+    return address, hrefs
 
 
 def active_link(pathname: object) -> list[bool]:
@@ -402,6 +448,7 @@ def register(app: Dash) -> None:
         Output("url-query", "search"),
         Output({"type": NAV_LINK, "page": ALL}, "href"),
         *CONTROLS,
+        Input(page_filter_id(ALL), "value"),
         role="viewer",
     )(remember_view)
     roles.app_callback(

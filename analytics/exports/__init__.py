@@ -1,15 +1,16 @@
 """The exports: every chart's data, as pure functions of a snapshot's frames and the filters.
 
-- `spec`: the filter object and the only validation of dates, segments, snapshot, granularity;
+- `spec`: the filter object and the only validation of dates, segments, stages, snapshot,
+  granularity;
 - `registry`: one declaration per export (what it reads, its columns, its role, its row cap);
-- `orders`, `customers`, `cohorts`, `model`: the exports, by subject (importing this package
-  registers them all; the first six are the ones every shop automates);
+- `orders`, `customers`, `cohorts`, `model`, `lifecycle`, `predictions`: the exports, by subject
+  (importing this package registers them all; the ones every shop automates first);
 - `files`: CSV / XLSX with provenance and formula neutralization.
 
 `db/exporter.py` runs them against the database for pages, downloads and `custseg export`.
 """
 
-from analytics.exports import cohorts, customers, model, orders, predictions
+from analytics.exports import cohorts, customers, lifecycle, model, orders, predictions
 from analytics.exports.files import FORMATS, FORMULA_PREFIXES, neutralize, to_bytes
 from analytics.exports.registry import (
     REGISTRY,
@@ -55,6 +56,7 @@ __all__ = [
     "compute",
     "customers",
     "get",
+    "lifecycle",
     "model",
     "neutralize",
     "orders",

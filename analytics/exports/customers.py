@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analytics.actions import explain
 from analytics.exports.predictions import PREDICTION_COLUMNS, per_segment, rounded
 from analytics.exports.registry import Sources, export, in_segments
 from analytics.exports.spec import Filters
@@ -22,6 +23,8 @@ SEGMENT_COLUMNS = (
     "monetary",
     "repeat_rate",
     "description",
+    "action",
+    "action_why",
     "clv_12m_total",
     "clv_12m_mean",
     "high_risk_share",
@@ -37,6 +40,10 @@ MEMBER_COLUMNS = (
     "return_rate",
     "first_order_day",
     "last_order_day",
+    "r_score",
+    "f_score",
+    "m_score",
+    "lifecycle_stage",
     *PREDICTION_COLUMNS,
 )
 PROFILE_COLUMNS = (
@@ -60,12 +67,19 @@ SAMPLE_PER_SEGMENT = 400
     row="segment",
 )
 def segments(src: Sources, f: Filters) -> pd.DataFrame:
-    """Each segment's size, value and profile medians (analysts' names over generated ones),
-    and its predicted 12-month value and share at high churn risk (empty while pending)."""
+    """Each segment's size, value, profile medians and suggested action (analysts' names over
+    generated ones; `action_why`: the numbers that triggered the action), and its predicted
+    12-month value and share at high churn risk (empty while predictions are pending)."""
     profiles = src.segments.merge(
         per_segment(src.predictions, src.snapshot), on="segment_id", how="left"
     )
-    out = in_segments(profiles, f.segments)[list(SEGMENT_COLUMNS)].reset_index(drop=True)
+    seg = in_segments(profiles, f.segments)
+    bases = seg["action_basis"] if "action_basis" in seg else [None] * len(seg)
+    seg = seg.assign(
+        action=seg["action"] if "action" in seg else None,  # None: a snapshot before actions
+        action_why=[explain(b) if isinstance(b, dict) else None for b in bases],
+    )
+    out = seg[list(SEGMENT_COLUMNS)].reset_index(drop=True)
     # Sums of cents and ratios, rounded as the other exports round them.
     out[["gross_revenue", "monetary"]] = out[["gross_revenue", "monetary"]].astype(float).round(2)
     ratios = ["share", "revenue_share", "repeat_rate"]
@@ -152,11 +166,15 @@ def customer_sample(src: Sources, f: Filters) -> pd.DataFrame:
     columns=MEMBER_COLUMNS,
     row="customer",
     role="analyst",
+    options=("stages",),
 )
 def members(src: Sources, f: Filters) -> pd.DataFrame:
-    """Every customer of the segments with their features as of the snapshot, and their
-    predictions (empty while pending)."""
-    return member_rows(in_segments(src.customers, f.segments), src.predictions)
+    """Every customer of the segments (and stages) with their features, RFM scores and
+    lifecycle stage as of the snapshot, and their predictions (empty while pending)."""
+    customers = in_segments(src.customers, f.segments)
+    if f.stages:
+        customers = customers[customers["lifecycle_stage"].isin(f.stages)]
+    return member_rows(customers, src.predictions)
 
 
 def member_rows(customers: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:

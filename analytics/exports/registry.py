@@ -38,6 +38,9 @@ Source = Literal[
     "migration",
     "scores",
     "history",
+    "stages",
+    "k_previews",
+    "stage_migration",
 ]
 
 
@@ -98,6 +101,22 @@ class Sources(Protocol):
     def migration(self, compare_to: int | None) -> tuple[pd.DataFrame, int | None]:
         """Moves from snapshot `compare_to` (default: the previous one) into this one, and the
         id of the snapshot they come from (None for the first snapshot: nobody moved yet)."""
+        ...
+
+    @property
+    def stages(self) -> pd.DataFrame:
+        """The snapshot's lifecycle stages (`snapshot_stages`): one row per stage, with the
+        medians, the action and its basis; empty for a snapshot from before stages."""
+        ...
+
+    @property
+    def k_previews(self) -> pd.DataFrame:
+        """The clusters of every k the refit fitted (`snapshot_k_previews`)."""
+        ...
+
+    def stage_migration(self, compare_to: int | None) -> tuple[pd.DataFrame, int | None]:
+        """As `migration`, between lifecycle stages ("(new)" / "(gone)" for customers who
+        joined or left); empty when the earlier snapshot has no stages."""
         ...
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
+from analytics.rfm import STAGES
+
 GRANULARITIES = ("day", "week", "month")
 # Filter dates outside these days are refused: far enough for any shop, near enough that a
 # range and the period of equal length before it stay within what pandas can represent.
@@ -68,6 +70,25 @@ def parse_segments(value: object) -> tuple[int, ...]:
     return tuple(sorted(set(value)))
 
 
+def parse_stages(value: object) -> tuple[str, ...]:
+    """Lifecycle stages: one name, a list, or nothing (all stages); in STAGES order, without
+    repeats. A name that is not a stage is refused with the stages there are."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or len(value) > len(STAGES):
+        raise FilterError("The stage filter is not valid.")
+    for v in value:
+        if not isinstance(v, str) or v not in STAGES:
+            shown = repr(v)[:40] if isinstance(v, str) else "a value"
+            raise FilterError(
+                f"The stage filter is not valid: {shown} is not a lifecycle stage "
+                f"({', '.join(STAGES)})."
+            )
+    return tuple(s for s in STAGES if s in value)
+
+
 def parse_snapshot(value: object, label: str = "snapshot") -> int | None:
     if value is None or value == "":
         return None
@@ -108,6 +129,7 @@ class Filters:
     month: int = 1  # retention_trend: the month since first order
     compare_to: int | None = None  # migration: the snapshot customers come from
     customer: str | None = None  # customer_orders: one customer id
+    stages: tuple[str, ...] = ()  # members, lifecycle exports: lifecycle stages (none = all)
 
     def validate(self) -> Filters:
         """Check every value (for filters built directly, e.g. by `custseg export`)."""
@@ -120,6 +142,7 @@ class Filters:
         parse_int(self.month, 1, MAX_RETENTION_MONTH, "month")
         parse_snapshot(self.compare_to, "snapshot to compare with")
         parse_text(self.customer, "customer id")
+        parse_stages(list(self.stages))
         return self
 
     def describe(self) -> dict[str, str]:
@@ -136,6 +159,8 @@ class Filters:
             out["compare_to"] = str(self.compare_to)
         if self.customer is not None:
             out["customer"] = self.customer
+        if self.stages:
+            out["stages"] = ",".join(parse_stages(list(self.stages)))  # in the map's order
         return out
 
 
@@ -163,6 +188,7 @@ class View:
             "month": f.month,
             "compare_to": f.compare_to,
             "customer": f.customer,
+            "stages": list(f.stages),
         }
 
 
@@ -192,4 +218,5 @@ def view_from_params(params: object, exports: Sequence[str]) -> tuple[str, View]
         month=parse_int(params.get("month", 1), 1, MAX_RETENTION_MONTH, "month"),
         compare_to=parse_snapshot(params.get("compare_to"), "snapshot to compare with"),
         customer=parse_text(params.get("customer"), "customer id"),
+        stages=parse_stages(params.get("stages")),
     )

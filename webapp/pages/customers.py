@@ -1,7 +1,9 @@
 """Customers (/customers): look up one customer; list a segment's members for a campaign.
 
-Single customers are for analysts: the callbacks declare the analyst role, and the exports they
-read (`customer_orders`, `members`) refuse other roles whatever a page shows.
+The member list shows each customer's lifecycle stage and R/F/M scores and filters by stage
+(beside the segment filter, kept in the page's URL query as `stage`). Single customers are for
+analysts: the callbacks declare the analyst role, and the exports they read (`customer_orders`,
+`members`) refuse other roles whatever a page shows.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, html
+from dash import Input, Output, dcc, html
 from dash.dash_table.DataTable import DataTable
 from dash.dash_table.Format import Format, Group, Scheme
 
-from analytics.exports.spec import MAX_TEXT
+from analytics.exports.spec import MAX_TEXT, parse_stages
+from analytics.rfm import STAGES
 from db import snapshots
 from webapp import roles
+from webapp.charts import stage_color
 from webapp.components import chart_card, money, no_snapshot, table_style
 from webapp.filters import (
     FILTERS,
@@ -24,6 +28,7 @@ from webapp.filters import (
     SNAPSHOT,
     filter_bar,
     initial,
+    page_filter_id,
     page_header,
     parse_int,
     parse_text,
@@ -39,9 +44,15 @@ dash.register_page(
 MEMBERS_ROLE: roles.Role = "analyst"  # single customers (ids, orders): docs/SECURITY.md
 PAGE_SIZE = 25
 MAX_PAGE = 1_000_000
+NOWRAP = {"whiteSpace": "nowrap"}
+STAGE_FILTER = page_filter_id("stage")  # its values are the URL query's `stage`
 MEMBER_COLUMNS = (
     ("customer_id", "Customer", "text"),
     ("segment_id", "Segment", "text"),
+    ("lifecycle_stage", "Stage", "text"),
+    ("r_score", "R", "numeric"),
+    ("f_score", "F", "numeric"),
+    ("m_score", "M", "numeric"),
     ("recency_days", "Recency (days)", "numeric"),
     ("frequency", "Orders", "numeric"),
     ("monetary", "Spend", "numeric"),
@@ -62,17 +73,34 @@ def _column(cid: str, name: str, kind: str) -> Any:
     return col
 
 
+def linked_stages(value: object) -> list[str]:
+    """The stages of the page's URL query (lenient: names that are no stage are dropped)."""
+    values = value if isinstance(value, list) else [value]
+    return [s for s in STAGES if s in values]
+
+
 def layout(**query: Any) -> html.Div:
     init = initial(query)
     if init is None:
         return no_snapshot("Customers")
     members: Any
+    extra: list[Any] = []
     if has_role(MEMBERS_ROLE):
+        extra = [
+            dcc.Dropdown(
+                id=STAGE_FILTER,
+                options=[{"label": s, "value": s} for s in STAGES],
+                value=linked_stages(query.get("stage")),
+                multi=True,
+                placeholder="All lifecycle stages",
+            )
+        ]
         members = chart_card(
             "customers-members",
-            "Members of the selected segments",
-            "Every customer of the segments chosen above (all segments if none), with their "
-            "features as of the snapshot. Download the list for a campaign.",
+            "Members of the selected segments and stages",
+            "Every customer of the segments and lifecycle stages chosen above (all if none), "
+            "with their stage, R/F/M scores (1–5) and features as of the snapshot. Download "
+            "the list for a campaign.",
             html.Div(
                 [
                     html.Div(id="members-count", className="small text-muted mb-1"),
@@ -132,7 +160,7 @@ def layout(**query: Any) -> html.Div:
                 "Customers",
                 "Look up one customer, or list the members of a segment for a campaign.",
             ),
-            filter_bar(init, dates=False),
+            filter_bar(init, dates=False, extra=extra),
             lookup_card,
             members,
         ]
@@ -169,8 +197,10 @@ def lookup(kit: Kit, clicks: Any = None, customer: Any = None) -> dict[str, Any]
             )
         }
     positive = orders[orders["total"] > 0]
+    now = history[history["snapshot_id"] == kit.snapshot.id]
     facts = html.Ul(
         [
+            html.Li(_stage_fact(now, kit.snapshot.id), id="lookup-stage"),
             html.Li(f"{len(positive):,} orders, {len(orders) - len(positive):,} returns"),
             html.Li(f"Gross spend {money(float(positive['total'].sum()))}"),
             html.Li(
@@ -183,13 +213,14 @@ def lookup(kit: Kit, clicks: Any = None, customer: Any = None) -> dict[str, Any]
     hist_rows = [
         html.Tr(
             [
-                html.Td(f"#{int(r.snapshot_id)} (as of {r.as_of})"),
+                html.Td(f"#{int(r.snapshot_id)} (as of {r.as_of})", style=NOWRAP),
                 html.Td(
                     [
                         html.Span("■ ", style={"color": pal.color(int(r.segment_id))}),
                         pal.name(int(r.segment_id)),
                     ]
                 ),
+                html.Td(_stage_text(r), style=NOWRAP),
                 html.Td(f"{int(r.recency_days):,} days"),
                 html.Td(f"{int(r.frequency):,} orders"),
                 html.Td(money(float(r.monetary))),
@@ -214,7 +245,7 @@ def lookup(kit: Kit, clicks: Any = None, customer: Any = None) -> dict[str, Any]
                     [
                         html.H6(["Customer ", html.Code(customer)]),
                         facts,
-                        html.H6("Segment in each snapshot", className="mt-2"),
+                        html.H6("Segment and stage in each snapshot", className="mt-2"),
                         dbc.Table(html.Tbody(hist_rows), size="sm", className="small"),
                     ],
                     lg=7,
@@ -234,12 +265,42 @@ def lookup(kit: Kit, clicks: Any = None, customer: Any = None) -> dict[str, Any]
     }
 
 
+def _scores(r: Any) -> str:
+    return f"R {int(r.r_score)} · F {int(r.f_score)} · M {int(r.m_score)}"
+
+
+def _stage_text(r: Any) -> Any:
+    """A snapshot's stage and scores of the customer ('–' before stages existed)."""
+    if not isinstance(r.lifecycle_stage, str):
+        return "–"
+    return [
+        html.Span("● ", style={"color": stage_color(r.lifecycle_stage)}),
+        r.lifecycle_stage,
+        html.Span(f" ({_scores(r)})", className="text-muted"),
+    ]
+
+
+def _stage_fact(now: Any, snapshot_id: int) -> Any:
+    """The customer's lifecycle stage and scores in the selected snapshot."""
+    if now.empty:
+        return f"Not a customer in snapshot {snapshot_id}"
+    r = next(now.itertuples())
+    if not isinstance(r.lifecycle_stage, str):
+        return f"No lifecycle stage in snapshot {snapshot_id} (made before stages)"
+    return [
+        "Lifecycle stage ",
+        html.Strong(r.lifecycle_stage),
+        f" ({_scores(r)}) in snapshot {snapshot_id}",
+    ]
+
+
 @chart_callback(
     "customers",
     {"customers-members": None},
     inputs={
         "segments": FILTERS["segments"],
         "snapshot": FILTERS["snapshot"],
+        "stages": Input(STAGE_FILTER, "value"),
         "page": Input("members-table", "page_current"),
     },
     extras={
@@ -249,23 +310,27 @@ def lookup(kit: Kit, clicks: Any = None, customer: Any = None) -> dict[str, Any]
     role=MEMBERS_ROLE,
     message_to="members-count",
 )
-def members(kit: Kit, page: Any = 0) -> dict[str, Any]:
+def members(kit: Kit, stages: Any = None, page: Any = 0) -> dict[str, Any]:
     """A page of the member list (the download holds them all)."""
     n = parse_int(page if page is not None else 0, 0, MAX_PAGE, "page")
-    segments = kit.view.filters.segments
+    view = kit.view.with_(stages=parse_stages(stages))
+    segments, chosen = view.filters.segments, view.filters.stages
     part, total = state().exporter.members_page(
-        kit.sources(), segments, n, PAGE_SIZE, role=roles.role_of_user()
+        kit.sources(), segments, n, PAGE_SIZE, role=roles.role_of_user(), stages=chosen
     )
-    kit.params["customers-members"] = kit.view.params("members")
+    kit.params["customers-members"] = view.params("members")
     pal = kit.palette
     part = part.copy()
     part["segment_id"] = [pal.name(int(i)) for i in part["segment_id"]]
     part["monetary"] = part["monetary"].round(2)
     part["aov"] = part["aov"].round(2)
     part["last_order_day"] = part["last_order_day"].astype(str)
+    rows = part[[c for c, _, _ in MEMBER_COLUMNS]].astype(object)
     which = ", ".join(pal.name(s) for s in segments) if segments else "all segments"
+    if chosen:
+        which += f"; stage{'s' if len(chosen) > 1 else ''} {', '.join(chosen)}"
     return {
-        "members-table": part[[c for c, _, _ in MEMBER_COLUMNS]].to_dict("records"),
+        "members-table": rows.where(rows.notna(), None).to_dict("records"),
         "members-pages": max(1, -(-total // PAGE_SIZE)),
         "message": f"{total:,} customers in {which}.",
     }
@@ -275,9 +340,10 @@ def members(kit: Kit, page: Any = 0) -> dict[str, Any]:
     Output("members-table", "page_current"),
     Input(SEGMENTS, "value"),
     Input(SNAPSHOT, "value"),
+    Input(STAGE_FILTER, "value"),
     prevent_initial_call=True,
     role=MEMBERS_ROLE,
 )
-def first_page(_segments: Any, _snapshot: Any) -> int:
-    """Another segment or snapshot: back to the first page of the member list."""
+def first_page(_segments: Any, _snapshot: Any, _stages: Any = None) -> int:
+    """Another segment, snapshot or stage: back to the first page of the member list."""
     return 0

@@ -1,9 +1,11 @@
-"""Migration (/migration): customers and revenue moving between the segments of two snapshots.
+"""Migration (/migration): customers and revenue moving between the segments, or the lifecycle
+stages, of two snapshots.
 
 The later snapshot is the global snapshot selector (default: the latest); the earlier one is
 chosen here (default: the one before it). New customers come from "New customers", customers no
 longer present go to "Gone". Segment ids are stable across refits, so a segment on both sides is
-the same segment.
+the same segment. A switch shows the flows between lifecycle stages instead (`stage_migration`):
+those are of all customers, whatever the segment filter.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import pandas as pd
 from dash import Input, Output, dcc, html
 
 from analytics.aggregates import GONE
+from analytics.rfm import GONE as STAGE_GONE
+from analytics.rfm import NEW
 from db import snapshots
 from webapp import charts, roles
 from webapp.components import chart_card, graph, no_snapshot
@@ -39,6 +43,9 @@ dash.register_page(
 )
 
 MEASURES = ("customers", "gross_revenue")
+BETWEEN = ("segments", "stages")
+# Stages a customer is slipping away in: the summary counts moves into them.
+LAPSING_STAGES = ("At risk", "Can't lose them", "Hibernating", "Lost")
 
 
 def layout(**query: Any) -> html.Div:
@@ -51,8 +58,8 @@ def layout(**query: Any) -> html.Div:
         [
             page_header(
                 "Migration",
-                "How customers moved between segments from one refit to the next: who "
-                "improved, who slipped, who is new and who is gone.",
+                "How customers moved between segments, or between lifecycle stages, from one "
+                "refit to the next: who improved, who slipped, who is new and who is gone.",
             ),
             filter_bar(init, dates=False),
             dbc.Row(
@@ -68,6 +75,20 @@ def layout(**query: Any) -> html.Div:
                             placeholder="No earlier snapshot",
                         ),
                         md=3,
+                    ),
+                    dbc.Col(
+                        dbc.RadioItems(
+                            id="migration-between",
+                            options=[
+                                {"label": "Segments", "value": "segments"},
+                                {"label": "Lifecycle stages", "value": "stages"},
+                            ],
+                            value="segments",
+                            inline=True,
+                            className="small",
+                        ),
+                        width="auto",
+                        className="border-end pe-3",
                     ),
                     dbc.Col(
                         dbc.RadioItems(
@@ -89,18 +110,19 @@ def layout(**query: Any) -> html.Div:
             html.Div(id="migration-summary", className="mb-2"),
             chart_card(
                 "migration-sankey",
-                "Flows between segments",
-                "Left: segments in the earlier snapshot (and new customers). Right: segments "
-                "in the later one (and customers gone). Width: customers, or their gross spend "
-                "up to the later snapshot (the earlier one for gone customers).",
+                "Flows between the two snapshots",
+                "Left: segments (or lifecycle stages) in the earlier snapshot, and new customers. "
+                "Right: the same in the later one, and customers gone. Width: customers, or "
+                "their gross spend up to the later snapshot (the earlier one for gone "
+                "customers).",
                 graph("migration-sankey"),
                 exportable=export,
             ),
             chart_card(
                 "migration-matrix",
                 "From × to",
-                "Rows: segment in the earlier snapshot. Columns: segment in the later one. The "
-                "diagonal is customers who stayed.",
+                "Rows: segment (or stage) in the earlier snapshot. Columns: segment (or stage) "
+                "in the later one. The diagonal is customers who stayed.",
                 graph("migration-matrix"),
                 exportable=export,
             ),
@@ -138,6 +160,23 @@ def summary(moves: pd.DataFrame, target: pd.DataFrame) -> str:
     )
 
 
+def stage_summary(moves: pd.DataFrame) -> str:
+    """Plain-language headline of stage moves: into the lapsing stages, and who stayed."""
+    if moves.empty:
+        return ""
+    known = moves[(moves["from_stage"] != NEW) & (moves["to_stage"] != STAGE_GONE)]
+    into = known[known["to_stage"].isin(LAPSING_STAGES) & ~known["from_stage"].isin(LAPSING_STAGES)]
+    stayed = int(known.loc[known["from_stage"] == known["to_stage"], "customers"].sum())
+    earlier = int(moves.loc[moves["from_stage"] != NEW, "customers"].sum())
+    share = (
+        f" {stayed / earlier:.0%} of earlier customers stayed in their stage." if earlier else ""
+    )
+    return (
+        f"{int(into['customers'].sum()):,} customers slipped into the lapsing stages "
+        f"({', '.join(LAPSING_STAGES)}) from the others.{share}"
+    )
+
+
 @chart_callback(
     "migration",
     {"migration-sankey": "figure", "migration-matrix": "figure"},
@@ -145,13 +184,17 @@ def summary(moves: pd.DataFrame, target: pd.DataFrame) -> str:
         **FILTERS,
         "source": Input("migration-from", "value"),
         "measure": Input("migration-measure", "value"),
+        "between": Input("migration-between", "value"),
     },
     extras={"migration-summary": Extra(Output("migration-summary", "children"))},
     note_color="info",
 )
-def update_migration(kit: Kit, source: Any = None, measure: Any = "customers") -> dict[str, Any]:
+def update_migration(
+    kit: Kit, source: Any = None, measure: Any = "customers", between: Any = "segments"
+) -> dict[str, Any]:
     view = kit.view.with_(start=None, end=None)
     value = parse_choice(measure, MEASURES, "measure")
+    kind = parse_choice(between if between is not None else "segments", BETWEEN, "flows")
     target = kit.snapshot
     source_id = parse_snapshot(source)
     if source_id is None:
@@ -167,16 +210,36 @@ def update_migration(kit: Kit, source: Any = None, measure: Any = "customers") -
     if source_id >= target.id:
         raise FilterError("Choose an earlier snapshot to compare with.")
     earlier = sources(source_id).snap
+    lead = (
+        f"Snapshot {earlier.id} (as of {earlier.as_of}) → snapshot {target.id} "
+        f"(as of {target.as_of}). "
+    )
+    if kind == "stages":
+        # Stages are of all customers: the segment filter does not split them.
+        staged = view.with_(compare_to=earlier.id, segments=())
+        moves = kit.read("stage_migration", staged, charts=("migration-sankey", "migration-matrix"))
+        if moves.empty:
+            kit.params.clear()
+            raise FilterError(
+                f"Snapshot {earlier.id} has no lifecycle stages (it was made before they "
+                "existed): choose a later one, or compare segments."
+            )
+        note = (
+            " Stages are of all customers, whatever the segment filter."
+            if (view.filters.segments)
+            else ""
+        )
+        return {
+            "migration-sankey": charts.stage_migration_sankey(moves, value),
+            "migration-matrix": charts.stage_migration_matrix(moves, value),
+            "migration-summary": html.P(lead + stage_summary(moves) + note, className="mb-0"),
+        }
     moved = view.with_(compare_to=earlier.id)
     moves = kit.read("migration", moved, charts=("migration-sankey", "migration-matrix"))
     # The headline is about all customers, whatever segments the charts show.
     every = kit.read("migration", moved.with_(segments=())) if view.filters.segments else moves
     pal_to = kit.palette
     pal_from = charts.Palette(sources(earlier.id).segments)
-    lead = (
-        f"Snapshot {earlier.id} (as of {earlier.as_of}) → snapshot {target.id} "
-        f"(as of {target.as_of}). "
-    )
     return {
         "migration-sankey": charts.migration_sankey(moves, pal_from, pal_to, value),
         "migration-matrix": charts.migration_matrix(moves, pal_from, pal_to, value),

@@ -1,8 +1,11 @@
 """Model (/model): how good the segmentation is, how it was made, and every refit.
 
-Silhouette and inertia against k (the chosen k marked), the features and their transforms, the
-data-quality report, the snapshot history, and "Refit now" for admins (a background process;
-its stage shows here while it runs).
+Silhouette and inertia for every k of 2..10, the k range the choice was made in shaded and the
+chosen k marked, why that k (`explain_selection`) and which setting won (`--k`, an admin's, the
+environment's, the default); the features and their transforms, the data-quality report, the
+snapshot history, and for admins: "Refit now" (a background process; its stage shows here
+while it runs), the k range or a fixed k for the next refits (stored with who and when), and a
+preview of the clusters each k of the refit gives, without publishing anything.
 """
 
 from __future__ import annotations
@@ -11,18 +14,61 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Output, html
+from dash import Input, Output, State, html, no_update
 from dash.dash_table.DataTable import DataTable
+from dash.dash_table.Format import Format, Group, Scheme
+from flask_login import current_user
 
-from webapp import charts, refit_ui
+from analytics.pipeline import KChoice
+from analytics.segmentation import explain_selection
+from db import snapshots
+from db.k_settings import K_LIMITS, effective_k_setting, set_k_setting
+from webapp import charts, refit_ui, roles
 from webapp.components import chart_card, graph, no_snapshot, table_style
-from webapp.filters import FILTERS, filter_bar, initial, page_header
+from webapp.filters import (
+    FILTERS,
+    SNAPSHOT,
+    FilterError,
+    filter_bar,
+    initial,
+    page_header,
+    parse_choice,
+    parse_int,
+    parse_snapshot,
+)
 from webapp.pagekit import Extra, Kit, chart_callback
 from webapp.roles import has_role
+from webapp.state import state
 
 dash.register_page(__name__, path="/model", name="Model", title="Model", order=6, role="viewer")
 
 REFIT_ROLE = refit_ui.REFIT_ROLE
+K_ROLE: roles.Role = "admin"  # who sets k for the next refits and previews every k
+K_MODES = ("range", "fixed", "clear")
+# Where the k setting of a refit came from (analytics.pipeline.K_SOURCES), in words.
+SOURCE_TEXT = {
+    "command line": "--k on the command line",
+    "admin setting": "an admin's setting in the app",
+    "environment": "CUSTSEG_K_MIN / CUSTSEG_K_MAX in the environment",
+    "default": "the default",
+    "arguments": "the refit's arguments",
+}
+PREVIEW_COLUMNS = (
+    ("cluster", "#", "numeric"),
+    ("name", "Cluster", "text"),
+    ("customers", "Customers", "numeric"),
+    ("share", "Share", "numeric"),
+    ("gross_revenue", "Revenue", "numeric"),
+    ("recency_days", "Recency (days)", "numeric"),
+    ("frequency", "Orders", "numeric"),
+    ("monetary", "Spend", "numeric"),
+)
+PREVIEW_FORMATS = {
+    "share": Format(precision=1, scheme=Scheme.percentage),
+    "gross_revenue": Format(precision=0, scheme=Scheme.fixed, group=Group.yes),
+    "monetary": Format(precision=2, scheme=Scheme.fixed, group=Group.yes),
+    "customers": Format(group=Group.yes),
+}
 QUALITY_LABELS = {
     "lines": "Order lines in the database",
     "lines_without_customer_id": "Lines without a customer id (kept, left out of metrics)",
@@ -78,12 +124,15 @@ def layout(**query: Any) -> html.Div:
                         chart_card(
                             "model-scores",
                             "Choosing k",
-                            "K-Means was fitted for each k in the configured range. Silhouette "
-                            "(from -1 to 1, higher = better-separated segments) picks k; "
-                            "inertia (within-segment spread) always falls with k, look for the "
+                            "K-Means was fitted for every k from 2 to 10. Silhouette (from -1 to "
+                            "1, higher = better-separated segments) picks k within the shaded "
+                            "range, a number of segments a marketing team can act on; a k whose "
+                            "smallest segment is under 2% of customers (×) is passed over. "
+                            "Inertia (within-segment spread) always falls with k: look for the "
                             "elbow.",
                             graph("model-scores"),
                             exportable=export,
+                            footer=html.Div(id="model-k-reason", className="small px-1"),
                         ),
                         lg=8,
                     ),
@@ -99,6 +148,7 @@ def layout(**query: Any) -> html.Div:
                     ),
                 ]
             ),
+            k_panel(init.snap) if has_role(K_ROLE) else None,
             dbc.Row(
                 [
                     dbc.Col(
@@ -139,6 +189,157 @@ def layout(**query: Any) -> html.Div:
             ),
         ]
     )
+
+
+def next_refit_text(choice: KChoice) -> str:
+    """What the next refit (scheduled, or Refit now) uses, and where that comes from."""
+    what = (
+        f"a fixed k = {choice.k}"
+        if choice.k is not None
+        else f"k chosen by silhouette in {choice.k_min}–{choice.k_max}"
+    )
+    who = ""
+    if choice.set_by:
+        who = f", set by {choice.set_by} on {str(choice.set_at or '')[:16]} UTC"
+    return f"The next refit uses {what}: {SOURCE_TEXT.get(choice.source, choice.source)}{who}."
+
+
+def k_panel(snap: Any) -> Any:
+    """The admins' k setting for the next refits, and the preview of every k of this refit."""
+    choice = effective_k_setting(state().engine, state().settings)
+    mode = "fixed" if choice.source == "admin setting" and choice.k is not None else "range"
+    number = {"type": "number", "min": K_LIMITS[0], "max": K_LIMITS[1], "step": 1, "size": "sm"}
+    form = dbc.Row(
+        [
+            dbc.Col(
+                dbc.RadioItems(
+                    id="k-mode",
+                    options=[
+                        {"label": "Choose k by silhouette in", "value": "range"},
+                        {"label": "Fixed k", "value": "fixed"},
+                        {"label": "No setting of mine (environment or default)", "value": "clear"},
+                    ],
+                    value=mode,
+                    className="small",
+                    # One option per line of the inputs beside them.
+                    labelStyle={"lineHeight": "31px"},
+                    inputStyle={"marginTop": "9px"},
+                ),
+                width="auto",
+            ),
+            dbc.Col(
+                [
+                    dbc.InputGroup(
+                        [
+                            dbc.Input(id="k-min", value=choice.k_min, **number),
+                            dbc.InputGroupText("to"),
+                            dbc.Input(id="k-max", value=choice.k_max, **number),
+                        ],
+                        size="sm",
+                        style={"maxWidth": "190px"},
+                    ),
+                    dbc.InputGroup(
+                        [
+                            dbc.InputGroupText("k ="),
+                            dbc.Input(id="k-fixed", value=choice.k, placeholder="k", **number),
+                        ],
+                        size="sm",
+                        style={"maxWidth": "190px"},
+                    ),
+                ],
+                width="auto",
+            ),
+            dbc.Col(
+                [
+                    dbc.Button("Save for the next refits", id="k-save", size="sm"),
+                    html.Div(id="k-save-message", className="small mt-1"),
+                ],
+                md=True,
+            ),
+        ],
+        className="g-3 align-items-start",
+    )
+    preview = html.Div(
+        [
+            html.Div(
+                [
+                    html.Strong("Preview: ", className="small"),
+                    html.Small(
+                        "the clusters each k of this snapshot's refit gives (nothing is "
+                        "published; click a bar or choose a k).",
+                        className="text-muted",
+                    ),
+                ]
+            ),
+            graph("model-preview"),
+            dbc.RadioItems(
+                id="preview-k",
+                options=[],
+                value=snap.k,
+                inline=True,
+                className="small mb-1",
+            ),
+            html.Div(id="model-preview-message"),
+            DataTable(
+                id="preview-table",
+                columns=[_column(c, n, t) for c, n, t in PREVIEW_COLUMNS],
+                **table_style(),
+                style_cell_conditional=[{"if": {"column_type": "numeric"}, "textAlign": "right"}],
+            ),
+        ]
+    )
+    return chart_card(
+        "model-preview",
+        "k for the next refits (admins)",
+        "Set the range k is chosen in, or a fixed k, for the next refits (scheduled or Refit "
+        "now); `custseg refit --k N` still comes first for its own run. Stored with who and "
+        "when. The preview shows what each k gave on this snapshot's data, before you choose.",
+        html.Div(
+            [
+                html.P(next_refit_text(choice), id="k-next", className="small mb-2"),
+                form,
+                html.Hr(className="my-2"),
+                preview,
+            ]
+        ),
+    )
+
+
+def _column(cid: str, name: str, kind: str) -> Any:
+    """A DataTable column (counts and money with thousands separators, shares in %)."""
+    col: dict[str, Any] = {"id": cid, "name": name, "type": kind}
+    if cid in PREVIEW_FORMATS:
+        col["format"] = PREVIEW_FORMATS[cid]
+    return col
+
+
+def k_reason(snap: Any) -> list[Any]:
+    """Why this snapshot has its k (one sentence), which setting won, and the next refit's."""
+    reason = snap.k_selection or {}
+    settings = snap.settings or {}
+    source = reason.get("source") or settings.get("k_source")
+    label = SOURCE_TEXT.get(source, source) if source else None
+    if reason:
+        sentence = explain_selection(reason)  # the source has a line of its own
+    else:
+        sentence = f"k = {snap.k}; this snapshot was made before the reasons for k were recorded."
+    parts = [html.P([html.Strong("Why this k: "), sentence], className="mb-1")]
+    if label:
+        parts.append(
+            html.P(
+                [f"Setting that won for this snapshot: {label}."],
+                className="text-muted mb-1",
+                id="model-k-source",
+            )
+        )
+    if not has_role(K_ROLE):  # admins see it, kept up to date, in their k card
+        parts.append(
+            html.P(
+                next_refit_text(effective_k_setting(state().engine, state().settings)),
+                className="text-muted mb-0",
+            )
+        )
+    return parts
 
 
 def _features(snap: Any) -> list[Any]:
@@ -198,6 +399,7 @@ def _quality(snap: Any) -> Any:
     extras={
         "model-features": Extra(Output("model-features", "children")),
         "model-quality": Extra(Output("model-quality", "children")),
+        "model-k-reason": Extra(Output("model-k-reason", "children")),
     },
 )
 def update_model(kit: Kit) -> dict[str, Any]:
@@ -210,11 +412,118 @@ def update_model(kit: Kit) -> dict[str, Any]:
     table["silhouette"] = table["silhouette"].round(3)
     records = table[[c for c, _ in HISTORY_COLUMNS]].astype(object)
     return {
-        "model-scores": charts.model_scores(scores),
+        "model-scores": charts.k_selection_curve(scores, snap.k_selection),
         "model-history": records.where(records.notna(), None).to_dict("records"),
         "model-features": _features(snap),
         "model-quality": _quality(snap),
+        "model-k-reason": k_reason(snap),
     }
+
+
+@roles.callback(
+    output={"message": Output("k-save-message", "children"), "next": Output("k-next", "children")},
+    inputs={
+        "clicks": Input("k-save", "n_clicks"),
+        "mode": State("k-mode", "value"),
+        "k_min": State("k-min", "value"),
+        "k_max": State("k-max", "value"),
+        "k": State("k-fixed", "value"),
+    },
+    prevent_initial_call=True,
+    role=K_ROLE,
+)
+def save_k(
+    clicks: Any, mode: Any = None, k_min: Any = None, k_max: Any = None, k: Any = None
+) -> dict[str, Any]:
+    """Store the admin's k range or fixed k (or clear it) for the next refits, with who."""
+    if not clicks:
+        return {"message": no_update, "next": no_update}
+    lo, hi = K_LIMITS
+    engine = state().engine
+    try:
+        chosen = parse_choice(mode, K_MODES, "k setting")
+        if chosen == "range":
+            first = parse_int(k_min, lo, hi, "smallest k")
+            last = parse_int(k_max, lo, hi, "largest k")
+            set_k_setting(engine, k_min=first, k_max=last, by=current_user.email)
+            done = f"Saved: k chosen by silhouette in {first}–{last}."
+        elif chosen == "fixed":
+            fixed = parse_int(k, lo, hi, "fixed k")
+            set_k_setting(engine, k=fixed, by=current_user.email)
+            done = f"Saved: k = {fixed} for the next refits."
+        else:
+            set_k_setting(engine, by=current_user.email)
+            done = "Cleared: the environment's range or the default applies again."
+    except (FilterError, ValueError) as exc:
+        return {"message": html.Span(str(exc), className="text-danger"), "next": no_update}
+    return {
+        "message": html.Span(done, className="text-success"),
+        "next": next_refit_text(effective_k_setting(engine, state().settings)),
+    }
+
+
+@chart_callback(
+    "model",
+    {"model-preview": "figure"},
+    inputs={"snapshot": FILTERS["snapshot"], "k": Input("preview-k", "value")},
+    extras={
+        "preview-table": Extra(Output("preview-table", "data"), []),
+        "preview-k-options": Extra(Output("preview-k", "options"), []),
+    },
+    role=K_ROLE,
+    message_to="model-preview-message",
+)
+def preview_k(kit: Kit, k: Any = None) -> dict[str, Any]:
+    """The clusters every k of the snapshot's refit gives; the table for the k chosen."""
+    previews = kit.read("k_previews", charts=("model-preview",))
+    fitted = sorted(int(v) for v in previews["k"].unique())
+    published = kit.snapshot.k
+    shown = parse_int(k, 1, 1_000, "k") if k is not None else published
+    if shown not in fitted:
+        shown = published
+    rows = previews[previews["k"] == shown]
+    table = rows[[c for c, _, _ in PREVIEW_COLUMNS]].astype(object)
+    options = [
+        {"label": f"k = {v}" + (" (published)" if v == published else ""), "value": v}
+        for v in fitted
+    ]
+    return {
+        "model-preview": charts.k_preview_bars(previews, shown),
+        "preview-table": table.where(table.notna(), None).to_dict("records"),
+        "preview-k-options": options,
+        "message": None
+        if fitted
+        else "No previews: this snapshot was made before they were stored. The next refit "
+        "stores them.",
+    }
+
+
+@roles.callback(
+    Output("preview-k", "value", allow_duplicate=True),
+    Input("model-preview", "clickData"),
+    prevent_initial_call=True,
+    role=K_ROLE,
+)
+def preview_clicked(click: Any) -> Any:
+    """A click on a bar previews its k."""
+    try:
+        return parse_int(click["points"][0]["x"], 1, 1_000, "k")
+    except (FilterError, KeyError, IndexError, TypeError):
+        return no_update
+
+
+@roles.callback(
+    Output("preview-k", "value", allow_duplicate=True),
+    Input(SNAPSHOT, "value"),
+    prevent_initial_call=True,
+    role=K_ROLE,
+)
+def preview_published(snapshot: Any) -> Any:
+    """Another snapshot: preview its published k."""
+    try:
+        return snapshots.get_snapshot(state().engine, parse_snapshot(snapshot)).k
+    except (FilterError, snapshots.NoSnapshot):
+        return no_update
 
 
 refit_ui.register("model")

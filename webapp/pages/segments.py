@@ -1,7 +1,10 @@
-"""Segments (/segments): how big and valuable each segment is, and what sets it apart.
+"""Segments (/segments): how big and valuable each segment is, what sets it apart, and what to
+do about it.
 
 A click on a segment's bar filters the whole dashboard to that segment (a second click clears
-it). Analysts can rename a segment; the name follows it into later snapshots.
+it). Analysts can rename a segment; the name follows it into later snapshots. Beside the
+clusters, the RFM lifecycle stages: a grid in the stage map's R × F layout (customers, revenue
+and the suggested action of each stage) and the cross-table of segments × stages.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from dash import Input, Output, State, dcc, html, no_update
 from flask_login import current_user
 
 from analytics.exports import get as get_export
+from analytics.rfm import STAGE_RULES, STAGE_TABLE, STAGES
 from db import snapshots
 from db.segment_names import rename_segment
 from webapp import charts, roles
-from webapp.components import chart_card, graph, money, no_snapshot, percent
+from webapp.components import chart_card, graph, info, money, no_snapshot, percent
 from webapp.filters import (
     FILTERS,
     SEGMENTS,
@@ -27,11 +31,12 @@ from webapp.filters import (
     filter_bar,
     initial,
     page_header,
+    parse_choice,
     parse_segments,
     parse_snapshot,
     segment_options,
 )
-from webapp.pagekit import Kit, chart_callback
+from webapp.pagekit import Kit, chart_callback, message
 from webapp.roles import has_role
 from webapp.state import state
 
@@ -40,6 +45,7 @@ dash.register_page(
 )
 
 RENAME_ROLE: roles.Role = "analyst"
+MEASURES = ("customers", "gross_revenue")
 
 
 def layout(**query: Any) -> html.Div:
@@ -118,6 +124,41 @@ def layout(**query: Any) -> html.Div:
                 footer=html.Div(rename),
             ),
             chart_card(
+                "segments-stages",
+                "Lifecycle stages",
+                "Every customer also has R, F and M scores (1–5: quintiles of recency, orders and "
+                "spend among the snapshot's customers) and a stage of the RFM segment map, laid "
+                "out here by R (columns) and F (rows); Hibernating and Lost share a corner, split "
+                "by M. Each cell: the stage's customers and revenue (of the segments chosen "
+                "above) and its suggested action; hover the ? for the numbers behind it.",
+                html.Div(
+                    [
+                        dbc.RadioItems(
+                            id="segments-stage-measure",
+                            options=[
+                                {"label": "Shade by customers", "value": "customers"},
+                                {"label": "by revenue", "value": "gross_revenue"},
+                            ],
+                            value="customers",
+                            inline=True,
+                            className="small mb-1",
+                        ),
+                        html.Div(id="segments-stages-message"),
+                        html.Div(id="segments-stages"),
+                    ]
+                ),
+                exportable=export,
+            ),
+            chart_card(
+                "segments-stage-matrix",
+                "Segments × lifecycle stages",
+                "How each segment's customers spread over the lifecycle stages. Colour: the "
+                "cell's share of the segment's customers (or revenue, as chosen above); text: "
+                "the customers (or revenue) in the cell.",
+                graph("segments-stage-matrix"),
+                exportable=export,
+            ),
+            chart_card(
                 "segments-scatter",
                 "Customers in recency, frequency and spend",
                 "A fixed sample of up to 400 customers per segment. Frequency and spend on log "
@@ -145,7 +186,8 @@ def _table(frame: pd.DataFrame, profiles: pd.DataFrame, pal: charts.Palette) -> 
                 html.Th("Recency (days)", className="text-end"),
                 html.Th("Orders", className="text-end"),
                 html.Th("Spend", className="text-end"),
-                html.Th("Centroid (R / F / M)", className="text-end"),
+                html.Th(["Centroid", html.Br(), "R / F / M"], className="text-end"),
+                html.Th("Suggested action"),
             ]
         )
     )
@@ -171,11 +213,142 @@ def _table(frame: pd.DataFrame, profiles: pd.DataFrame, pal: charts.Palette) -> 
                     html.Td(f"{r.recency_days:,.0f}", className="text-end"),
                     html.Td(f"{r.frequency:,.0f}", className="text-end"),
                     html.Td(money(r.monetary), className="text-end"),
-                    html.Td(cen_text, className="text-end small"),
+                    html.Td(cen_text, className="text-end small", style={"whiteSpace": "nowrap"}),
+                    html.Td(_action(r.action, r.action_why), className="small"),
                 ]
             )
         )
     return dbc.Table([head, html.Tbody(rows)], hover=True, size="sm", className="mb-0")
+
+
+def _action(action: Any, why: Any, scope: str = "") -> Any:
+    """A suggested action and, in the ? tooltip, the numbers that triggered it."""
+    if not isinstance(action, str):
+        return html.Span("–", title="No action: this snapshot was made before actions.")
+    if not isinstance(why, str):
+        return html.Span(action, className="action")
+    return html.Span([action, info(f"Why{scope}: {why}")], className="action")
+
+
+def _span(low: int, high: int) -> str:
+    return str(low) if low == high else f"{low}–{high}"
+
+
+# Each stage's place in the grid, from the rule table: columns 2-6 are R 1-5, and each F score
+# (5 at the top) takes two rows, so stages that share an R x F region (Hibernating and Lost,
+# told apart by M) split it, the higher spend above. Column 1 and the last row: axis labels.
+def _stage_places() -> dict[str, dict[str, str]]:
+    regions: dict[tuple[tuple[int, int], tuple[int, int]], list[tuple[int, str, str]]] = {}
+    for stage, (r0, r1), (f0, f1), _ in STAGE_RULES:
+        cell = STAGE_TABLE[r0 - 1, f0 - 1]  # the stage of each M in the region's first cell
+        ms = [m + 1 for m in range(5) if STAGES[int(cell[m])] == stage]
+        regions.setdefault(((r0, r1), (f0, f1)), []).append(
+            (max(ms), stage, f"M {_span(min(ms), max(ms))}")
+        )
+    places = {}
+    for ((r0, r1), (f0, f1)), members in regions.items():
+        top, rows = 2 * (5 - f1) + 1, 2 * (f1 - f0 + 1)
+        members.sort(reverse=True)  # the highest spend above
+        for n, (_, stage, m_text) in enumerate(members):
+            first = top + n * rows // len(members)
+            last = top + (n + 1) * rows // len(members)
+            scores = f"R {_span(r0, r1)} · F {_span(f0, f1)}"
+            places[stage] = {
+                "gridColumn": f"{r0 + 1} / {r1 + 2}",
+                "gridRow": f"{first} / {last}",
+                "scores": scores + (f" · {m_text}" if len(members) > 1 else ""),
+            }
+    return places
+
+
+STAGE_PLACES = _stage_places()
+SHADE = (76, 120, 168)  # the charts' blue
+# Inline styles (no stylesheet of the page's own): R 1-5 in five equal columns after the F labels.
+GRID = {
+    "display": "grid",
+    "gridTemplateColumns": "2.2rem repeat(5, minmax(0, 1fr))",
+    "gridTemplateRows": "repeat(10, minmax(2.7rem, auto)) auto",
+    "gap": "4px",
+}
+AXIS = {
+    "gridColumn": "1",
+    "gridRow": "11",
+    "alignSelf": "center",
+    "textAlign": "center",
+    "fontSize": "12px",
+    "color": "#6c757d",
+}
+CELL = {"padding": "4px 8px 6px", "borderRadius": "4px", "fontSize": "13px", "lineHeight": "1.3"}
+
+
+def stage_grid(stages: pd.DataFrame, measure: str, scope: str = "") -> html.Div:
+    """The `lifecycle` export as a grid in the R x F layout of the RFM segment map: each
+    stage's customers, revenue and action, shaded by the chosen measure's share."""
+    key = "share" if measure == "customers" else "revenue_share"
+    top = float(stages[key].max()) if len(stages) else 0.0
+    cells: list[Any] = []
+    for f in range(5, 0, -1):
+        cells.append(
+            html.Div(
+                f"F {f}",
+                className="stage-axis",
+                style={**AXIS, "gridRow": f"{2 * (5 - f) + 1} / {2 * (5 - f) + 3}"},
+            )
+        )
+    for r in range(1, 6):
+        cells.append(
+            html.Div(f"R {r}", className="stage-axis", style={**AXIS, "gridColumn": str(r + 1)})
+        )
+    for row in stages.itertuples():
+        place = STAGE_PLACES[row.stage]
+        value = float(getattr(row, key)) if row.customers else 0.0
+        # Light enough at the most for dark text to stay readable.
+        alpha = 0.04 + 0.46 * (value / top) if top else 0.04
+        style = {
+            **CELL,
+            "gridColumn": place["gridColumn"],
+            "gridRow": place["gridRow"],
+            "background": f"rgba({SHADE[0]},{SHADE[1]},{SHADE[2]},{alpha:.3f})",
+            "color": "#212529",
+            "borderTop": f"4px solid {charts.stage_color(row.stage)}",
+        }
+        customers = f"{int(row.customers):,} customers ({row.share:.0%})"
+        revenue = f"{money(row.gross_revenue)} revenue ({row.revenue_share:.0%})"
+        first, second = (customers, revenue) if measure == "customers" else (revenue, customers)
+        head = html.Div(
+            [
+                html.Strong(row.stage, className="me-2"),
+                html.Small(place["scores"], className="stage-scores"),
+            ],
+            className="d-flex justify-content-between flex-wrap",
+        )
+        body: list[Any] = [html.Div("No customers", className="text-muted")]
+        if row.customers:
+            body = [
+                html.Div(first, className="stage-main fw-semibold", style={"fontSize": "15px"}),
+                html.Div(second, className="small"),
+                html.Div(
+                    _action(row.action, row.action_why, scope), className="small mt-1 stage-action"
+                ),
+            ]
+        cells.append(
+            html.Div(
+                [head, *body],
+                className="stage-cell" + (" stage-empty" if not row.customers else ""),
+                style=style,
+                **{"data-stage": row.stage},
+            )
+        )
+    return html.Div(
+        [
+            html.Div(cells, className="stage-grid mb-1", style=GRID),
+            html.Small(
+                "R: recency score (5: ordered most recently) · F: frequency score (5: most "
+                "orders) · M: spend score · quintiles among the snapshot's customers.",
+                className="text-muted",
+            ),
+        ]
+    )
 
 
 @chart_callback(
@@ -209,6 +382,39 @@ def update_segments(kit: Kit, renamed: Any = None) -> dict[str, Any]:
             f"Single customers: for the {get_export('customer_sample').role} role."
         )
     return out
+
+
+@chart_callback(
+    "segments",
+    {"segments-stages": "children", "segments-stage-matrix": "figure"},
+    inputs={
+        "segments": FILTERS["segments"],
+        "snapshot": FILTERS["snapshot"],
+        "measure": Input("segments-stage-measure", "value"),
+        "renamed": Input("segments-renamed", "data"),
+    },
+    message_to="segments-stages-message",
+    note_color="info",
+)
+def update_stages(kit: Kit, measure: Any = "customers", renamed: Any = None) -> dict[str, Any]:
+    """The lifecycle stage grid and the segments x stages cross-table (aggregates: viewers)."""
+    value = parse_choice(measure, MEASURES, "measure")
+    stages = kit.read("lifecycle", charts=("segments-stages",))
+    if stages.empty:
+        kit.params.clear()
+        return {
+            "message": message(
+                "This snapshot has no lifecycle stages: it was made before they existed. The "
+                "next refit adds them.",
+                "info",
+            )
+        }
+    matrix = kit.read("stage_matrix", charts=("segments-stage-matrix",))
+    scope = " (the stage across all customers)" if kit.view.filters.segments else ""
+    return {
+        "segments-stages": stage_grid(stages, value, scope),
+        "segments-stage-matrix": charts.stage_matrix_heatmap(matrix, kit.palette, value),
+    }
 
 
 @roles.callback(

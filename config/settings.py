@@ -10,8 +10,9 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Keys that appear in tutorials, sample configs and old releases of BI tools. A deployment that
@@ -123,6 +124,11 @@ class Settings(BaseSettings):
     trusted_proxies: int = Field(
         0, ge=0, le=5, validation_alias=AliasChoices("CUSTSEG_TRUSTED_PROXIES", "trusted_proxies")
     )
+    # The address users reach the app at (e.g. https://analytics.shop.example): the app's own
+    # origin for the cross-site check, and the base of links the app writes (e-mails).
+    public_url: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_PUBLIC_URL", "public_url")
+    )
     login_rate_limit: str = Field(
         "5 per minute",
         validation_alias=AliasChoices("CUSTSEG_LOGIN_RATE_LIMIT", "login_rate_limit"),
@@ -148,6 +154,51 @@ class Settings(BaseSettings):
         200_000, ge=1, validation_alias=AliasChoices("CUSTSEG_EXPORT_ROW_CAP", "export_row_cap")
     )
 
+    # Notifications (docs/NOTIFICATIONS.md): SMTP for e-mail, the webhook allow-list, the
+    # daily run (weekly digests, catch-up) and the retries of a failed delivery.
+    smtp_host: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_SMTP_HOST", "smtp_host")
+    )
+    # None: the port of the security (25, 587 for STARTTLS, 465 for SSL).
+    smtp_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias=AliasChoices("CUSTSEG_SMTP_PORT", "smtp_port")
+    )
+    smtp_security: Literal["none", "starttls", "ssl"] = Field(
+        "starttls", validation_alias=AliasChoices("CUSTSEG_SMTP_SECURITY", "smtp_security")
+    )
+    smtp_user: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_SMTP_USER", "smtp_user")
+    )
+    smtp_password: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_SMTP_PASSWORD", "smtp_password"), repr=False
+    )
+    smtp_from: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_SMTP_FROM", "smtp_from")
+    )
+    smtp_timeout_s: float = Field(
+        30.0, gt=0, validation_alias=AliasChoices("CUSTSEG_SMTP_TIMEOUT", "smtp_timeout_s")
+    )
+    # Comma-separated host names webhooks may go to ("hooks.slack.com, .example.com": a
+    # leading dot allows the subdomains). Empty: any host whose addresses are all public.
+    webhook_hosts: str = Field(
+        "", validation_alias=AliasChoices("CUSTSEG_WEBHOOK_HOSTS", "webhook_hosts")
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, validation_alias=AliasChoices("CUSTSEG_WEBHOOK_TIMEOUT", "webhook_timeout_s")
+    )
+    notify_cron: str = Field(
+        "0 7 * * *", validation_alias=AliasChoices("CUSTSEG_NOTIFY_CRON", "notify_cron")
+    )
+    notify_retries: int = Field(
+        3, ge=0, le=10, validation_alias=AliasChoices("CUSTSEG_NOTIFY_RETRIES", "notify_retries")
+    )
+    notify_backoff_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        validation_alias=AliasChoices("CUSTSEG_NOTIFY_BACKOFF", "notify_backoff_s"),
+    )
+
     # Bootstrap (make run)
     admin_email: str | None = Field(
         None, validation_alias=AliasChoices("CUSTSEG_ADMIN_EMAIL", "admin_email")
@@ -155,6 +206,68 @@ class Settings(BaseSettings):
     admin_password: str | None = Field(
         None, validation_alias=AliasChoices("CUSTSEG_ADMIN_PASSWORD", "admin_password"), repr=False
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        """An http(s) URL with a host and nothing a link could not start with; "" means unset
+        (docker-compose passes unset variables as empty)."""
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        problem = None
+        if parts.scheme not in ("http", "https"):
+            problem = "it does not start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif parts.username is not None or parts.password is not None:
+            problem = "it carries a user name or password"
+        elif parts.query or parts.fragment:
+            problem = "it has a query or fragment"
+        elif any(ord(c) < 33 or c in '\\<>"' for c in value):
+            problem = "it contains spaces, control characters or quotes"
+        else:
+            try:
+                parts.port  # noqa: B018  # raises on a port that is not a number in range
+            except ValueError:
+                problem = "its port is not a number from 0 to 65535"
+        if problem:
+            raise ValueError(
+                f"CUSTSEG_PUBLIC_URL ({value!r}) is not a URL such as "
+                f"https://analytics.shop.example: {problem}"
+            )
+        return value.rstrip("/")
+
+    @field_validator("smtp_host", "smtp_user", "smtp_password", "smtp_from")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        """docker-compose passes unset variables as empty strings."""
+        return value if value is None or value.strip() else None
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _check_from(cls, value: str | None) -> str | None:
+        from email.utils import parseaddr
+
+        if value is not None and "@" not in parseaddr(value)[1]:
+            raise ValueError(
+                f"CUSTSEG_SMTP_FROM ({value!r}) is not an address such as "
+                "'Shop analytics <analytics@shop.example>'"
+            )
+        return value
+
+    @field_validator("webhook_hosts")
+    @classmethod
+    def _check_webhook_hosts(cls, value: str) -> str:
+        for host in (h.strip() for h in value.split(",")):
+            bare = host.removeprefix(".")
+            if host and (not bare or any(c in bare for c in "/:@ *?#")):
+                raise ValueError(
+                    f"CUSTSEG_WEBHOOK_HOSTS: {host!r} is not a host name (use 'hooks.slack.com' "
+                    "or '.example.com' for its subdomains, comma-separated)"
+                )
+        return value
 
     @model_validator(mode="after")
     def _check_k_range(self) -> Settings:
@@ -181,6 +294,11 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def webhook_host_list(self) -> tuple[str, ...]:
+        """CUSTSEG_WEBHOOK_HOSTS as lower-case names (a leading dot: any subdomain)."""
+        return tuple(h.strip().lower() for h in self.webhook_hosts.split(",") if h.strip())
 
     @property
     def secure_cookies(self) -> bool:

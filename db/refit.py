@@ -570,6 +570,9 @@ def refit_job(
         return JobResult(JobStatus.SKIPPED, message=str(exc))
     except RefitFailed as exc:
         return JobResult(JobStatus.FAILED, error=str(exc), snapshot_id=exc.snapshot_id)
+    from db.notify import notify_after_refit  # digests and alerts: a job of their own
+
+    notify_after_refit(engine, o.snapshot_id)
     return JobResult(
         JobStatus.DONE,
         message=f"snapshot {o.snapshot_id} published (k={o.k})",

@@ -146,6 +146,7 @@ class EventPlan:
 @dataclass
 class Plan:
     snapshot: Snapshot
+    now: datetime
     checks: list[RuleCheck] = field(default_factory=list)
     events: list[EventPlan] = field(default_factory=list)
     messages: list[Outgoing] = field(default_factory=list)
@@ -393,7 +394,7 @@ def plan(
     if snap is None:
         return None
     exporter = exporter or Exporter(engine, SnapshotCache(), settings.active_days)
-    result = Plan(snap)
+    result = Plan(snap, now)
     links_base = settings.public_url
     if not links_base:
         result.notes.append(NO_PUBLIC_URL)
@@ -450,7 +451,7 @@ def plan(
 def record(engine: Engine, p: Plan, job_id: int | None = None) -> list[int]:
     """Write the plan in one transaction: rule states, events, pending deliveries (refused ones
     as such), the subscriptions' last digest. The ids of the deliveries to send."""
-    now = utcnow()
+    now = p.now
     with Session(engine) as db, db.begin():
         for rc in p.checks:
             rule = db.get(AlertRule, rc.rule_id)

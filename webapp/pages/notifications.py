@@ -689,9 +689,12 @@ def show_rules(_changed: Any) -> tuple[Any, Any, Any]:
 
 
 @roles.callback(
-    Output("notif-rule-message", "children", allow_duplicate=True),
-    Output("notif-rules-changed", "data", allow_duplicate=True),
+    Output("notif-rule-message", "children"),
+    Output("notif-rules-changed", "data"),
     Input("notif-add-rule", "n_clicks"),
+    Input("notif-rule-on", "n_clicks"),
+    Input("notif-rule-off", "n_clicks"),
+    Input("notif-rule-delete", "n_clicks"),
     State("notif-kind", "value"),
     State("notif-metric", "value"),
     State("notif-days", "value"),
@@ -702,12 +705,16 @@ def show_rules(_changed: Any) -> tuple[Any, Any, Any]:
     State("notif-name", "value"),
     State("notif-recipients", "value"),
     State("notif-webhook", "value"),
+    State("notif-rule", "value"),
     State("notif-rules-changed", "data"),
     prevent_initial_call=True,
     role="analyst",
 )
-def add_rule(
-    clicks: Any,
+def change_rules(
+    _add: Any,
+    _on: Any,
+    _off: Any,
+    _delete: Any,
     kind: Any,
     metric: Any,
     days: Any,
@@ -718,51 +725,27 @@ def add_rule(
     name: Any,
     recipients: Any,
     webhook: Any,
+    rule_id: Any,
     changed: Any,
 ) -> tuple[Any, Any]:
-    if not clicks:
-        return no_update, no_update
-    common = {"direction": direction, "threshold_pct": threshold}
-    params = (
-        {"segment_id": segment, "measure": measure, **common}
-        if kind == "segment_change"
-        else {"metric": metric, "period_days": days, **common}
-    )
-    if recipients is not None and not isinstance(recipients, list):
-        return _message("The recipients are not valid.", False), no_update
-    try:
-        rule = create_rule(
-            state().engine,
-            state().settings,
-            name=name,
-            kind=kind,
-            params=params,
-            email_user_ids=recipients or [],
-            webhook_url=webhook,
-            by=current_user.email,
-        )
-    except NotificationError as exc:
-        return _message(str(exc), False), no_update
-    bump = (changed if isinstance(changed, int) else 0) + 1
-    return _message(f"Rule #{rule.id} “{rule.name}” added.", True), bump
-
-
-@roles.callback(
-    Output("notif-rule-message", "children", allow_duplicate=True),
-    Output("notif-rules-changed", "data", allow_duplicate=True),
-    Input("notif-rule-on", "n_clicks"),
-    Input("notif-rule-off", "n_clicks"),
-    Input("notif-rule-delete", "n_clicks"),
-    State("notif-rule", "value"),
-    State("notif-rules-changed", "data"),
-    prevent_initial_call=True,
-    role="analyst",
-)
-def change_rule(_on: Any, _off: Any, _delete: Any, rule_id: Any, changed: Any) -> tuple[Any, Any]:
+    """Add a rule from the form, or enable, disable or delete the chosen one."""
     action = dash.ctx.triggered_id
     engine = state().engine
     try:
-        if action == "notif-rule-delete":
+        if action == "notif-add-rule":
+            text = _add_rule(
+                kind,
+                metric,
+                days,
+                segment,
+                measure,
+                direction,
+                threshold,
+                name,
+                recipients,
+                webhook,
+            )
+        elif action == "notif-rule-delete":
             text = f"Rule “{delete_rule(engine, rule_id)}” deleted (its history stays)."
         elif action in ("notif-rule-on", "notif-rule-off"):
             rule = set_rule_enabled(engine, rule_id, action == "notif-rule-on")
@@ -772,6 +755,39 @@ def change_rule(_on: Any, _off: Any, _delete: Any, rule_id: Any, changed: Any) -
     except NotificationError as exc:
         return _message(str(exc), False), no_update
     return _message(text, True), (changed if isinstance(changed, int) else 0) + 1
+
+
+def _add_rule(
+    kind: Any,
+    metric: Any,
+    days: Any,
+    segment: Any,
+    measure: Any,
+    direction: Any,
+    threshold: Any,
+    name: Any,
+    recipients: Any,
+    webhook: Any,
+) -> str:
+    common = {"direction": direction, "threshold_pct": threshold}
+    params = (
+        {"segment_id": segment, "measure": measure, **common}
+        if kind == "segment_change"
+        else {"metric": metric, "period_days": days, **common}
+    )
+    if recipients is not None and not isinstance(recipients, list):
+        raise NotificationError("The recipients are not valid.")
+    rule = create_rule(
+        state().engine,
+        state().settings,
+        name=name,
+        kind=kind,
+        params=params,
+        email_user_ids=recipients or [],
+        webhook_url=webhook,
+        by=current_user.email,
+    )
+    return f"Rule #{rule.id} “{rule.name}” added."
 
 
 @roles.callback(

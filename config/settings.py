@@ -239,6 +239,11 @@ class Settings(BaseSettings):
             )
         return value.rstrip("/")
 
+    @field_validator("smtp_port", mode="before")
+    @classmethod
+    def _empty_port_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("smtp_host", "smtp_user", "smtp_password", "smtp_from")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:

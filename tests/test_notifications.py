@@ -1285,3 +1285,65 @@ def test_notification_settings_read_from_the_environment(monkeypatch: pytest.Mon
     assert s.public_url == "https://analytics.shop.example"
     assert s.webhook_host_list == ("hooks.slack.com", ".example.com")
     assert s.smtp_host is None and "s3cret" not in repr(s)
+
+
+# --- the e-mail in a browser --------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_the_digest_renders_in_chromium_within_its_width(
+    sqlite_engine: Engine, tmp_path: Path, shop_files: tuple[Path, Path, list[str]]
+) -> None:
+    """The HTML part as a mail client shows it: nothing wider than its 640 px column, every
+    section there, bars as long as their segments. DIGEST_SCREENSHOT=docs/digest.png saves
+    the picture the README shows."""
+    import base64
+    import os
+
+    from selenium import webdriver
+
+    from tests.conftest import pytest_setup_options
+
+    base, back, _ = shop_files
+    ids = users(sqlite_engine)
+    import_file(sqlite_engine, base)
+    refit(sqlite_engine, k=5)
+    with smtp_server() as (inbox, port):
+        settings = notify_settings(tmp_path, sqlite_engine, port)
+        save_subscription(sqlite_engine, ids["viewer"], "refit")
+        import_file(sqlite_engine, back)
+        refit_job(sqlite_engine, settings)
+    ((_, msg),) = inbox.parsed()
+    page_file = tmp_path / "digest.html"
+    page_file.write_text(html_part(msg), encoding="utf-8")
+
+    options = pytest_setup_options()
+    options.add_argument("--window-size=720,900")
+    driver = webdriver.Chrome(options=options)
+    try:
+        driver.get(page_file.as_uri())
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 720
+        text = driver.find_element("tag name", "body").text
+        for heading in ("Headline figures", "Segments", "Largest moves", "Unsubscribe"):
+            assert heading in text
+        bars = driver.execute_script(
+            "return [...document.querySelectorAll('td[width=\"36%\"] > table:first-child')]"
+            ".map(t => t.getBoundingClientRect().width)"
+        )
+        sizes = [int(x) for x in re.findall(r">([\d,]+)</td>", html_part(msg))]
+        customers = [int(str(n).replace(",", "")) for n in sizes][: len(bars)]
+        assert len(bars) == 5 and bars.index(max(bars)) == customers.index(max(customers))
+        target = os.environ.get("DIGEST_SCREENSHOT")
+        if target:
+            height = driver.execute_script("return document.documentElement.scrollHeight")
+            shot = driver.execute_cdp_cmd(
+                "Page.captureScreenshot",
+                {
+                    "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": 720, "height": height, "scale": 1},
+                },
+            )
+            Path(target).write_bytes(base64.b64decode(shot["data"]))
+    finally:
+        driver.quit()

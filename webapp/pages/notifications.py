@@ -22,7 +22,7 @@ from flask_login import current_user
 from analytics.alerts import DIRECTIONS, KPI_LABELS, RULE_KINDS, SEGMENT_MEASURES
 from analytics.digest import WEEKDAYS
 from db import jobs, snapshots
-from db.delivery import short_url, smtp_problem
+from db.delivery import short_url
 from db.models import Trigger
 from db.notifications import (
     PERIODS,
@@ -87,25 +87,30 @@ def _message(text: str, ok: bool) -> html.Span:
 
 
 def _setup_notice(admin: bool) -> Any:
-    """What the server lacks to send e-mail (admins get the setting names)."""
-    settings = state().settings
-    missing = [p for p in (smtp_problem(settings),) if p]
-    if not settings.public_url:
-        missing.append("links need CUSTSEG_PUBLIC_URL (the address users open the app at)")
+    """What the server lacks to send e-mail (admins get the settings to set)."""
+    s = state().settings
+    missing = [
+        name
+        for name, value in (
+            ("CUSTSEG_SMTP_HOST", s.smtp_host),
+            ("CUSTSEG_SMTP_FROM", s.smtp_from),
+            (
+                "CUSTSEG_PUBLIC_URL (the address users open the app at: the e-mails' links)",
+                s.public_url,
+            ),
+        )
+        if not value
+    ]
     if not missing:
         return html.Div()
-    if not admin:
-        return dbc.Alert(
-            "E-mail is not set up on this server yet: digests and alerts are recorded but not "
-            "sent. Ask an admin.",
-            color="warning",
-            className="py-2",
-        )
-    return dbc.Alert(
-        ["E-mail is not sent until: ", "; ".join(missing), ". See README, Notifications."],
-        color="warning",
-        className="py-2",
+    text = (
+        f"E-mail is not sent until these are set: {'; '.join(missing)}. See the README, "
+        "Notifications."
+        if admin
+        else "E-mail is not set up on this server yet: digests and alerts are recorded but not "
+        "sent. Ask an admin."
     )
+    return dbc.Alert(text, color="warning", className="py-2 small")
 
 
 def _server_settings() -> html.Ul:
@@ -153,53 +158,59 @@ def _digest_card(admin: bool) -> dbc.Card:
             "pages. Every e-mail has a link to unsubscribe.",
             className="small",
         ),
+        dbc.RadioItems(
+            id="notif-frequency",
+            options=list(FREQUENCIES),
+            value="off",
+            inline=True,
+            className="small mb-2",
+        ),
         dbc.Row(
             [
                 dbc.Col(
-                    dbc.RadioItems(
-                        id="notif-frequency",
-                        options=list(FREQUENCIES),
-                        value="off",
-                        inline=True,
-                        className="small",
-                    ),
-                    width="auto",
+                    [
+                        _label("Day (weekly)"),
+                        dcc.Dropdown(
+                            id="notif-weekday",
+                            options=[{"label": d, "value": i} for i, d in enumerate(WEEKDAYS)],
+                            value=0,
+                            clearable=False,
+                            searchable=False,
+                        ),
+                    ],
+                    sm=5,
                 ),
                 dbc.Col(
-                    dcc.Dropdown(
-                        id="notif-weekday",
-                        options=[{"label": d, "value": i} for i, d in enumerate(WEEKDAYS)],
-                        value=0,
-                        clearable=False,
-                        searchable=False,
-                    ),
-                    md=2,
-                ),
-                dbc.Col(
-                    dcc.Dropdown(
-                        id="notif-period",
-                        options=[{"label": f"KPIs over {d} days", "value": d} for d in PERIODS],
-                        value=30,
-                        clearable=False,
-                        searchable=False,
-                    ),
-                    md=3,
-                ),
-                dbc.Col(
-                    dbc.ButtonGroup(
-                        [
-                            dbc.Button("Save", id="notif-save", size="sm"),
-                            dbc.Button("Preview", id="notif-preview", size="sm", color="secondary"),
-                        ]
-                    ),
-                    width="auto",
+                    [
+                        _label("KPIs over the last"),
+                        dcc.Dropdown(
+                            id="notif-period",
+                            options=[{"label": f"{d} days", "value": d} for d in PERIODS],
+                            value=30,
+                            clearable=False,
+                            searchable=False,
+                        ),
+                    ],
+                    sm=4,
                 ),
             ],
-            className="g-2 align-items-center",
+            className="g-2 mb-2",
+        ),
+        dbc.ButtonGroup(
+            [
+                dbc.Button("Save", id="notif-save", size="sm"),
+                dbc.Button("Preview", id="notif-preview", size="sm", color="secondary"),
+            ]
         ),
         html.Div(id="notif-digest-message", className="small mt-2"),
         html.Div(id="notif-digest-status", className="small text-muted mt-1"),
-        dcc.Loading(html.Pre(id="notif-preview-text", className="small mt-2 mb-0")),
+        dcc.Loading(
+            html.Pre(
+                id="notif-preview-text",
+                className="small mt-2 mb-0",
+                style={"whiteSpace": "pre-wrap"},
+            )
+        ),
     ]
     return _card("Digest", body)
 
@@ -210,13 +221,13 @@ def _subscriptions_card() -> dbc.Card:
         [
             DataTable(
                 id="notif-subs",
+                style_table={"overflowX": "auto"},
                 columns=[
                     {"id": "email", "name": "User"},
                     {"id": "role", "name": "Role"},
                     {"id": "when", "name": "When"},
                     {"id": "period", "name": "KPI period"},
                     {"id": "last_sent_at", "name": "Last sent (UTC)"},
-                    {"id": "last_snapshot_id", "name": "Last snapshot"},
                 ],
                 page_size=10,
                 **table_style(),
@@ -247,23 +258,32 @@ def _rules_card() -> dbc.Card:
         if segs is not None
         else []
     )
-    form = dbc.Row(
-        [
-            dbc.Col(
-                [
-                    _label("Rule"),
-                    dcc.Dropdown(
-                        id="notif-kind",
-                        options=[{"label": k.label, "value": k.name} for k in RULE_KINDS.values()],
-                        value="kpi_change",
-                        clearable=False,
-                        searchable=False,
-                    ),
-                ],
-                md=4,
-            ),
-            dbc.Col(
-                html.Div(
+    hidden = {"display": "none"}
+    form = [
+        dbc.Row(
+            [
+                dbc.Col(
+                    [
+                        _label("Rule"),
+                        dcc.Dropdown(
+                            id="notif-kind",
+                            options=[
+                                {"label": k.label, "value": k.name} for k in RULE_KINDS.values()
+                            ],
+                            value="kpi_change",
+                            clearable=False,
+                            searchable=False,
+                        ),
+                    ],
+                    md=7,
+                ),
+                dbc.Col([_label("Name (optional)"), dbc.Input(id="notif-name", maxLength=120)]),
+            ],
+            className="g-2 mb-2",
+        ),
+        dbc.Row(
+            [
+                dbc.Col(
                     [
                         _label("KPI"),
                         dcc.Dropdown(
@@ -274,32 +294,26 @@ def _rules_card() -> dbc.Card:
                         ),
                     ],
                     id="notif-kpi-fields",
+                    md=4,
                 ),
-                md=3,
-            ),
-            dbc.Col(
-                html.Div(
+                dbc.Col(
                     [
                         _label("Period (days)"),
                         dbc.Input(id="notif-days", type="number", min=1, max=366, value=30),
                     ],
                     id="notif-period-fields",
+                    md=2,
                 ),
-                md=2,
-            ),
-            dbc.Col(
-                html.Div(
+                dbc.Col(
                     [
                         _label("Segment"),
                         dcc.Dropdown(id="notif-segment", options=segment_options),
                     ],
                     id="notif-segment-fields",
-                    style={"display": "none"},
+                    md=4,
+                    style=hidden,
                 ),
-                md=3,
-            ),
-            dbc.Col(
-                html.Div(
+                dbc.Col(
                     [
                         _label("Measure"),
                         dcc.Dropdown(
@@ -310,61 +324,61 @@ def _rules_card() -> dbc.Card:
                         ),
                     ],
                     id="notif-measure-fields",
-                    style={"display": "none"},
+                    md=2,
+                    style=hidden,
                 ),
-                md=2,
-            ),
-            dbc.Col(
-                [
-                    _label("Moves"),
-                    dcc.Dropdown(
-                        id="notif-direction",
-                        options=[{"label": DIRECTION_LABELS[d], "value": d} for d in DIRECTIONS],
-                        value="either",
-                        clearable=False,
-                    ),
-                ],
-                md=2,
-            ),
-            dbc.Col(
-                [
-                    _label("by more than (%)"),
-                    dbc.Input(id="notif-threshold", type="number", min=0, value=20),
-                ],
-                md=2,
-            ),
-            dbc.Col(
-                [
-                    _label("Name (optional)"),
-                    dbc.Input(id="notif-name", maxLength=120),
-                ],
-                md=4,
-            ),
-            dbc.Col(
-                [
-                    _label("E-mail to"),
-                    dcc.Dropdown(
-                        id="notif-recipients",
-                        options=people,
-                        value=[int(current_user.id)],
-                        multi=True,
-                    ),
-                ],
-                md=6,
-            ),
-            dbc.Col(
-                [
-                    _label("Webhook URL (optional: Slack, Teams, Mattermost…)"),
-                    dbc.Input(
-                        id="notif-webhook", type="url", placeholder="https://hooks.slack.com/…"
-                    ),
-                ],
-                md=6,
-            ),
-            dbc.Col(dbc.Button("Add rule", id="notif-add-rule", size="sm"), width="auto"),
-        ],
-        className="g-2 align-items-end",
-    )
+                dbc.Col(
+                    [
+                        _label("Moves"),
+                        dcc.Dropdown(
+                            id="notif-direction",
+                            options=[
+                                {"label": DIRECTION_LABELS[d], "value": d} for d in DIRECTIONS
+                            ],
+                            value="either",
+                            clearable=False,
+                        ),
+                    ],
+                    md=3,
+                ),
+                dbc.Col(
+                    [
+                        _label("By more than (%)"),
+                        dbc.Input(id="notif-threshold", type="number", min=0, value=20),
+                    ],
+                    md=3,
+                ),
+            ],
+            className="g-2 mb-2",
+        ),
+        dbc.Row(
+            [
+                dbc.Col(
+                    [
+                        _label("E-mail to"),
+                        dcc.Dropdown(
+                            id="notif-recipients",
+                            options=people,
+                            value=[int(current_user.id)],
+                            multi=True,
+                        ),
+                    ],
+                    md=6,
+                ),
+                dbc.Col(
+                    [
+                        _label("Webhook URL (optional: Slack, Mattermost, Teams…)"),
+                        dbc.Input(
+                            id="notif-webhook", type="url", placeholder="https://hooks.slack.com/…"
+                        ),
+                    ],
+                    md=6,
+                ),
+            ],
+            className="g-2 mb-2",
+        ),
+        dbc.Button("Add rule", id="notif-add-rule", size="sm"),
+    ]
     manage = dbc.Row(
         [
             dbc.Col(dcc.Dropdown(id="notif-rule", placeholder="Rule"), md=5),
@@ -400,7 +414,11 @@ def _rules_card() -> dbc.Card:
                     {"id": "last", "name": "Last check"},
                 ],
                 style_data_conditional=[
-                    {"if": {"filter_query": '{state} = "fired"'}, "fontWeight": "600"}
+                    {
+                        "if": {"filter_query": '{state} = "fired"', "column_id": "state"},
+                        "fontWeight": "600",
+                        "color": "#b02a37",
+                    }
                 ],
                 page_size=10,
                 **table_style(whiteSpace="normal", height="auto"),
@@ -408,7 +426,7 @@ def _rules_card() -> dbc.Card:
             manage,
             html.Hr(),
             html.H6("Add a rule"),
-            form,
+            *form,
             html.Div(id="notif-rule-message", className="small mt-2"),
             dcc.Store(id="notif-rules-changed", data=0),
         ],
@@ -449,6 +467,7 @@ def _deliveries_card(admin: bool) -> dbc.Card:
             html.Div(id="notif-delivery-summary", className="small mb-2"),
             DataTable(
                 id="notif-deliveries",
+                style_table={"overflowX": "auto"},
                 columns=[
                     {"id": "created_at", "name": "When (UTC)"},
                     {"id": "what", "name": "What"},
@@ -623,7 +642,6 @@ def show_subscriptions(_changed: Any) -> list[dict[str, Any]]:
             else f"weekly, {WEEKDAYS[int(r.weekday)]}",
             "period": f"{r.period_days} days",
             "last_sent_at": _day(r.last_sent_at),
-            "last_snapshot_id": None if pd.isna(r.last_snapshot_id) else int(r.last_snapshot_id),
         }
         for r in subs.itertuples()
     ]

@@ -191,8 +191,8 @@ def _users(engine: Engine, ids: Iterable[int]) -> dict[int, User]:
 def check_rules(
     engine: Engine, exporter: Exporter, snap: Snapshot, *, daily: bool
 ) -> list[tuple[AlertRule, RuleCheck]]:
-    """Each enabled rule checked against `snap` (a rule already checked against it is left
-    alone, unless its kind is checked daily), with its next state."""
+    """Each enabled rule checked against `snap` (a rule already checked against it, or against a
+    later snapshot, is left alone unless its kind is checked daily), with its next state."""
     with Session(engine, expire_on_commit=False) as db:
         rules = list(db.scalars(select(AlertRule).where(AlertRule.enabled).order_by(AlertRule.id)))
     out = []
@@ -205,7 +205,8 @@ def check_rules(
                 (rule, RuleCheck(rule.id, rule.name, rule.kind, state, state, False, None, note))
             )
             continue
-        if rule.last_snapshot_id == snap.id and not (daily and kind.daily):
+        checked = rule.last_snapshot_id is not None and rule.last_snapshot_id >= snap.id
+        if checked and not (daily and kind.daily):  # this snapshot or a later one: done
             continue
         try:
             check = kind.evaluate(
@@ -516,7 +517,8 @@ class NotifyReport:
 
     def summary(self) -> str:
         if self.snapshot_id is None:
-            return "no snapshot yet: nothing to notify"
+            sent = f"; {self.delivery}" if self.delivery.sent or self.delivery.failed else ""
+            return (self.notes[0] if self.notes else "no snapshot yet: nothing to notify") + sent
         return (
             f"snapshot {self.snapshot_id}: {self.fired} alert(s) fired, {self.digests} digest(s); "
             f"{self.delivery}"
@@ -540,6 +542,8 @@ def run_notify(
         retry_failed(engine, since=(now or utcnow()) - pd.Timedelta(days=1))
     p = plan(engine, settings, snapshot_id=snapshot_id, daily=daily, now=now)
     report = NotifyReport(None if p is None else p.snapshot.id)
+    if p is None and snapshot_id is not None:
+        report.notes = [f"snapshot {snapshot_id} is not published (any more): nothing to notify"]
     if p is not None:
         record(engine, p, job_id)
         report.fired, report.digests = len(p.events), len(p.digests)

@@ -1347,3 +1347,30 @@ def test_the_digest_renders_in_chromium_within_its_width(
             Path(target).write_bytes(base64.b64decode(shot["data"]))
     finally:
         driver.quit()
+
+
+def test_a_late_notify_job_for_an_older_snapshot_leaves_the_rules_alone(
+    app: Any, dashboard: Any, tmp_path: Path
+) -> None:
+    from db.notify import run_notify
+
+    engine = app.server.extensions["custseg"].engine
+    settings = make_settings(
+        tmp_path, engine.url.render_as_string(hide_password=False), public_url=PUBLIC
+    )
+    create_rule(
+        engine,
+        settings,
+        name="Any orders",
+        kind="kpi_change",
+        params={"metric": "orders", "period_days": 30, "direction": "either", "threshold_pct": 1},
+        email_user_ids=[user_ids(engine)["analyst"]],
+    )
+    assert run_notify(engine, settings, snapshot_id=2).fired == 1
+    late = run_notify(engine, settings, snapshot_id=1)  # queued before, run after
+    assert (late.snapshot_id, late.fired) == (1, 0)
+    with Session(engine) as db:
+        rule = db.get(AlertRule, 1)
+        assert rule is not None and (rule.last_snapshot_id, rule.state) == (2, RuleState.FIRED)
+    gone = run_notify(engine, settings, snapshot_id=99)
+    assert gone.summary() == "snapshot 99 is not published (any more): nothing to notify"

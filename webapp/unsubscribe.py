@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, render_template
+from flask import Blueprint, Flask, render_template, request
 
 from db.notifications import unsubscribe, unsubscribe_target
 from db.notify import read_unsubscribe_token
@@ -28,8 +28,6 @@ def _page(title: str, text: str, status: int = 200, confirm: bool = False) -> An
 
 @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
 def unsubscribe_link(token: str) -> Any:
-    from flask import request
-
     parsed = read_unsubscribe_token(state().settings, token) if len(token) <= MAX_TOKEN else None
     if parsed is None:
         return _page(

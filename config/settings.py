@@ -192,6 +192,51 @@ class Settings(BaseSettings):
         200_000, ge=1, validation_alias=AliasChoices("CUSTSEG_EXPORT_ROW_CAP", "export_row_cap")
     )
 
+    # Notifications (docs/NOTIFICATIONS.md): SMTP for e-mail, the webhook allow-list, the
+    # daily run (weekly digests, catch-up) and the retries of a failed delivery.
+    smtp_host: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_SMTP_HOST", "smtp_host")
+    )
+    # None: the port of the security (25, 587 for STARTTLS, 465 for SSL).
+    smtp_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias=AliasChoices("CUSTSEG_SMTP_PORT", "smtp_port")
+    )
+    smtp_security: Literal["none", "starttls", "ssl"] = Field(
+        "starttls", validation_alias=AliasChoices("CUSTSEG_SMTP_SECURITY", "smtp_security")
+    )
+    smtp_user: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_SMTP_USER", "smtp_user")
+    )
+    smtp_password: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_SMTP_PASSWORD", "smtp_password"), repr=False
+    )
+    smtp_from: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_SMTP_FROM", "smtp_from")
+    )
+    smtp_timeout_s: float = Field(
+        30.0, gt=0, validation_alias=AliasChoices("CUSTSEG_SMTP_TIMEOUT", "smtp_timeout_s")
+    )
+    # Comma-separated host names webhooks may go to ("hooks.slack.com, .example.com": a
+    # leading dot allows the subdomains). Empty: any host whose addresses are all public.
+    webhook_hosts: str = Field(
+        "", validation_alias=AliasChoices("CUSTSEG_WEBHOOK_HOSTS", "webhook_hosts")
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, validation_alias=AliasChoices("CUSTSEG_WEBHOOK_TIMEOUT", "webhook_timeout_s")
+    )
+    notify_cron: str = Field(
+        "0 7 * * *", validation_alias=AliasChoices("CUSTSEG_NOTIFY_CRON", "notify_cron")
+    )
+    notify_retries: int = Field(
+        3, ge=0, le=10, validation_alias=AliasChoices("CUSTSEG_NOTIFY_RETRIES", "notify_retries")
+    )
+    notify_backoff_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        validation_alias=AliasChoices("CUSTSEG_NOTIFY_BACKOFF", "notify_backoff_s"),
+    )
+
     # Bootstrap (make run)
     admin_email: str | None = Field(
         None, validation_alias=AliasChoices("CUSTSEG_ADMIN_EMAIL", "admin_email")
@@ -232,6 +277,41 @@ class Settings(BaseSettings):
             )
         return value.rstrip("/")
 
+    @field_validator("smtp_port", mode="before")
+    @classmethod
+    def _empty_port_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("smtp_host", "smtp_user", "smtp_password", "smtp_from")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        """docker-compose passes unset variables as empty strings."""
+        return value if value is None or value.strip() else None
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _check_from(cls, value: str | None) -> str | None:
+        from email.utils import parseaddr
+
+        if value is not None and "@" not in parseaddr(value)[1]:
+            raise ValueError(
+                f"CUSTSEG_SMTP_FROM ({value!r}) is not an address such as "
+                "'Shop analytics <analytics@shop.example>'"
+            )
+        return value
+
+    @field_validator("webhook_hosts")
+    @classmethod
+    def _check_webhook_hosts(cls, value: str) -> str:
+        for host in (h.strip() for h in value.split(",")):
+            bare = host.removeprefix(".")
+            if host and (not bare or any(c in bare for c in "/:@ *?#")):
+                raise ValueError(
+                    f"CUSTSEG_WEBHOOK_HOSTS: {host!r} is not a host name (use 'hooks.slack.com' "
+                    "or '.example.com' for its subdomains, comma-separated)"
+                )
+        return value
+
     @model_validator(mode="after")
     def _check_k_range(self) -> Settings:
         if self.k_min > self.k_max:
@@ -263,6 +343,11 @@ class Settings(BaseSettings):
         """The origin (scheme://host[:port], lower case, default port left out) of
         CUSTSEG_PUBLIC_URL, or None when it is not set."""
         return origin_of(self.public_url) if self.public_url else None
+
+    @property
+    def webhook_host_list(self) -> tuple[str, ...]:
+        """CUSTSEG_WEBHOOK_HOSTS as lower-case names (a leading dot: any subdomain)."""
+        return tuple(h.strip().lower() for h in self.webhook_hosts.split(",") if h.strip())
 
     @property
     def secure_cookies(self) -> bool:

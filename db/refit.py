@@ -577,6 +577,9 @@ def refit_job(
         return JobResult(JobStatus.FAILED, error=str(exc), snapshot_id=exc.snapshot_id)
     if settings.predictions:  # segments first; predictions attach in their own job
         jobs.enqueue(engine, "predict", {"snapshot_id": o.snapshot_id}, trigger=job.trigger)
+    from db.notify import notify_after_refit  # digests and alerts: a job of their own
+
+    notify_after_refit(engine, o.snapshot_id)
     return JobResult(
         JobStatus.DONE,
         message=f"snapshot {o.snapshot_id} published (k={o.k})",

@@ -28,6 +28,7 @@ from config import Settings
 from db import jobs
 from db.jobs import JobResult
 from db.models import Job, JobStatus, Trigger
+from db.notify import notify_job
 from db.predictions import predict_job
 from db.refit import refit_job
 
@@ -38,6 +39,7 @@ JobFunction = Callable[[Engine, Settings, Job, Callable[[str], None]], JobResult
 KINDS: dict[str, JobFunction] = {
     "refit": refit_job,
     "predict": predict_job,  # queued by a refit that published: its snapshot's predictions
+    "notify": notify_job,  # digests and alerts; queued by a refit that publishes, and daily
 }
 
 
@@ -50,7 +52,10 @@ class Periodic:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
-SCHEDULE: tuple[Periodic, ...] = (Periodic("refit", cron_setting="refit_cron"),)
+SCHEDULE: tuple[Periodic, ...] = (
+    Periodic("refit", cron_setting="refit_cron"),
+    Periodic("notify", cron_setting="notify_cron", params={"daily": True}),
+)
 
 
 def _env_name(setting: str) -> str:

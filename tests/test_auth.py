@@ -7,7 +7,8 @@ import pytest
 from tests.conftest import PASSWORD, login
 from tests.helpers import logout
 
-PUBLIC = {"/login", "/static/<path:filename>", "/health"}
+# The unsubscribe link is public: its signed token decides (tests/test_notifications.py).
+PUBLIC = {"/login", "/static/<path:filename>", "/health", "/unsubscribe/<token>"}
 
 
 def concrete(rule: str) -> str:

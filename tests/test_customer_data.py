@@ -21,7 +21,16 @@ from tests.refitting import refit
 from tests.test_security import build_app
 
 PREFIX = "CID"  # customer ids of this shop: CID12347, ... (found by a plain text search)
-PAGES = ("/", "/segments", "/retention", "/sales", "/migration", "/customers", "/model")
+PAGES = (
+    "/",
+    "/segments",
+    "/retention",
+    "/sales",
+    "/migration",
+    "/customers",
+    "/model",
+    "/notifications",
+)
 
 
 @pytest.fixture(scope="module")

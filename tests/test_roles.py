@@ -38,7 +38,7 @@ def test_every_route_declares_a_role_or_is_public(app: Any) -> None:
     ]
     assert undeclared == []
     public = sorted(r.rule for r in rules if roles.ROUTES[r.endpoint] == roles.PUBLIC)
-    assert public == ["/health", "/login", "/static/<path:filename>"]
+    assert public == ["/health", "/login", "/static/<path:filename>", "/unsubscribe/<token>"]
 
 
 def test_every_page_declares_a_role_and_its_place(app: Any) -> None:
@@ -52,7 +52,16 @@ def test_every_page_declares_a_role_and_its_place(app: Any) -> None:
     [
         (
             "viewer",
-            ["/", "/segments", "/retention", "/sales", "/migration", "/customers", "/model"],
+            [
+                "/",
+                "/segments",
+                "/retention",
+                "/sales",
+                "/migration",
+                "/customers",
+                "/model",
+                "/notifications",
+            ],
         ),
         (
             "admin",
@@ -64,6 +73,7 @@ def test_every_page_declares_a_role_and_its_place(app: Any) -> None:
                 "/migration",
                 "/customers",
                 "/model",
+                "/notifications",
                 "/admin",
             ],
         ),

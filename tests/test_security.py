@@ -639,7 +639,7 @@ def concrete(rule: str) -> str:
 
 def anonymous_probes(app: Any, real_asset: str) -> list[tuple[str, str]]:
     """(method, path) for every rule of the url_map, Dash's endpoints and every page."""
-    public = {"/login", "/static/<path:filename>", "/health"}
+    public = {"/login", "/static/<path:filename>", "/health", "/unsubscribe/<token>"}
     probes: list[tuple[str, str]] = []
     for rule in app.server.url_map.iter_rules():
         if rule.rule in public:

@@ -19,7 +19,7 @@ from config import Settings, get_settings
 from db.exporter import Exporter
 from db.session import make_engine, session_factory
 from db.snapshot_cache import SnapshotCache
-from webapp import auth, downloads, filters, roles, security, uploads
+from webapp import auth, downloads, filters, roles, security, unsubscribe, uploads
 from webapp.nav import nav_id
 from webapp.state import AppState
 
@@ -142,6 +142,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     auth.init_app(server)
     uploads.init_app(server)
+    unsubscribe.init_app(server)  # the public link of notification e-mails
 
     app = Dash(
         __name__,

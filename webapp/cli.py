@@ -740,5 +740,52 @@ def batches_remove(batch_id: int) -> None:
     )
 
 
+@main.command("notify")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what would be sent for the latest snapshot; send and record nothing.",
+)
+@click.option(
+    "--snapshot", "snapshot_id", type=DB_ID, default=None, help="Snapshot id (default: latest)."
+)
+@handled
+def notify_cmd(dry_run: bool, snapshot_id: int | None) -> None:
+    """Check the alert rules and send the digests due now (the scheduler's daily run does this
+    too); --dry-run prints every message instead, digests "after every refit" included."""
+    from db.notify import plan, run_notify
+
+    settings = get_settings()
+    engine = _engine(settings)
+    if not dry_run:
+        report = run_notify(engine, settings, snapshot_id=snapshot_id, daily=True)
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        click.echo(report.summary())
+        return
+    p = plan(engine, settings, snapshot_id=snapshot_id, daily=True, resend=True)
+    if p is None:
+        click.echo("no snapshot yet: nothing to send")
+        return
+    click.echo(
+        f"dry run for snapshot {p.snapshot.id} (as of {p.snapshot.as_of}): nothing is sent "
+        "or recorded"
+    )
+    for note in p.notes:
+        click.echo(f"note: {note}")
+    for rc in p.checks:
+        what = rc.check.message if rc.check is not None else rc.note
+        fires = ": FIRES" if rc.fires else ""
+        click.echo(f"rule #{rc.rule_id} {rc.name} ({rc.before} -> {rc.after}{fires}): {what}")
+    if not p.checks:
+        click.echo("no alert rule to check")
+    for m in p.messages:
+        refused = f" [not sent: {m.refused}]" if m.refused else ""
+        click.echo(f"\n--- {m.what} by {m.channel} to {m.recipient}{refused}\n{m.subject}")
+        click.echo(m.text.rstrip())
+    if not p.messages:
+        click.echo("no message to send")
+
+
 if __name__ == "__main__":
     main()

@@ -39,6 +39,7 @@ ROUTES: dict[str, str] = {
     "auth.login": PUBLIC,
     "static": PUBLIC,  # the CSS the login form needs
     "health": PUBLIC,
+    "notify.unsubscribe_link": PUBLIC,  # a notification e-mail's link: its signed token decides
     "auth.logout": "viewer",
     "uploads.import_file": "admin",
     "_dash_assets.static": "viewer",

@@ -1,6 +1,16 @@
 """All models, imported here so that `Base.metadata` knows every table."""
 
 from db.models.jobs import Job, JobStatus
+from db.models.notifications import (
+    AlertEvent,
+    AlertRule,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Frequency,
+    RuleState,
+    Subscription,
+)
 from db.models.snapshots import (
     KSetting,
     PredictionStatus,
@@ -25,12 +35,19 @@ from db.models.users import ROLES, User
 
 __all__ = [
     "ROLES",
+    "AlertEvent",
+    "AlertRule",
+    "Channel",
+    "Delivery",
+    "DeliveryStatus",
+    "Frequency",
     "ImportBatch",
     "KSetting",
     "PredictionStatus",
     "Job",
     "JobStatus",
     "RefitStage",
+    "RuleState",
     "SegmentLabel",
     "Snapshot",
     "SnapshotCustomer",
@@ -44,6 +61,7 @@ __all__ = [
     "SnapshotStage",
     "SnapshotStageMigration",
     "SnapshotStatus",
+    "Subscription",
     "Transaction",
     "Trigger",
     "User",

@@ -1,0 +1,136 @@
+"""notification_subscriptions, alert_rules, alert_events, notification_deliveries
+
+Digests and alerts (issue 17): who subscribed to which digest, the alert rules and their firing
+state, what fired (the history), and every message with each attempt to send it (the log).
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "notification_subscriptions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("frequency", sa.String(length=16), nullable=False),
+        sa.Column("weekday", sa.SmallInteger(), nullable=True),
+        sa.Column("period_days", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_by", sa.String(length=254), nullable=True),
+        sa.Column("last_sent_at", sa.DateTime(), nullable=True),
+        sa.Column("last_snapshot_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_notification_subscriptions_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_subscriptions")),
+    )
+    with op.batch_alter_table("notification_subscriptions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_notification_subscriptions_user_id"), ["user_id"], unique=True
+        )
+
+    op.create_table(
+        "alert_rules",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("email_user_ids", sa.JSON(), nullable=False),
+        sa.Column("webhook_url", sa.String(length=2000), nullable=True),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("state_changed_at", sa.DateTime(), nullable=True),
+        sa.Column("last_checked_at", sa.DateTime(), nullable=True),
+        sa.Column("last_snapshot_id", sa.Integer(), nullable=True),
+        sa.Column("last_message", sa.Text(), nullable=True),
+        sa.Column("created_by", sa.String(length=254), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_rules")),
+    )
+
+    op.create_table(
+        "alert_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("rule_id", sa.Integer(), nullable=True),
+        sa.Column("rule_name", sa.String(length=120), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("snapshot_id", sa.Integer(), nullable=True),
+        sa.Column("fired_at", sa.DateTime(), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("link", sa.String(length=2000), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["rule_id"],
+            ["alert_rules.id"],
+            name=op.f("fk_alert_events_rule_id_alert_rules"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_events")),
+    )
+    with op.batch_alter_table("alert_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_alert_events_rule_id"), ["rule_id"], unique=False)
+
+    op.create_table(
+        "notification_deliveries",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("job_id", sa.Integer(), nullable=True),
+        sa.Column("what", sa.String(length=16), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("recipient", sa.String(length=300), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column("subject", sa.String(length=300), nullable=False),
+        sa.Column("snapshot_id", sa.Integer(), nullable=True),
+        sa.Column("subscription_id", sa.Integer(), nullable=True),
+        sa.Column("event_id", sa.Integer(), nullable=True),
+        sa.Column("rule_id", sa.Integer(), nullable=True),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("log", sa.JSON(), nullable=False),
+        sa.Column("sent_at", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["event_id"],
+            ["alert_events.id"],
+            name=op.f("fk_notification_deliveries_event_id_alert_events"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_deliveries")),
+    )
+    with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_notification_deliveries_event_id"), ["event_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_notification_deliveries_status_id", ["status", "id"], unique=False
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_notification_deliveries_status_id")
+        batch_op.drop_index(batch_op.f("ix_notification_deliveries_event_id"))
+    op.drop_table("notification_deliveries")
+    with op.batch_alter_table("alert_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alert_events_rule_id"))
+    op.drop_table("alert_events")
+    op.drop_table("alert_rules")
+    with op.batch_alter_table("notification_subscriptions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_notification_subscriptions_user_id"))
+    op.drop_table("notification_subscriptions")

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from config import Settings
 from db import jobs
+from db.campaigns import campaign_results_job
 from db.jobs import JobResult
 from db.models import Job, JobStatus, Trigger
 from db.refit import refit_job
@@ -36,6 +37,7 @@ JobFunction = Callable[[Engine, Settings, Job, Callable[[str], None]], JobResult
 
 KINDS: dict[str, JobFunction] = {
     "refit": refit_job,
+    "campaign_results": campaign_results_job,  # queued after imports too (db/importer.py)
 }
 
 
@@ -48,7 +50,10 @@ class Periodic:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
-SCHEDULE: tuple[Periodic, ...] = (Periodic("refit", cron_setting="refit_cron"),)
+SCHEDULE: tuple[Periodic, ...] = (
+    Periodic("refit", cron_setting="refit_cron"),
+    Periodic("campaign_results", cron_setting="campaign_results_cron"),
+)
 
 
 def _env_name(setting: str) -> str:

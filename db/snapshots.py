@@ -141,15 +141,22 @@ def customers(engine: Engine, snapshot_id: int, segment_ids: tuple[int, ...] = (
         c.category_breadth,
         c.first_order_day,
         c.last_order_day,
+        c.lifecycle_stage,
     ).where(c.snapshot_id == snapshot_id)
     if segment_ids:
         stmt = stmt.where(c.segment_id.in_(segment_ids))
     ints = ("segment_id", "recency_days", "frequency", "tenure_days", "category_breadth")
-    dtypes: dict[str, Any] = {"customer_id": str, **dict.fromkeys(ints, "int64")}
+    dtypes: dict[str, Any] = {
+        "customer_id": str,
+        "lifecycle_stage": str,
+        **dict.fromkeys(ints, "int64"),
+    }
     dtypes.update(dict.fromkeys(("monetary", "aov", "return_rate"), "float64"))
     frame = read_frame(engine, stmt, dtypes)  # COPY on PostgreSQL: 1M customers at L
     for day in ("first_order_day", "last_order_day"):
         frame[day] = pd.to_datetime(frame[day], format="ISO8601").dt.date
+    # A dozen stage names over up to 1M rows (NULL in snapshots made before stages).
+    frame["lifecycle_stage"] = frame["lifecycle_stage"].astype("category")
     return frame
 
 

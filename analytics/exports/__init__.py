@@ -2,14 +2,14 @@
 
 - `spec`: the filter object and the only validation of dates, segments, snapshot, granularity;
 - `registry`: one declaration per export (what it reads, its columns, its role, its row cap);
-- `orders`, `customers`, `cohorts`, `model`: the exports, by subject (importing this package
+- `orders`, `customers`, `cohorts`, `model`, `campaigns`: the exports, by subject (importing this package
   registers them all; listed with the brief's own first);
 - `files`: CSV / XLSX with provenance and formula neutralization.
 
 `db/exporter.py` runs them against the database for pages, downloads and `custseg export`.
 """
 
-from analytics.exports import cohorts, customers, model, orders
+from analytics.exports import campaigns, cohorts, customers, model, orders
 from analytics.exports.files import FORMATS, FORMULA_PREFIXES, neutralize, to_bytes
 from analytics.exports.registry import (
     REGISTRY,
@@ -49,6 +49,7 @@ __all__ = [
     "Sources",
     "View",
     "allowed",
+    "campaigns",
     "cohorts",
     "compute",
     "customers",

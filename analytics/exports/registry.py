@@ -21,6 +21,7 @@ import pandas as pd
 from analytics.exports.spec import Filters
 
 if TYPE_CHECKING:
+    from analytics.campaigns import AudienceList
     from analytics.orderindex import OrderIndex
 
 Role = Literal["viewer", "analyst", "admin"]
@@ -37,6 +38,7 @@ Source = Literal[
     "migration",
     "scores",
     "history",
+    "campaign",
 ]
 
 
@@ -87,6 +89,10 @@ class Sources(Protocol):
     def migration(self, compare_to: int | None) -> tuple[pd.DataFrame, int | None]:
         """Moves from snapshot `compare_to` (default: the previous one) into this one, and the
         id of the snapshot they come from (None for the first snapshot: nobody moved yet)."""
+        ...
+
+    def campaign(self, campaign_id: int) -> AudienceList:
+        """A campaign's frozen members (stored with the campaign, whatever snapshots remain)."""
         ...
 
 

@@ -108,6 +108,9 @@ class Filters:
     month: int = 1  # retention_trend: the month since first order
     compare_to: int | None = None  # migration: the snapshot customers come from
     customer: str | None = None  # customer_orders: one customer id
+    # campaign_treatment: the campaign (only `custseg campaign export` and the Campaigns page
+    # set it, each recording the export; chart params never carry it).
+    campaign: int | None = None
 
     def validate(self) -> Filters:
         """Check every value (for filters built directly, e.g. by `custseg export`)."""
@@ -120,6 +123,7 @@ class Filters:
         parse_int(self.month, 1, MAX_RETENTION_MONTH, "month")
         parse_snapshot(self.compare_to, "snapshot to compare with")
         parse_text(self.customer, "customer id")
+        parse_snapshot(self.campaign, "campaign")
         return self
 
     def describe(self) -> dict[str, str]:
@@ -136,6 +140,8 @@ class Filters:
             out["compare_to"] = str(self.compare_to)
         if self.customer is not None:
             out["customer"] = self.customer
+        if self.campaign is not None:
+            out["campaign"] = str(self.campaign)
         return out
 
 

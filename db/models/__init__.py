@@ -1,5 +1,13 @@
 """All models, imported here so that `Base.metadata` knows every table."""
 
+from db.models.campaigns import (
+    Campaign,
+    CampaignDaily,
+    CampaignEvent,
+    CampaignLift,
+    CampaignMember,
+    CampaignResult,
+)
 from db.models.jobs import Job, JobStatus
 from db.models.snapshots import (
     KSetting,
@@ -23,6 +31,12 @@ from db.models.users import ROLES, User
 
 __all__ = [
     "ROLES",
+    "Campaign",
+    "CampaignDaily",
+    "CampaignEvent",
+    "CampaignLift",
+    "CampaignMember",
+    "CampaignResult",
     "ImportBatch",
     "KSetting",
     "Job",

@@ -18,6 +18,7 @@ and the exported list's columns follow.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -74,6 +75,7 @@ class Field:
     source: Literal["snapshot", "transactions"] = "snapshot"
     low: float | None = None  # the smallest value a bound may take
     high: float | None = None
+    decimals: int | None = None  # of its values in the exported list
 
 
 FIELDS: dict[str, Field] = {
@@ -83,12 +85,22 @@ FIELDS: dict[str, Field] = {
         Field("stage", "Lifecycle stage", "set", "lifecycle_stage", "text"),
         Field("recency_days", "Recency (days)", "range", "recency_days", "int", low=0),
         Field("frequency", "Orders", "range", "frequency", "int", low=0),
-        Field("monetary", "Spend", "range", "monetary", "float", low=0),
-        Field("aov", "Average order value", "range", "aov", "float", low=0),
+        Field("monetary", "Spend", "range", "monetary", "float", low=0, decimals=2),
+        Field("aov", "Average order value", "range", "aov", "float", low=0, decimals=2),
         Field("country", "Country", "set", "country", "text", source="transactions"),
         # Predictions (analytics/predictions.py): usable once a snapshot stores them.
-        Field("predicted_value", "Predicted 12-month value", "range", "clv_12m", "float", low=0),
-        Field("churn_risk", "Churn risk", "range", "churn_risk", "float", low=0, high=1),
+        Field(
+            "predicted_value",
+            "Predicted 12-month value",
+            "range",
+            "clv_12m",
+            "float",
+            low=0,
+            decimals=2,
+        ),
+        Field(
+            "churn_risk", "Churn risk", "range", "churn_risk", "float", low=0, high=1, decimals=4
+        ),
     )
 }
 # Always in a campaign's member rows and its exported list; the other fields are exported when
@@ -301,9 +313,19 @@ def audience(customers: pd.DataFrame, rule: Rule) -> pd.DataFrame:
 # --- the split ---------------------------------------------------------------------------------
 
 
-def holdout_size(customers: int, share: float) -> int:
-    """Customers of a segment held out: the share rounded to the nearest customer."""
-    return int(math.floor(customers * share + 0.5))
+def holdout_sizes(counts: Sequence[int] | np.ndarray, share: float) -> np.ndarray:
+    """Customers each segment holds out, given each segment's size: the largest-remainder
+    apportionment of round(total x share), so every segment is within one customer of its
+    share and the whole holdout is the share of the whole audience, rounded (ties go to the
+    larger segment, then the earlier one)."""
+    n = np.asarray(counts, dtype=np.int64)
+    exact = n * share
+    held = np.floor(exact).astype(np.int64)
+    left = int(math.floor(n.sum() * share + 0.5)) - int(held.sum())
+    if left > 0:
+        order = np.lexsort((np.arange(len(n)), -n, -(exact - held)))
+        held[order[:left]] += 1
+    return held
 
 
 def check_share(share: object) -> float:
@@ -325,9 +347,9 @@ def split(
 ) -> np.ndarray:
     """Which customers are held out (True) and which get the campaign, drawn per segment.
 
-    Each segment holds out `holdout_size(n, share)` of its n customers, drawn by numpy's
-    Generator seeded with (seed, segment id) from its customers in id order: the same seed and
-    audience give the same split, whatever order the rows come in.
+    Each segment holds out its part of the holdout (`holdout_sizes`: within one customer of
+    the share), drawn by numpy's Generator seeded with (seed, segment id) from its customers in
+    id order: the same seed and audience give the same split, whatever order the rows come in.
     """
     share = check_share(share)
     if not 0 <= seed <= MAX_SEED:
@@ -337,11 +359,11 @@ def split(
     order = np.argsort(ids, kind="stable") if len(ids) > 1 else np.arange(len(ids))
     held = np.zeros(len(ids), dtype=bool)
     in_order = segs[order]
-    for seg in np.unique(in_order):
+    values, counts = np.unique(in_order, return_counts=True)
+    for seg, k in zip(values, holdout_sizes(counts, share), strict=True):
         members = order[in_order == seg]
         rng = np.random.default_rng([seed, int(seg) & 0xFFFFFFFF])
-        chosen = rng.choice(len(members), size=holdout_size(len(members), share), replace=False)
-        held[members[chosen]] = True
+        held[members[rng.choice(len(members), size=int(k), replace=False)]] = True
     return held
 
 
@@ -349,7 +371,7 @@ def sizes(segment_ids: Sequence[int] | np.ndarray, share: float) -> pd.DataFrame
     """Per segment: customers, treatment and holdout as `split` will draw them (for the preview
     before saving: the sizes do not depend on the seed)."""
     counts = pd.Series(np.asarray(segment_ids, dtype=np.int64)).value_counts().sort_index()
-    held = np.array([holdout_size(int(n), share) for n in counts.to_numpy()], dtype=np.int64)
+    held = holdout_sizes(counts.to_numpy(), share)
     return pd.DataFrame(
         {
             "segment_id": counts.index.to_numpy(dtype=np.int64),
@@ -540,11 +562,27 @@ def _verdict(lift: Lift, fmt: Any, what: str) -> str:
     return f"No detectable effect yet: {fmt(lift.lift)} ({interval}) includes zero.{could}"
 
 
+@functools.lru_cache(maxsize=64)
+def detectable_effect(n_t: int, n_h: int, test: Literal["z", "t"]) -> float:
+    """The standardized effect two groups of these sizes detect with 80% power at the 5%
+    level (two-sided): Cohen's h for proportions ("z", `NormalIndPower`), Cohen's d for means
+    ("t", `TTestIndPower`). Cached: it depends on the sizes only."""
+    from statsmodels.stats.power import NormalIndPower, TTestIndPower
+
+    solver = NormalIndPower() if test == "z" else TTestIndPower()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(
+            solver.solve_power(
+                effect_size=None, nobs1=n_t, alpha=1 - CONFIDENCE, power=POWER, ratio=n_h / n_t
+            )
+        )
+
+
 def conversion_lift(buyers_t: int, n_t: int, buyers_h: int, n_h: int) -> Lift:
     """Difference of the groups' conversion rates, Newcomb's 95% interval (statsmodels'
     `confint_proportions_2indep`), and the smallest difference detectable at 80% power given
     the holdout's rate (Cohen's h from `NormalIndPower`, turned back into a rate)."""
-    from statsmodels.stats.power import NormalIndPower
     from statsmodels.stats.proportion import confint_proportions_2indep
 
     method = "difference of proportions, Newcomb's 95% interval"
@@ -557,9 +595,7 @@ def conversion_lift(buyers_t: int, n_t: int, buyers_h: int, n_h: int) -> Lift:
         low, high = confint_proportions_2indep(
             buyers_t, n_t, buyers_h, n_h, compare="diff", alpha=1 - CONFIDENCE
         )
-        h = NormalIndPower().solve_power(
-            effect_size=None, nobs1=n_t, alpha=1 - CONFIDENCE, power=POWER, ratio=n_h / n_t
-        )
+    h = detectable_effect(n_t, n_h, "z")
     angle = math.asin(math.sqrt(p_h)) + float(h) / 2
     mde = (math.sin(min(angle, math.pi / 2)) ** 2 - p_h) if math.isfinite(float(h)) else None
     lift = Lift(
@@ -573,7 +609,6 @@ def revenue_lift(revenue_t: np.ndarray, revenue_h: np.ndarray) -> Lift:
     interval (scipy), and the smallest difference detectable at 80% power (Cohen's d from
     statsmodels' `TTestIndPower`, times the pooled standard deviation)."""
     from scipy import stats
-    from statsmodels.stats.power import TTestIndPower
 
     method = "difference of means, Welch's 95% t interval"
     a, b = np.asarray(revenue_t, dtype=float), np.asarray(revenue_h, dtype=float)
@@ -589,13 +624,7 @@ def revenue_lift(revenue_t: np.ndarray, revenue_h: np.ndarray) -> Lift:
         if sd > 0:
             interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(CONFIDENCE)
             low, high = _finite(interval.low), _finite(interval.high)
-            d = TTestIndPower().solve_power(
-                effect_size=None,
-                nobs1=len(a),
-                alpha=1 - CONFIDENCE,
-                power=POWER,
-                ratio=len(b) / len(a),
-            )
+            d = detectable_effect(len(a), len(b), "t")
             mde = _finite(float(d) * sd)
         else:  # nobody spent anything in either group yet: no spread to test against
             low = high = mean_t - mean_h
@@ -704,4 +733,9 @@ def treatment_rows(got: AudienceList) -> pd.DataFrame:
     """The treatment group's rows for the sending tool: never a holdout customer."""
     members = got.members
     out = members.loc[~members["holdout"].to_numpy(dtype=bool)]
-    return out[[c for c in LIST_COLUMNS if c in out.columns]].reset_index(drop=True)
+    out = out[[c for c in LIST_COLUMNS if c in out.columns]].reset_index(drop=True)
+    for name in ATTRIBUTE_FIELDS:
+        decimals = FIELDS[name].decimals
+        if name in out.columns and decimals is not None:
+            out[name] = pd.to_numeric(out[name], errors="coerce").round(decimals)
+    return out

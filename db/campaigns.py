@@ -184,6 +184,12 @@ def create(
     share = calc.check_share(holdout_share)
     if got.audience.empty:
         raise RuleError(f"No customer of snapshot {snapshot.id} matches the rule ({got.text}).")
+    if got.holdout == 0 or got.treatment == 0:
+        raise RuleError(
+            f"{len(got.audience):,} customers and a holdout of {share:.0%} leave "
+            f"{'no holdout' if got.holdout == 0 else 'no treatment group'}: a campaign needs "
+            "both. Widen the rule or change the share."
+        )
     seed = secrets.randbits(62) if seed is None else seed
     held = calc.split(got.audience["customer_id"], got.audience["segment_id"], share, seed)
     fields = calc.attribute_fields(got.rule)

@@ -2,8 +2,8 @@
 
 - `spec`: the filter object and the only validation of dates, segments, snapshot, granularity;
 - `registry`: one declaration per export (what it reads, its columns, its role, its row cap);
-- `orders`, `customers`, `cohorts`, `model`, `campaigns`: the exports, by subject (importing this package
-  registers them all; listed with the brief's own first);
+- `orders`, `customers`, `cohorts`, `model`, `campaigns`: the exports, by subject (importing
+  this package registers them all; listed with the brief's own first);
 - `files`: CSV / XLSX with provenance and formula neutralization.
 
 `db/exporter.py` runs them against the database for pages, downloads and `custseg export`.

@@ -170,13 +170,15 @@ def create(
     end: date | None = None,
     seed: int | None = None,
     created_by: str | None = None,
+    trigger: Trigger = Trigger.CLI,
 ) -> Campaign:
     """Freeze the audience the rule selects from `snapshot`'s customers and split it.
 
     `customers`: the snapshot's customers (with a `country` column when the caller joined
     the transactions' countries); `segments`: the snapshot's segment_id and name. Writes the
-    campaign, its members and the `create` entry of the log in one transaction. Raises
-    RuleError (nothing written) for a bad name, rule, share or dates, or an empty audience.
+    campaign, its members and the `create` entry of the log in one transaction, then queues
+    its first measurement (`trigger`: who asked). Raises RuleError (nothing written) for a bad
+    name, rule, share or dates, or an empty audience.
     """
     name = calc.check_name(name)
     start, end = calc.check_dates(start, end)
@@ -240,6 +242,7 @@ def create(
             "by_segment": by_segment,
         }
         conn.execute(insert(CampaignEvent).values(**_event(campaign, CREATE, created_by, details)))
+    queue_results(engine, trigger, campaign.id, requested_by=created_by)
     return campaign
 
 

@@ -15,7 +15,16 @@ def callback_spec(client: Any, output_contains: str) -> dict[str, Any]:
 
 
 # The navbar links a viewer sees: what an ALL output over them addresses (webapp/nav.py).
-VIEWER_PAGES = ("/", "/segments", "/retention", "/sales", "/migration", "/customers", "/model")
+VIEWER_PAGES = (
+    "/",
+    "/segments",
+    "/retention",
+    "/sales",
+    "/migration",
+    "/customers",
+    "/model",
+    "/campaigns",
+)
 
 
 def _output(part: str, every: dict[str, list[dict[str, Any]]] | None = None) -> Any:

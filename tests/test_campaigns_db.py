@@ -185,17 +185,23 @@ def test_an_import_queues_the_measurement_when_there_are_campaigns(
     lines = pd.read_csv(SAMPLE, dtype=str).head(50)
     lines["order_id"] = "X" + lines["order_id"]
     lines.to_csv(tmp_path / "more.csv", index=False)
+    (first,) = jobs.recent(sqlite_engine)  # creating queued its first measurement
+    assert (first.kind, first.trigger, first.params) == (
+        "campaign_results",
+        Trigger.CLI,
+        {"campaign_id": made.id},
+    )
     import_file(sqlite_engine, tmp_path / "more.csv")
-    (job,) = jobs.recent(sqlite_engine)
+    job = jobs.recent(sqlite_engine)[0]
     assert (job.kind, job.trigger, job.params, job.status) == (
         "campaign_results",
         Trigger.IMPORT,
         {},
         JobStatus.QUEUED,
     )
-    (done,) = Scheduler(sqlite_engine, Settings.model_construct()).drain()
-    assert done.status == JobStatus.DONE, done.error
-    assert done.message == "1 campaign(s) measured through 2011-12-09"
+    ran = Scheduler(sqlite_engine, Settings.model_construct()).drain()
+    assert [j.status for j in ran] == [JobStatus.DONE, JobStatus.DONE], ran[-1].error
+    assert ran[-1].message == "1 campaign(s) measured through 2011-12-09"
     measured = campaigns.get(sqlite_engine, made.id)
     assert measured.results_through == date(2011, 10, 31) and measured.results_at is not None
     # "Refresh results" queues one campaign; a second press reuses the waiting job.
@@ -281,8 +287,9 @@ def test_on_a_demo_shop_the_lifts_intervals_contain_the_planted_effects(
         tmp_path / "january.csv", index=False
     )
     import_file(sqlite_engine, tmp_path / "january.csv")  # queues the measurement
-    (done,) = Scheduler(sqlite_engine, Settings.model_construct()).drain()
+    *_, done = Scheduler(sqlite_engine, Settings.model_construct()).drain()
     assert done.kind == "campaign_results" and done.status == JobStatus.DONE, done.error
+    assert done.trigger == Trigger.IMPORT
     got = campaigns.report(sqlite_engine, made.id)
     lifts = got.lifts.set_index("metric")
     conversion, revenue = lifts.loc["conversion"], lifts.loc["revenue_per_customer"]

@@ -52,7 +52,16 @@ def test_every_page_declares_a_role_and_its_place(app: Any) -> None:
     [
         (
             "viewer",
-            ["/", "/segments", "/retention", "/sales", "/migration", "/customers", "/model"],
+            [
+                "/",
+                "/segments",
+                "/retention",
+                "/sales",
+                "/migration",
+                "/customers",
+                "/model",
+                "/campaigns",
+            ],
         ),
         (
             "admin",
@@ -64,6 +73,7 @@ def test_every_page_declares_a_role_and_its_place(app: Any) -> None:
                 "/migration",
                 "/customers",
                 "/model",
+                "/campaigns",
                 "/admin",
             ],
         ),

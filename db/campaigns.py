@@ -120,6 +120,38 @@ def _attributes(audience: pd.DataFrame, fields: tuple[str, ...]) -> list[dict[st
     return [dict(zip(fields, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
+def rule_columns() -> set[str]:
+    """The columns a snapshot's rule frame may have: its customers' and, where snapshots store
+    predictions, theirs (the Campaigns page offers the fields these give)."""
+    import db.models
+
+    columns = set(db.models.SnapshotCustomer.__table__.columns.keys())
+    predictions = getattr(db.models, "SnapshotPrediction", None)
+    if predictions is not None:
+        columns |= set(predictions.__table__.columns.keys())
+    return columns
+
+
+def rule_frame(src: Any, rule: Rule) -> pd.DataFrame:
+    """The customers frame a rule is evaluated on: the snapshot's customers (`src`: a
+    `SnapshotSources`), with the columns of its predictions the rule reads when the snapshot
+    has them (`src.predictions`, by customer id; joined only when asked for: a join of 1M
+    customers costs about a second)."""
+    frame: pd.DataFrame = src.customers
+    wanted = [
+        calc.FIELDS[n].column
+        for n in rule.fields
+        if calc.FIELDS[n].column not in frame.columns and calc.FIELDS[n].source == "snapshot"
+    ]
+    predictions = getattr(src, "predictions", None) if wanted else None
+    if isinstance(predictions, pd.DataFrame) and "customer_id" in predictions.columns:
+        by_id = predictions.set_index("customer_id")
+        frame = frame.assign(
+            **{c: frame["customer_id"].map(by_id[c]) for c in wanted if c in by_id.columns}
+        )
+    return frame
+
+
 @dataclass(frozen=True)
 class Preview:
     """What saving would freeze: the audience, its sizes per segment, the rule in words."""

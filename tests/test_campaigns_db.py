@@ -386,3 +386,34 @@ def test_the_campaign_commands_create_list_export_and_report(
         assert failed.exit_code != 0 and message in failed.output, (argv, failed.output)
     log = campaigns.events(cli_db)
     assert log["action"].tolist() == ["export", "create"] and set(log["actor"]) == {"cli"}
+
+
+def test_a_rule_on_predictions_reads_those_of_the_snapshot(sqlite_engine: Engine) -> None:
+    from analytics.campaigns import parse_rule
+
+    import_file(sqlite_engine, SAMPLE)
+    refit(sqlite_engine, k=3)
+    src = Exporter(sqlite_engine, SnapshotCache()).sources()
+    rule = parse_rule({"churn_risk": [0.5, None], "predicted_value": [None, 100]})
+    plain = campaigns.rule_frame(src, rule)
+    assert plain is src.customers  # no prediction here: nothing joined, nothing copied
+    with pytest.raises(RuleError, match="does not hold it"):
+        campaigns.preview(rule, plain, src.segments, src.snap.id, 0.1)
+    ids = src.customers["customer_id"].head(40).tolist()
+
+    class WithPredictions:  # a snapshot's sources once it stores predictions
+        customers = src.customers
+        predictions = pd.DataFrame(
+            {
+                "customer_id": ids,
+                "churn_risk": [0.9 if i % 2 else 0.1 for i in range(40)],
+                "clv_12m": [50.0 if i % 4 == 1 else 500.0 for i in range(40)],
+            }
+        )
+
+    got = campaigns.preview(
+        rule, campaigns.rule_frame(WithPredictions(), rule), src.segments, src.snap.id, 0.1
+    )
+    assert got.audience["customer_id"].tolist() == sorted(ids[1::4])
+    assert got.audience["churn_risk"].tolist() == [0.9] * 10
+    assert {"lifecycle_stage", "recency_days"} <= campaigns.rule_columns()

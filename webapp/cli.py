@@ -831,25 +831,28 @@ def campaign_create(
     holdout (seeded, stratified by segment), and record the campaign."""
     from analytics.campaigns import FIELDS, parse_rule
     from db import campaigns, snapshots
+    from db.exporter import Exporter
+    from db.snapshot_cache import SnapshotCache
 
     rule = parse_rule(_rule_from_options(segment_ids, stages, countries, where))
     settings = get_settings()
     engine = _engine(settings)
     try:
-        snap = snapshots.get_snapshot(engine, snapshot_id)
+        src = Exporter(engine, SnapshotCache(), settings.active_days).sources(snapshot_id)
     except snapshots.NoSnapshot as exc:
         raise ValueError(str(exc)) from None
-    customers = snapshots.customers(engine, snap.id)
+    snap = src.snap
+    customers = campaigns.rule_frame(src, rule)
     if any(FIELDS[n].source == "transactions" for n in rule.fields):
         countries_of = campaigns.customer_countries(engine, snap.as_of)
-        customers["country"] = customers["customer_id"].map(countries_of)
+        customers = customers.assign(country=customers["customer_id"].map(countries_of))
     made = campaigns.create(
         engine,
         name=name,
         rule=rule,
         snapshot=snap,
         customers=customers,
-        segments=snapshots.segments(engine, snap.id),
+        segments=src.segments,
         holdout_share=_share(holdout),
         start=_day(start, "--start"),
         end=_day(end, "--end"),

@@ -30,7 +30,7 @@ from analytics.exports import Filters, View
 from analytics.rfm import STAGES
 from db import campaigns, jobs, snapshots
 from db.exporter import Forbidden
-from db.models import JobStatus, SnapshotCustomer, Trigger
+from db.models import JobStatus, Trigger
 from webapp import charts, roles
 from webapp.components import chart_card, graph, integer, money, percent
 from webapp.filters import (
@@ -340,8 +340,7 @@ def _new_campaign() -> dbc.Card:
             ),
             className="shadow-sm mb-3",
         )
-    columns = {c.name for c in SnapshotCustomer.__table__.columns}
-    ranges, missing = _range_inputs(columns)
+    ranges, missing = _range_inputs(campaigns.rule_columns())
     missing_note = html.Div(
         [
             f"Not in snapshots yet: {', '.join(missing)} (once refits store predictions). "
@@ -586,9 +585,9 @@ def preview(kit: Kit, **values: Any) -> dict[str, Any]:
     snapshot_id = parse_snapshot(values.get("snapshot_id"))
     kit = Kit(View(Filters(), snapshot_id))
     src = kit.sources()
-    got = campaigns.preview(
-        _rule(values), src.customers, src.segments, src.snap.id, _share(values.get("holdout"))
-    )
+    rule = calc.parse_rule(_rule(values))
+    share = _share(values.get("holdout"))
+    got = campaigns.preview(rule, campaigns.rule_frame(src, rule), src.segments, src.snap.id, share)
     if got.audience.empty:
         return {"message": message("No customer of this snapshot matches the rule.", "light")}
     return {"preview": _preview_table(got, kit)}
@@ -633,12 +632,13 @@ def save(clicks: Any, *form: Any) -> tuple[Any, Any]:
     try:
         snapshot_id = parse_snapshot(values.get("snapshot_id"))
         src = Kit(View(Filters(), snapshot_id)).sources()
+        rule = calc.parse_rule(_rule(values))
         made = campaigns.create(
             state().engine,
             name=values.get("name"),
-            rule=_rule(values),
+            rule=rule,
             snapshot=src.snap,
-            customers=src.customers,
+            customers=campaigns.rule_frame(src, rule),
             segments=src.segments,
             holdout_share=_share(values.get("holdout")),
             start=parse_day(values.get("start_day"), "start date"),

@@ -356,7 +356,8 @@ def split(
         raise RuleError(f"The seed must be a whole number from 0 to {MAX_SEED}.")
     ids = np.asarray(customer_ids, dtype=object)
     segs = np.asarray(segment_ids, dtype=np.int64)
-    order = np.argsort(ids, kind="stable") if len(ids) > 1 else np.arange(len(ids))
+    in_id_order = pd.Index(ids).is_monotonic_increasing  # an audience comes sorted
+    order = np.arange(len(ids)) if in_id_order else np.argsort(ids, kind="stable")
     held = np.zeros(len(ids), dtype=bool)
     in_order = segs[order]
     values, counts = np.unique(in_order, return_counts=True)

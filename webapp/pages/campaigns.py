@@ -256,18 +256,24 @@ def remember_filters(status: Any, search: Any) -> str:
     return "?" + urlencode(pairs) if pairs else ""
 
 
+# What each logged action reads as: in the list of every campaign, and on one campaign's page.
+VERBS = {
+    "create": ("created", "created it"),
+    "export": ("exported the treatment list of", "exported the treatment list"),
+    "delete": ("deleted", "deleted it"),
+}
+
+
 def _log(frame: pd.DataFrame, with_name: bool = False) -> Any:
+    """The log, newest first: when, who, what, and the group sizes at the time."""
     if frame.empty:
         return html.P("Nothing yet.", className="text-muted mb-0 small")
-    verbs = {"create": "created", "export": "exported the treatment list of", "delete": "deleted"}
     items = []
     for r in frame.itertuples():
-        what = verbs.get(r.action, r.action)
+        verb = VERBS.get(r.action, (r.action, r.action))[0 if with_name else 1]
         name = f" “{r.campaign_name}”" if with_name else ""
-        if not with_name and r.action != "create":
-            what = {"export": "exported the treatment list", "delete": "deleted it"}[r.action]
-        extra = ""
         details = r.details if isinstance(r.details, dict) else {}
+        extra = ""
         if r.action == "export" and details:
             extra = f" ({details.get('rows', 0):,} rows, {str(details.get('format', '')).upper()})"
         items.append(
@@ -275,7 +281,7 @@ def _log(frame: pd.DataFrame, with_name: bool = False) -> Any:
                 [
                     html.Span(f"{r.at:%Y-%m-%d %H:%M} UTC", className="text-muted me-2"),
                     html.Strong(r.actor or "unknown"),
-                    f" {what}{name}{extra} · treatment {int(r.treatment or 0):,}, "
+                    f" {verb}{name}{extra} · treatment {int(r.treatment or 0):,}, "
                     f"holdout {int(r.holdout or 0):,}",
                 ]
             )

@@ -101,6 +101,16 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
         ("requests served per second", "load.requests_per_s", "", ""),
         ("gunicorn worker RSS at the end (max)", "load.server.rss_mb_at_end", "MB", ""),
     ],
+    "campaigns": [
+        ("campaigns.audience (customers)", "campaigns.audience", "", "200,000 at L"),
+        ("campaigns.create_s (Save campaign, warm)", "campaigns.create_s", "s", "<= 5 at L"),
+        ("create from the command line's path, cold", "campaigns.create_cold_s", "s", ""),
+        ("preview of the sizes", "campaigns.preview_ms", "ms", ""),
+        ("campaigns.measure_s (campaign_results job)", "campaigns.measure_s", "s", ""),
+        ("campaigns.report_s (open its page)", "campaigns.report_s", "s", "<= 5 at L"),
+        ("treatment list CSV from the page", "campaigns.export_s", "s", ""),
+        ("campaign list", "campaigns.list_ms", "ms", ""),
+    ],
 }
 PHASE1 = ("import", "refit")
 

@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         le=1,
         validation_alias=AliasChoices("CUSTSEG_HIGH_VALUE_SHARE", "high_value_share"),
     )
+    # Campaign results are measured again daily (after the nightly refit), after each import and
+    # on "Refresh results".
+    campaign_results_cron: str = Field(
+        "30 3 * * *",
+        validation_alias=AliasChoices("CUSTSEG_CAMPAIGN_RESULTS_CRON", "campaign_results_cron"),
+    )
     scheduler_poll_s: float = Field(
         2.0, gt=0, validation_alias=AliasChoices("CUSTSEG_SCHEDULER_POLL", "scheduler_poll_s")
     )

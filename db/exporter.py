@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from analytics import aggregates, exports, rfm
+from analytics.campaigns import AudienceList
 from analytics.exports import Filters, SnapshotInfo
 from analytics.exports.customers import member_rows, profile_table, sample_customers
 from analytics.exports.predictions import PREDICTION_COLUMNS
@@ -156,6 +157,11 @@ class SnapshotSources:
     @cached_property
     def history(self) -> pd.DataFrame:
         return snapshots.history(self.engine)
+
+    def campaign(self, campaign_id: int) -> AudienceList:
+        from db.campaigns import audience_list
+
+        return audience_list(self.engine, campaign_id)
 
     def migration(self, compare_to: int | None) -> tuple[pd.DataFrame, int | None]:
         target, source = self.snap, self._earlier(compare_to)

@@ -54,6 +54,7 @@ from analytics.layouts import (
     split_header,
     unknown_header,
 )
+from db import campaigns
 from db.bulk import bulk_insert
 from db.models import ImportBatch, Transaction
 
@@ -788,6 +789,7 @@ def import_rows(
                 report=report.as_dict(),
             )
         )
+    campaigns.after_import(engine)  # new orders: measure the campaigns again (a queued job)
     return report
 
 

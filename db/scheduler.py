@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from config import Settings
 from db import jobs
+from db.campaigns import campaign_results_job
 from db.jobs import JobResult
 from db.models import Job, JobStatus, Trigger
 from db.notify import notify_job
@@ -40,6 +41,7 @@ KINDS: dict[str, JobFunction] = {
     "refit": refit_job,
     "predict": predict_job,  # queued by a refit that published: its snapshot's predictions
     "notify": notify_job,  # digests and alerts; queued by a refit that publishes, and daily
+    "campaign_results": campaign_results_job,  # queued after imports too (db/importer.py)
 }
 
 
@@ -55,6 +57,7 @@ class Periodic:
 SCHEDULE: tuple[Periodic, ...] = (
     Periodic("refit", cron_setting="refit_cron"),
     Periodic("notify", cron_setting="notify_cron", params={"daily": True}),
+    Periodic("campaign_results", cron_setting="campaign_results_cron"),
 )
 
 

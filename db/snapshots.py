@@ -156,7 +156,11 @@ def customers(engine: Engine, snapshot_id: int, segment_ids: tuple[int, ...] = (
     if segment_ids:
         stmt = stmt.where(c.segment_id.in_(segment_ids))
     ints = ("segment_id", "recency_days", "frequency", "tenure_days", "category_breadth")
-    dtypes: dict[str, Any] = {"customer_id": str, **dict.fromkeys(ints, "int64")}
+    dtypes: dict[str, Any] = {
+        "customer_id": str,
+        "lifecycle_stage": str,
+        **dict.fromkeys(ints, "int64"),
+    }
     dtypes.update(dict.fromkeys(("monetary", "aov", "return_rate"), "float64"))
     dtypes.update(dict.fromkeys(("r_score", "f_score", "m_score"), "Int8"))
     dtypes["lifecycle_stage"] = str

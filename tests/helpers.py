@@ -23,6 +23,7 @@ VIEWER_PAGES = (
     "/migration",
     "/customers",
     "/model",
+    "/campaigns",
     "/notifications",
 )
 

@@ -205,7 +205,7 @@ def test_navbar_links_carry_the_filters(app, dashboard, client) -> None:  # type
     assert body[link]["href"] == "/retention?start=2011-01-01&end=2011-02-01&segment=1"
     layout = client.get("/_dash-layout").get_json()
     links = [json.loads(k)["page"] for k in _ids_and_props(layout) if "nav-link" in k]
-    assert links == [*PAGES, "/notifications"]  # viewers do not see the Admin link
+    assert links == [*PAGES, "/campaigns", "/notifications"]  # viewers do not see the Admin link
 
 
 @pytest.mark.parametrize("path", PAGES + ("/admin",))

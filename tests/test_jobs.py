@@ -210,8 +210,8 @@ def test_the_scheduler_survives_database_errors_and_stops_when_its_parent_is_gon
 
 def test_the_schedule_queues_a_refit_when_due_and_once(sqlite_engine: Engine) -> None:
     settings = Settings.model_construct(refit_cron="0 3 * * *")
-    refit_only = tuple(p for p in SCHEDULE if p.kind == "refit")  # not the daily notify run
-    scheduler = Scheduler(sqlite_engine, settings, schedule=refit_only)
+    refits = tuple(p for p in SCHEDULE if p.kind == "refit")  # other periodic jobs aside
+    scheduler = Scheduler(sqlite_engine, settings, schedule=refits)
     day = datetime(2025, 1, 1, tzinfo=UTC)
     assert scheduler.queue_due(day + timedelta(hours=2, minutes=59)) == []
     (job,) = scheduler.queue_due(day + timedelta(hours=3))

@@ -1017,3 +1017,41 @@ def k_preview_bars(previews: pd.DataFrame, selected: int | None = None) -> go.Fi
         annotations=notes,
         clickmode="event",
     )
+
+
+CAMPAIGN_COLORS = {"treatment": "#4C78A8", "holdout": OTHER_COLOR}
+
+
+def campaign_cumulative(daily: pd.DataFrame, start: Any) -> go.Figure:
+    """Cumulative revenue per customer of a campaign's treatment and holdout, by day since its
+    start (`daily`: analytics.campaigns.DAILY_COLUMNS)."""
+    if daily.empty:
+        return empty_figure("No results yet: they appear once orders after the start arrive.")
+    first = pd.Timestamp(start)
+    traces: list[dict[str, object]] = []
+    for group in ("treatment", "holdout"):
+        part = daily[daily["group"] == group].sort_values("day")
+        days = part["day"].astype(int)
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": group.capitalize(),
+                "x": days.tolist(),
+                "y": part["revenue_per_customer"].astype(float).round(4).tolist(),
+                "customdata": [(first + pd.Timedelta(days=d)).strftime("%Y-%m-%d") for d in days],
+                "line": {
+                    "color": CAMPAIGN_COLORS[group],
+                    "width": 2.5 if group == "treatment" else 2,
+                },
+                "hovertemplate": "%{customdata} (day %{x}): %{y:,.2f} per customer"
+                f"<extra>{group.capitalize()}</extra>",
+            }
+        )
+    return _fig(
+        traces,
+        320,
+        xaxis={**_axis_title("Days since the start"), "rangemode": "tozero"},
+        yaxis={**_axis_title("Revenue per customer, cumulative"), "rangemode": "tozero"},
+        hovermode="x unified",
+    )

@@ -787,5 +787,355 @@ def notify_cmd(dry_run: bool, snapshot_id: int | None) -> None:
         click.echo("no message to send")
 
 
+# --- campaigns ---------------------------------------------------------------------------------
+
+CLI_ACTOR = "cli"
+
+
+@main.group("campaign")
+def campaign() -> None:
+    """Campaigns: freeze an audience with a random holdout, export the treatment list for the
+    sending tool, and measure the lift against the holdout."""
+
+
+def _rule_from_options(
+    segments: tuple[int, ...],
+    stages: tuple[str, ...],
+    countries: tuple[str, ...],
+    where: tuple[str, ...],
+) -> dict[str, Any]:
+    """The rule's JSON from the command's options (checked by analytics.campaigns.parse_rule).
+
+    --where FIELD=VALUES: a set field takes values separated by commas, a range field
+    LOW:HIGH with either end empty (recency_days=:90, monetary=100:)."""
+    from analytics.campaigns import FIELDS
+
+    rule: dict[str, Any] = {}
+    if segments:
+        rule["segment"] = list(segments)
+    if stages:
+        rule["stage"] = list(stages)
+    if countries:
+        rule["country"] = list(countries)
+    for item in where:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or name not in FIELDS:
+            raise click.BadParameter(
+                f"{item!r}: use FIELD=VALUES with FIELD one of {', '.join(FIELDS)}",
+                param_hint="--where",
+            )
+        if name in rule:
+            raise click.BadParameter(f"{name} is given twice", param_hint="--where")
+        field = FIELDS[name]
+        if field.kind == "set":
+            values: list[Any] = [v.strip() for v in text.split(",") if v.strip()]
+            if field.dtype == "int":
+                if not all(v.isdigit() for v in values):
+                    raise click.BadParameter(f"{name}: ids are whole numbers", param_hint="--where")
+                values = [int(v) for v in values]
+            rule[name] = values
+            continue
+        low, colon, high = text.partition(":")
+        if not colon:
+            raise click.BadParameter(
+                f"{name}: a range is LOW:HIGH (either may be empty)", param_hint="--where"
+            )
+        bounds = []
+        for end in (low.strip(), high.strip()):
+            try:
+                bounds.append(None if not end else float(end) if "." in end else int(end))
+            except ValueError:
+                raise click.BadParameter(
+                    f"{name}: {end!r} is not a number", param_hint="--where"
+                ) from None
+        rule[name] = bounds
+    return rule
+
+
+def _share(value: str) -> float:
+    text = value.strip()
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a share (0.1 or 10%)", param_hint="--holdout"
+        ) from None
+
+
+def _lift_text(lift: float | None, low: float | None, high: float | None, points: bool) -> str:
+    """'+2.1 pts [-0.4, +4.6]' (conversion) or '+3.20 [-1.10, +7.50]'; '-' before results."""
+    import math
+
+    values = (lift, low, high)
+    if any(v is None or math.isnan(v) for v in values):
+        return "-"
+    a, b, c = (float(v) * (100 if points else 1) for v in values)  # type: ignore[arg-type]
+    if points:
+        return f"{a:+.1f} pts [{b:+.1f}, {c:+.1f}]"
+    return f"{a:+,.2f} [{b:+,.2f}, {c:+,.2f}]"
+
+
+@campaign.command("create")
+@click.argument("name")
+@click.option("--start", required=True, help="First day of the campaign (YYYY-MM-DD).")
+@click.option("--end", default=None, help="Last day (YYYY-MM-DD); default: open-ended.")
+@click.option(
+    "--snapshot",
+    "snapshot_id",
+    type=DB_ID,
+    default=None,
+    help="Draw from this snapshot (default: the latest).",
+)
+@click.option("--segment", "segment_ids", multiple=True, type=DB_ID, help="Segment id, repeatable.")
+@click.option("--stage", "stages", multiple=True, help="Lifecycle stage, repeatable.")
+@click.option(
+    "--country",
+    "countries",
+    multiple=True,
+    help="Country, repeatable: each customer's latest country in the transactions.",
+)
+@click.option(
+    "--where",
+    multiple=True,
+    metavar="FIELD=VALUES",
+    help="Any rule field: recency_days=:90, frequency=2:, monetary=100:500, stage=Champions,"
+    "Loyal, predicted_value=200: (fields: analytics/campaigns.py FIELDS). Repeatable.",
+)
+@click.option("--holdout", default="10%", show_default=True, help="Share held out (0.1 or 10%).")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**62),
+    default=None,
+    help="Seed of the split (default: a random one, stored with the campaign).",
+)
+@handled
+def campaign_create(
+    name: str,
+    start: str,
+    end: str | None,
+    snapshot_id: int | None,
+    segment_ids: tuple[int, ...],
+    stages: tuple[str, ...],
+    countries: tuple[str, ...],
+    where: tuple[str, ...],
+    holdout: str,
+    seed: int | None,
+) -> None:
+    """Freeze the customers of a snapshot that match a rule, split them into treatment and
+    holdout (seeded, stratified by segment), and record the campaign."""
+    from analytics.campaigns import FIELDS, parse_rule
+    from db import campaigns, snapshots
+    from db.exporter import Exporter
+    from db.snapshot_cache import SnapshotCache
+
+    rule = parse_rule(_rule_from_options(segment_ids, stages, countries, where))
+    settings = get_settings()
+    engine = _engine(settings)
+    try:
+        src = Exporter.of(engine, SnapshotCache(), settings).sources(snapshot_id)
+    except snapshots.NoSnapshot as exc:
+        raise ValueError(str(exc)) from None
+    snap = src.snap
+    customers = campaigns.rule_frame(src, rule)
+    if any(FIELDS[n].source == "transactions" for n in rule.fields):
+        countries_of = campaigns.customer_countries(engine, snap.as_of)
+        customers = customers.assign(country=customers["customer_id"].map(countries_of))
+    made = campaigns.create(
+        engine,
+        name=name,
+        rule=rule,
+        snapshot=snap,
+        customers=customers,
+        segments=src.segments,
+        holdout_share=_share(holdout),
+        start=_day(start, "--start"),
+        end=_day(end, "--end"),
+        seed=seed,
+        created_by=CLI_ACTOR,
+    )
+    click.echo(
+        f"campaign {made.id} created: {made.treatment_size + made.holdout_size:,} customers of "
+        f"snapshot {snap.id} ({made.rule_text}); treatment {made.treatment_size:,}, holdout "
+        f"{made.holdout_size:,} ({made.holdout_share:.0%}, seed {made.seed})"
+    )
+    click.echo(f"export the treatment list: custseg campaign export {made.id} --out list.csv")
+
+
+@campaign.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["draft", "running", "ended"]),
+    default=None,
+    help="Only campaigns in this status (from their dates).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the campaigns as JSON.")
+@handled
+def campaign_list(status: str | None, as_json: bool) -> None:
+    """Every campaign: status, dates, sizes and the lift so far (95% interval in brackets)."""
+    from db import campaigns
+
+    found = campaigns.list_campaigns(_engine(get_settings()))
+    if status:
+        found = found[found["status"] == status]
+    if as_json:
+        click.echo(found.to_json(orient="records", date_format="iso", indent=2))
+        return
+    if found.empty:
+        click.echo(
+            "no campaign" + (f" {status}" if status else "") + "; create one with "
+            "`custseg campaign create NAME --segment ID --start YYYY-MM-DD`"
+        )
+        return
+    head = (
+        "id",
+        "name",
+        "status",
+        "dates",
+        "treatment",
+        "holdout",
+        "conversion lift",
+        "revenue/customer lift",
+    )
+    rows = [
+        (
+            str(r.campaign_id),
+            str(r.name),
+            str(r.status),
+            f"{r.start_date} .. {r.end_date or 'open'}",
+            f"{r.treatment:,}",
+            f"{r.holdout:,}",
+            _lift_text(r.conversion_lift, r.conversion_low, r.conversion_high, True),
+            _lift_text(r.revenue_lift, r.revenue_low, r.revenue_high, False),
+        )
+        for r in found.itertuples()
+    ]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        cells = [
+            c.rjust(w) if i in (0, 4, 5) else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        click.echo("  ".join(cells).rstrip())
+
+
+@campaign.command("export")
+@click.argument("campaign_id", type=DB_ID)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Output file ('-' for standard output, CSV only).",
+)
+@handled
+def campaign_export(campaign_id: int, fmt: str, out: Path) -> None:
+    """Write a campaign's treatment list for the sending tool (never its holdout), with its
+    provenance; the export is recorded in the campaign's log."""
+    from db import campaigns
+    from db.exporter import Exporter
+    from db.snapshot_cache import SnapshotCache
+    from db.snapshots import NoSnapshot
+
+    if str(out) == "-" and fmt != "csv":
+        raise ValueError("only CSV can go to standard output")
+    settings = get_settings()
+    engine = _engine(settings)
+    try:
+        data, _, provenance = campaigns.export_treatment(
+            engine,
+            Exporter.of(engine, SnapshotCache(), settings),
+            campaign_id,
+            fmt,
+            row_cap=settings.export_row_cap,
+            by=CLI_ACTOR,
+        )
+    except (NoSnapshot, campaigns.UnknownCampaign) as exc:
+        raise ValueError(str(exc)) from None
+    if str(out) == "-":
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    out.write_bytes(data)
+    click.echo(
+        f"wrote {provenance['rows']:,} treatment customers of campaign {campaign_id} to {out}",
+        err=True,
+    )
+
+
+@campaign.command("report")
+@click.argument("campaign_id", type=DB_ID)
+@click.option(
+    "--measure",
+    is_flag=True,
+    help="Measure now from the transactions (else: the last results of the campaign_results "
+    "job, which runs after imports and daily).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handled
+def campaign_report(campaign_id: int, measure: bool, as_json: bool) -> None:
+    """A campaign's results: per group, the campaign window and the same number of days before
+    it; the lift of treatment over holdout with its 95% interval, and what it means."""
+    from db import campaigns
+
+    engine = _engine(get_settings())
+    try:
+        if measure:
+            campaigns.measure(engine, campaign_id)
+        got = campaigns.report(engine, campaign_id)
+    except campaigns.UnknownCampaign as exc:
+        raise ValueError(str(exc)) from None
+    c = got.campaign
+    if as_json:
+        doc = {
+            "campaign_id": c.id,
+            "name": c.name,
+            "status": got.status,
+            "rule": c.rule_text,
+            "snapshot_id": c.snapshot_id,
+            "start_date": str(c.start_date),
+            "end_date": str(c.end_date) if c.end_date else None,
+            "treatment": c.treatment_size,
+            "holdout": c.holdout_size,
+            "results_at": str(c.results_at) if c.results_at else None,
+            "results_through": str(c.results_through) if c.results_through else None,
+            "note": c.results_note,
+            "groups": json.loads(got.groups.to_json(orient="records", date_format="iso")),
+            "lifts": json.loads(got.lifts.to_json(orient="records")),
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(
+        f"campaign {c.id}: {c.name} ({got.status}, {c.start_date} .. {c.end_date or 'open'})"
+    )
+    click.echo(f"  audience: {c.rule_text}; snapshot {c.snapshot_id} (as of {c.snapshot_as_of})")
+    click.echo(
+        f"  treatment {c.treatment_size:,}, holdout {c.holdout_size:,} "
+        f"({c.holdout_share:.0%}, seed {c.seed})"
+    )
+    if got.groups.empty:
+        click.echo(f"  no results yet: {c.results_note or 'not measured yet'}")
+        return
+    click.echo(f"  measured {c.results_at:%Y-%m-%d %H:%M} UTC, through {c.results_through}")
+    click.echo(
+        f"  {'period':<24} {'group':<10} {'customers':>9} {'buyers':>7} {'conversion':>10} "
+        f"{'orders':>7} {'revenue/customer':>16} {'AOV':>9}"
+    )
+
+    def num(value: Any, fmt: str) -> str:
+        return "-" if value is None or value != value else format(value, fmt)
+
+    for r in got.groups.itertuples():
+        days = f"{r.period} {r.first_day}..{r.last_day}"
+        conversion = num(r.conversion * 100 if r.conversion is not None else None, ".1f")
+        click.echo(
+            f"  {days:<24} {r.group:<10} {r.customers:>9,} {r.buyers:>7,} {conversion:>9}% "
+            f"{r.orders:>7,} {num(r.revenue_per_customer, ',.2f'):>16} {num(r.aov, ',.2f'):>9}"
+        )
+    for r in got.lifts.itertuples():
+        click.echo(f"  {r.metric}: {r.verdict}")
+
+
 if __name__ == "__main__":
     main()

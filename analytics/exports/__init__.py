@@ -3,14 +3,15 @@
 - `spec`: the filter object and the only validation of dates, segments, stages, snapshot,
   granularity;
 - `registry`: one declaration per export (what it reads, its columns, its role, its row cap);
-- `orders`, `customers`, `cohorts`, `model`, `lifecycle`, `predictions`: the exports, by subject
-  (importing this package registers them all; the ones every shop automates first);
+- `orders`, `customers`, `cohorts`, `model`, `lifecycle`, `predictions`, `campaigns`: the
+  exports, by subject (importing this package registers them all; the ones every shop automates
+  first);
 - `files`: CSV / XLSX with provenance and formula neutralization.
 
 `db/exporter.py` runs them against the database for pages, downloads and `custseg export`.
 """
 
-from analytics.exports import cohorts, customers, lifecycle, model, orders, predictions
+from analytics.exports import campaigns, cohorts, customers, lifecycle, model, orders, predictions
 from analytics.exports.files import FORMATS, FORMULA_PREFIXES, neutralize, to_bytes
 from analytics.exports.registry import (
     REGISTRY,
@@ -52,6 +53,7 @@ __all__ = [
     "Sources",
     "View",
     "allowed",
+    "campaigns",
     "cohorts",
     "compute",
     "customers",

@@ -21,6 +21,7 @@ import pandas as pd
 from analytics.exports.spec import Filters
 
 if TYPE_CHECKING:
+    from analytics.campaigns import AudienceList
     from analytics.orderindex import OrderIndex
 
 Role = Literal["viewer", "analyst", "admin"]
@@ -41,6 +42,7 @@ Source = Literal[
     "stages",
     "k_previews",
     "stage_migration",
+    "campaign",
 ]
 
 
@@ -117,6 +119,10 @@ class Sources(Protocol):
     def stage_migration(self, compare_to: int | None) -> tuple[pd.DataFrame, int | None]:
         """As `migration`, between lifecycle stages ("(new)" / "(gone)" for customers who
         joined or left); empty when the earlier snapshot has no stages."""
+        ...
+
+    def campaign(self, campaign_id: int) -> AudienceList:
+        """A campaign's frozen members (stored with the campaign, whatever snapshots remain)."""
         ...
 
 

@@ -130,6 +130,9 @@ class Filters:
     compare_to: int | None = None  # migration: the snapshot customers come from
     customer: str | None = None  # customer_orders: one customer id
     stages: tuple[str, ...] = ()  # members, lifecycle exports: lifecycle stages (none = all)
+    # campaign_treatment: the campaign (only `custseg campaign export` and the Campaigns page
+    # set it, each recording the export; chart params never carry it).
+    campaign: int | None = None
 
     def validate(self) -> Filters:
         """Check every value (for filters built directly, e.g. by `custseg export`)."""
@@ -143,6 +146,7 @@ class Filters:
         parse_snapshot(self.compare_to, "snapshot to compare with")
         parse_text(self.customer, "customer id")
         parse_stages(list(self.stages))
+        parse_snapshot(self.campaign, "campaign")
         return self
 
     def describe(self) -> dict[str, str]:
@@ -161,6 +165,8 @@ class Filters:
             out["customer"] = self.customer
         if self.stages:
             out["stages"] = ",".join(parse_stages(list(self.stages)))  # in the map's order
+        if self.campaign is not None:
+            out["campaign"] = str(self.campaign)
         return out
 
 

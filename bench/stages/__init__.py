@@ -1,5 +1,12 @@
 """One module per stage; importing this package registers them in run order."""
 
-from bench.stages import callbacks, import_, load, page_load, refit  # noqa: F401  (registration)
+from bench.stages import (  # noqa: F401  (registration)
+    callbacks,
+    campaigns,
+    import_,
+    load,
+    page_load,
+    refit,
+)
 
-ORDER = ("import", "refit", "callbacks", "page_load", "load")
+ORDER = ("import", "refit", "callbacks", "page_load", "load", "campaigns")

@@ -1,5 +1,13 @@
 """All models, imported here so that `Base.metadata` knows every table."""
 
+from db.models.campaigns import (
+    Campaign,
+    CampaignDaily,
+    CampaignEvent,
+    CampaignLift,
+    CampaignMember,
+    CampaignResult,
+)
 from db.models.jobs import Job, JobStatus
 from db.models.notifications import (
     AlertEvent,
@@ -41,6 +49,12 @@ __all__ = [
     "Delivery",
     "DeliveryStatus",
     "Frequency",
+    "Campaign",
+    "CampaignDaily",
+    "CampaignEvent",
+    "CampaignLift",
+    "CampaignMember",
+    "CampaignResult",
     "ImportBatch",
     "KSetting",
     "PredictionStatus",

@@ -62,6 +62,7 @@ class Trigger(StrEnum):
     WEB = "web"
     SCHEDULER = "scheduler"
     BOOTSTRAP = "bootstrap"
+    IMPORT = "import"  # queued at the end of an import (or a sync): db/campaigns.py
 
 
 class PredictionStatus(StrEnum):

@@ -544,6 +544,9 @@ def normalize_chunk(
             lines = pd.concat([lines[keep], extra], ignore_index=True)
     if not refund_lines:
         lines = lines[keep].reset_index(drop=True)
+        # Where each line was in the chunk: a keyed source (a database sync) pairs its lines
+        # with their source's line keys by it.
+        lines.attrs["rows"] = np.flatnonzero(keep)
     if built.dedupe:
         # Lines equal in every source column are duplicates: hashed here, dropped across
         # chunks by the caller (`drop_seen_duplicates`).
@@ -581,7 +584,10 @@ def drop_seen_duplicates(result: ChunkResult, seen: set[int]) -> ChunkResult:
             seen.add(h)
     dropped = int((~keep).sum())
     if dropped:
+        rows = result.lines.attrs.get("rows")
         result.lines = result.lines[keep].reset_index(drop=True)
+        if rows is not None:
+            result.lines.attrs["rows"] = rows[keep]
         result.duplicates += dropped
     result.lines.attrs.pop("raw_hash", None)
     return result

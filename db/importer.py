@@ -59,6 +59,7 @@ from db.bulk import bulk_insert
 from db.models import ImportBatch, Transaction
 
 COLUMNS = ("batch_id", "customer_id", "order_id", "ordered_at", "amount", "category", "country")
+SOURCE_COLUMNS = ("source_id", "source_key")
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 Progress = Callable[[int], None]
 
@@ -96,6 +97,11 @@ class ImportReport:
     last_ordered_at: datetime | None = None
     already_imported: bool = False
     batch_id: int | None = None
+    # A database sync (db/sources.py): pulled lines that replaced an earlier version of
+    # themselves or were the same as stored, and lines removed as gone from the source.
+    replaced_lines: int = 0
+    unchanged_lines: int = 0
+    removed_lines: int = 0
     read_as: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
@@ -127,6 +133,14 @@ class ImportReport:
             + (f" (with {self.refund_lines:,} refund lines)" if self.refund_lines else ""),
             f"  lines skipped:  {sum(self.skipped.values()):,}"
             + (f" ({skipped})" if skipped else ""),
+        ]
+        if self.replaced_lines or self.unchanged_lines or self.removed_lines:
+            lines.append(
+                f"  of the lines read: {self.replaced_lines:,} replaced an earlier version, "
+                f"{self.unchanged_lines:,} were unchanged (not written); "
+                f"{self.removed_lines:,} lines removed (gone from the source)"
+            )
+        lines += [
             f"  without customer id: {self.no_customer_id_lines:,} lines, revenue "
             f"{self.no_customer_id_revenue:,.2f} (kept, left out of every metric)",
             f"  orders: {self.orders:,}   customers: {self.customers:,}   dates: {first} .. {last}",
@@ -166,6 +180,21 @@ class RowSource(Protocol):
     shape_hint: str  # why a row can have another number of fields than the header
 
     def chunks(self, size: int) -> Iterator[RowChunk]: ...
+
+
+class LineWriter(Protocol):
+    """Writes a source's valid lines in place of appending them, inside the import's
+    transaction: a database sync replaces lines by their line key (db/sources.py).
+
+    `write` gets each chunk's rows and its valid lines (`lines.attrs["rows"]`: the position of
+    each line's row in the chunk) and returns how many lines it wrote; `finish` runs before the
+    batch is recorded and may raise to roll the whole import back."""
+
+    def write(
+        self, conn: Connection, batch_id: int, chunk: RowChunk, lines: pd.DataFrame
+    ) -> int: ...
+
+    def finish(self, conn: Connection, batch_id: int, report: ImportReport) -> None: ...
 
 
 @dataclass
@@ -485,10 +514,12 @@ def _cell(value: Any) -> str:
 
 
 def write_lines(conn: Connection, batch_id: int, lines: pd.DataFrame) -> None:
-    """Append normalized lines to `transactions` in the caller's transaction."""
+    """Append normalized lines to `transactions` in the caller's transaction (with their
+    `source_id` and `source_key` when they have them: lines of a database source)."""
     if lines.empty:
         return
-    frame = lines.loc[:, list(COLUMNS[1:])].copy()
+    keyed = [c for c in SOURCE_COLUMNS if c in lines.columns]
+    frame = lines.loc[:, [*COLUMNS[1:], *keyed]].copy()
     frame.insert(0, "batch_id", batch_id)
     bulk_insert(conn, Transaction.__table__, frame)  # type: ignore[arg-type]
 
@@ -641,12 +672,15 @@ def import_rows(
     max_errors: int = 20,
     progress: Progress | None = None,
     created_by: str | None = None,
+    writer: LineWriter | None = None,
 ) -> ImportReport:
     """Import the rows of `source` as one batch. Raises ImportRejected (nothing written) when
     they cannot be imported.
 
     `layout`: normalized, online-retail or a shop preset (default: recognised from the header).
-    `decimal` ("." or ","), `date_order` (DAYFIRST / MONTHFIRST): default detected.
+    `decimal` ("." or ","), `date_order` (DAYFIRST / MONTHFIRST): default detected. `writer`:
+    writes the valid lines instead of appending them (a database sync); a batch it leaves
+    without lines is kept when its `finish` accepts it.
     """
     started = time.perf_counter()
     name = source.name
@@ -733,8 +767,11 @@ def import_rows(
                 report.no_customer_id_revenue += result.no_customer_revenue
                 report.zero_amount_lines += result.zero_amount_lines
                 if error_count == 0 or skip_invalid:
-                    write_lines(conn, batch_id, result.lines)
-                    report.lines_imported += len(result.lines)
+                    if writer is not None:
+                        report.lines_imported += writer.write(conn, batch_id, chunk, result.lines)
+                    else:
+                        write_lines(conn, batch_id, result.lines)
+                        report.lines_imported += len(result.lines)
                     report.refund_lines += result.refund_lines
                 if progress:
                     progress(n)
@@ -746,14 +783,20 @@ def import_rows(
                 f"{name}: not a readable CSV file: {text[0] if text else exc}"
             ) from None
         if error_count and not skip_invalid:
+            fix = getattr(
+                source,
+                "fix_hint",
+                "Fix the file, or pass --skip-invalid to import the valid lines only.",
+            )
             raise ImportRejected(
                 f"{name}: rejected, {error_count:,} invalid value(s) in "
-                f"{skipped['invalid_lines']:,} line(s); nothing was imported. Fix the file, or "
-                "pass --skip-invalid to import the valid lines only.",
+                f"{skipped['invalid_lines']:,} line(s); nothing was imported. {fix}",
                 errors,
                 error_count,
             )
-        if report.lines_imported == 0:
+        if writer is not None:
+            writer.finish(conn, batch_id, report)
+        elif report.lines_imported == 0:
             raise ImportRejected(f"{name}: no valid lines to import")
         t = Transaction
         stats = conn.execute(

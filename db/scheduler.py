@@ -32,6 +32,7 @@ from db.models import Job, JobStatus, Trigger
 from db.notify import notify_job
 from db.predictions import predict_job
 from db.refit import refit_job
+from db.sources import sync_job
 
 log = logging.getLogger("custseg.scheduler")
 
@@ -42,6 +43,7 @@ KINDS: dict[str, JobFunction] = {
     "predict": predict_job,  # queued by a refit that published: its snapshot's predictions
     "notify": notify_job,  # digests and alerts; queued by a refit that publishes, and daily
     "campaign_results": campaign_results_job,  # queued after imports too (db/importer.py)
+    "sync": sync_job,  # database sources (db/sources.py); queues a refit when data changed
 }
 
 
@@ -54,7 +56,10 @@ class Periodic:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+# The sync shares the refit's schedule and is queued first, so the scheduled refit (run after
+# it: oldest job first) reads the synced data. With no source it ends at once as skipped.
 SCHEDULE: tuple[Periodic, ...] = (
+    Periodic("sync", cron_setting="refit_cron"),
     Periodic("refit", cron_setting="refit_cron"),
     Periodic("notify", cron_setting="notify_cron", params={"daily": True}),
     Periodic("campaign_results", cron_setting="campaign_results_cron"),

@@ -243,6 +243,13 @@ def scores(engine: Engine, snapshot_id: int) -> pd.DataFrame:
     )
 
 
+def removed_text(removed: Any) -> str | None:
+    """A snapshot's batches removed since it was built, as people read them (None: none)."""
+    if not removed:
+        return None
+    return "; ".join(f"batch {b.get('id')} ({b.get('file_name')})" for b in removed)
+
+
 def history(engine: Engine) -> pd.DataFrame:
     """Every snapshot kept (published, failed, running), with its duration."""
     s = Snapshot
@@ -261,8 +268,10 @@ def history(engine: Engine) -> pd.DataFrame:
             s.stage,
             s.error,
             s.timings,
+            s.removed_batches,
         ).order_by(s.id.desc()),
     )
+    frame["removed_batches"] = [removed_text(r) for r in frame["removed_batches"]]
     if frame.empty:
         frame["duration_s"] = []
         return frame

@@ -21,6 +21,9 @@ from config import Settings
 from db.migrate import upgrade
 from db.session import make_engine
 
+# The shops' own databases of the database-source tests (fixtures `shop`, `pg_shop`).
+pytest_plugins = ["tests.shops"]
+
 DATA = Path(__file__).parent / "data"
 SAMPLE = DATA / "online_retail_sample.csv"
 RAW = DATA / "online_retail_raw_2010-12-01_09.csv"
@@ -315,3 +318,10 @@ def serve(dash_duo, app) -> str:  # type: ignore[no-untyped-def]
     return its base URL; the test then logs in through the form."""
     dash_duo.start_server(app, navigate=False, port=free_port())
     return str(dash_duo.server.url)
+
+
+def bare_settings(**values: object) -> Settings:
+    """Settings as declared (not this shell's environment), predictions off unless asked for:
+    a refit job would otherwise fit the prediction models (a minute of compiling)."""
+    values.setdefault("predictions", False)
+    return Settings.model_construct(**values)  # type: ignore[arg-type]

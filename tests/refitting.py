@@ -23,7 +23,9 @@ def refit_settings(**changes: Any) -> RefitSettings:
     `k` is recorded as given on the command line, as `custseg refit --k` records it."""
     if changes.get("k") is not None:
         changes.setdefault("k_source", "command line")
-    return replace(RefitSettings.from_settings(Settings.model_construct()), **changes)
+    return replace(
+        RefitSettings.from_settings(Settings.model_construct(predictions=False)), **changes
+    )
 
 
 def refit(

@@ -14,7 +14,6 @@ from sqlalchemy import Engine, func, select
 
 from analytics.campaigns import RuleError
 from analytics.exports import Filters
-from config import Settings
 from config.settings import get_settings
 from db import campaigns, jobs
 from db.batches import remove_batch
@@ -32,7 +31,7 @@ from db.models import (
 from db.scheduler import KINDS, SCHEDULE, Scheduler
 from db.session import make_engine
 from db.snapshot_cache import SnapshotCache
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, bare_settings
 from tests.refitting import refit
 from webapp.cli import main
 
@@ -199,7 +198,7 @@ def test_an_import_queues_the_measurement_when_there_are_campaigns(
         {},
         JobStatus.QUEUED,
     )
-    ran = Scheduler(sqlite_engine, Settings.model_construct()).drain()
+    ran = Scheduler(sqlite_engine, bare_settings()).drain()
     assert [j.status for j in ran] == [JobStatus.DONE, JobStatus.DONE], ran[-1].error
     assert ran[-1].message == "1 campaign(s) measured through 2011-12-09"
     measured = campaigns.get(sqlite_engine, made.id)
@@ -227,7 +226,7 @@ def test_the_schedule_measures_campaigns_daily() -> None:
     assert KINDS["campaign_results"] is campaigns.campaign_results_job
     (periodic,) = [p for p in SCHEDULE if p.kind == "campaign_results"]
     assert periodic.cron_setting == "campaign_results_cron"
-    assert Settings.model_construct().campaign_results_cron == "30 3 * * *"
+    assert bare_settings().campaign_results_cron == "30 3 * * *"
 
 
 # --- the planted effect ------------------------------------------------------------------------
@@ -287,7 +286,7 @@ def test_on_a_demo_shop_the_lifts_intervals_contain_the_planted_effects(
         tmp_path / "january.csv", index=False
     )
     import_file(sqlite_engine, tmp_path / "january.csv")  # queues the measurement
-    *_, done = Scheduler(sqlite_engine, Settings.model_construct()).drain()
+    *_, done = Scheduler(sqlite_engine, bare_settings()).drain()
     assert done.kind == "campaign_results" and done.status == JobStatus.DONE, done.error
     assert done.trigger == Trigger.IMPORT
     got = campaigns.report(sqlite_engine, made.id)

@@ -15,13 +15,12 @@ from selenium.webdriver.common.keys import Keys
 from sqlalchemy import Engine
 
 from analytics import campaigns as calc
-from config import Settings
 from db import campaigns, jobs
 from db.exporter import Exporter
 from db.models import JobStatus, Trigger
 from db.scheduler import Scheduler
 from db.snapshot_cache import SnapshotCache
-from tests.conftest import PASSWORD, login, serve
+from tests.conftest import PASSWORD, bare_settings, login, serve
 from tests.helpers import _ids_and_props, page_responses, post_callback
 
 FORM_IDS = {
@@ -191,7 +190,7 @@ def test_an_analyst_exports_the_treatment_list_refreshes_and_deletes(
     )
     assert queued["campaign-poll"]["disabled"] is False
     job_id = queued["campaign-job"]["data"]
-    Scheduler(sqlite_engine, Settings.model_construct()).drain()
+    Scheduler(sqlite_engine, bare_settings()).drain()
     assert jobs.get(sqlite_engine, job_id).status == JobStatus.DONE
     polled = _response(
         post_callback(
@@ -315,7 +314,7 @@ def test_in_a_browser_create_an_audience_from_a_segment_export_it_and_open_its_r
     _wait_for(
         dash_duo, lambda: "Measuring" in dash_duo.find_element("#campaign-action-message").text
     )
-    Scheduler(sqlite_engine, Settings.model_construct()).drain()
+    Scheduler(sqlite_engine, bare_settings()).drain()
     _wait_for(
         dash_duo,
         lambda: "Results updated" in dash_duo.find_element("#campaign-action-message").text,

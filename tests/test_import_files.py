@@ -481,7 +481,7 @@ def test_the_command_line_imports_a_shop_export_lists_and_removes_batches(
     assert "2010-12-01 .. 2011-12-09" in rows[2]
     removed = runner.invoke(main, ["batches", "remove", "2"])
     assert removed.exit_code == 0, removed.output
-    assert "removed batch 2 (online_retail_sample.csv): 32,421 lines; refit to update the " in (
+    assert "removed batch 2 (online_retail_sample.csv): 32,421 lines; refit queued (job 1)" in (
         removed.output
     )
     missing = runner.invoke(main, ["batches", "remove", "2"])

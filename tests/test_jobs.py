@@ -34,7 +34,7 @@ from db.models import Job, JobStatus, Snapshot, SnapshotStatus, Trigger
 from db.refit import RefitUnchanged
 from db.scheduler import SCHEDULE, Scheduler
 from db.session import make_engine
-from tests.conftest import SAMPLE, as_user
+from tests.conftest import SAMPLE, as_user, bare_settings
 from tests.refitting import refit
 from webapp.cli import main
 
@@ -106,7 +106,7 @@ def test_two_schedulers_never_run_the_same_job(engine: Engine) -> None:
     kinds = _probe_kinds(ran, threading.Lock())
     ids = [jobs.enqueue(engine, "probe", {"n": n}, trigger=Trigger.CLI)[0].id for n in range(40)]
     start = threading.Barrier(2)
-    settings = Settings.model_construct()
+    settings = bare_settings()
 
     def work() -> None:
         scheduler = Scheduler(engine, settings, kinds=kinds)
@@ -158,9 +158,7 @@ def test_a_running_job_whose_process_died_is_marked_failed(sqlite_engine: Engine
         conn.execute(
             update(Job).where(Job.id == restarted.id).values(started_at=datetime(2020, 1, 1))
         )
-    scheduler = Scheduler(
-        sqlite_engine, Settings.model_construct(), kinds=_probe_kinds(ran, threading.Lock())
-    )
+    scheduler = Scheduler(sqlite_engine, bare_settings(), kinds=_probe_kinds(ran, threading.Lock()))
     assert scheduler.run_next() is not None
     after = {j.id: j for j in jobs.recent(sqlite_engine)}
     assert after[dead.id].status == after[restarted.id].status == JobStatus.FAILED
@@ -176,9 +174,7 @@ def test_the_scheduler_survives_database_errors_and_stops_when_its_parent_is_gon
 
     ran: list[int] = []
     job = jobs.enqueue(sqlite_engine, "probe", {}, trigger=Trigger.CLI)[0]
-    scheduler = Scheduler(
-        sqlite_engine, Settings.model_construct(), kinds=_probe_kinds(ran, threading.Lock())
-    )
+    scheduler = Scheduler(sqlite_engine, bare_settings(), kinds=_probe_kinds(ran, threading.Lock()))
     real, calls = scheduler.run_next, {"n": 0}
 
     def flaky() -> Job | None:
@@ -209,18 +205,23 @@ def test_the_scheduler_survives_database_errors_and_stops_when_its_parent_is_gon
 
 
 def test_the_schedule_queues_a_refit_when_due_and_once(sqlite_engine: Engine) -> None:
-    settings = Settings.model_construct(refit_cron="0 3 * * *")
-    refits = tuple(p for p in SCHEDULE if p.kind == "refit")  # other periodic jobs aside
+    settings = bare_settings(refit_cron="0 3 * * *")
+    refits = tuple(p for p in SCHEDULE if p.kind in ("sync", "refit"))  # other periodic jobs aside
     scheduler = Scheduler(sqlite_engine, settings, schedule=refits)
     day = datetime(2025, 1, 1, tzinfo=UTC)
     assert scheduler.queue_due(day + timedelta(hours=2, minutes=59)) == []
-    (job,) = scheduler.queue_due(day + timedelta(hours=3))
-    assert (job.kind, job.trigger, job.params) == ("refit", Trigger.SCHEDULER, {})
+    sync, job = scheduler.queue_due(day + timedelta(hours=3))  # database sources first
+    assert (sync.kind, job.kind, job.trigger, job.params) == (
+        "sync",
+        "refit",
+        Trigger.SCHEDULER,
+        {},
+    )
     assert scheduler.queue_due(day + timedelta(hours=3, seconds=30)) == []
-    (still,) = scheduler.queue_due(day + timedelta(days=1, hours=3))  # the last one still waits
-    assert still.id == job.id and len(jobs.recent(sqlite_engine)) == 1
+    _, still = scheduler.queue_due(day + timedelta(days=1, hours=3))  # the last one still waits
+    assert still.id == job.id and len(jobs.recent(sqlite_engine)) == 2
     with pytest.raises(ValueError, match="CUSTSEG_REFIT_CRON='every day'"):
-        Scheduler(sqlite_engine, Settings.model_construct(refit_cron="every day"))
+        Scheduler(sqlite_engine, bare_settings(refit_cron="every day"))
 
 
 # --- checks before anything is recorded -------------------------------------------------------

@@ -54,6 +54,7 @@ from db.scheduler import SCHEDULE, Scheduler
 from tests.conftest import (
     add_user,
     as_user,
+    bare_settings,
     export_frame,
     forget_page_duplicates,
     free_port,
@@ -1238,7 +1239,7 @@ def test_a_weekly_digest_comes_once_on_its_day_with_the_daily_run(
 
 
 def test_the_scheduler_queues_the_daily_notify_run(sqlite_engine: Engine) -> None:
-    settings = Settings.model_construct(refit_cron="0 3 * * *", notify_cron="30 6 * * *")
+    settings = bare_settings(refit_cron="0 3 * * *", notify_cron="30 6 * * *")
     ours = tuple(p for p in SCHEDULE if p.kind in ("refit", "notify"))  # other daily jobs aside
     scheduler = Scheduler(sqlite_engine, settings, schedule=ours)
     day = datetime(2025, 1, 1, tzinfo=UTC)

@@ -39,7 +39,7 @@ def test_a_snapshot_is_published_first_and_its_predictions_attached_after(
     sqlite_engine: Engine, tmp_path: Path, compile_home: Path
 ) -> None:
     import_file(sqlite_engine, CDNOW)
-    outcome = refit(sqlite_engine, k=4)
+    outcome = refit(sqlite_engine, k=4, predictions=True)
     snap = snapshots.get_snapshot(sqlite_engine, outcome.snapshot_id)
     assert snap.predictions_status == PredictionStatus.PENDING
     pending, prov = export_frame(sqlite_engine, "predictions")
@@ -99,7 +99,7 @@ def test_a_failed_prediction_stage_keeps_the_snapshot_and_says_why(
     import analytics.predictions
 
     import_file(sqlite_engine, CDNOW)
-    outcome = refit(sqlite_engine, k=4)
+    outcome = refit(sqlite_engine, k=4, predictions=True)
 
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("the models did not converge")

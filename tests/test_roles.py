@@ -76,6 +76,7 @@ def test_every_page_declares_a_role_and_its_place(app: Any) -> None:
                 "/model",
                 "/campaigns",
                 "/notifications",
+                "/data",
                 "/admin",
             ],
         ),

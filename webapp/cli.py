@@ -733,11 +733,176 @@ def batches_remove(batch_id: int) -> None:
     again)."""
     from db.batches import remove_batch
 
-    removed = remove_batch(_engine(get_settings()), batch_id)
+    removed = remove_batch(_engine(get_settings()), batch_id, requested_by="cli")
     click.echo(
         f"removed batch {removed.id} ({removed.file_name}): {removed.lines:,} lines; "
-        "refit to update the dashboard (custseg refit)"
+        f"refit queued (job {removed.refit_job_id}): the scheduler runs it (or run custseg refit)"
     )
+    if removed.snapshots_marked:
+        click.echo(
+            f"{removed.snapshots_marked} kept snapshot(s) were built from it: the snapshots "
+            "export says so"
+        )
+
+
+@main.group("source")
+def source() -> None:
+    """Database sources: your shop's PostgreSQL or MySQL/MariaDB, read-only, synced into the
+    app before each scheduled refit (docs/IMPORT.md, "Database sources")."""
+
+
+@source.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--table", default=None, help="The table or view of order lines (or --query).")
+@click.option("--query", default=None, help="A SELECT giving the order lines (or --table).")
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="TARGET=COLUMN",
+    help="Read COLUMN as TARGET (customer_id, order_id, ordered_at, amount, category, country); "
+    "repeatable. Unmapped required targets are read from columns of their own name.",
+)
+@click.option("--key", "key_column", required=True, help="The line key: the order-line id.")
+@click.option(
+    "--watermark",
+    "watermark_column",
+    required=True,
+    help="A column that grows when a line is added or changed (updated_at, or an increasing id).",
+)
+@click.option("--password-env", default=None, help="Environment variable holding the password.")
+@click.option("--password-file", default=None, help="File holding the password (a secret).")
+@click.option("--no-test", is_flag=True, help="Add it without connecting first.")
+@handled
+def source_add(
+    name: str,
+    url: str,
+    table: str | None,
+    query: str | None,
+    mapping: tuple[str, ...],
+    key_column: str,
+    watermark_column: str,
+    password_env: str | None,
+    password_file: str | None,
+    no_test: bool,
+) -> None:
+    """Add a database source (tested first: a read-only connection and the query)."""
+    from db.importer import parse_mapping
+    from db.sources import add_source, make_spec, test_source
+
+    spec = make_spec(
+        name,
+        url,
+        table=table,
+        query=query,
+        mapping=parse_mapping(mapping),
+        key_column=key_column,
+        watermark_column=watermark_column,
+        password_env=password_env,
+        password_file=password_file,
+    )
+    if not no_test:
+        probe = test_source(spec)
+        click.echo(probe.summary(spec))
+        if not probe.ok:
+            raise ValueError(f"source {name} not added: fix the problems above")
+    add_source(_engine(get_settings()), spec, created_by="cli")
+    click.echo(
+        f"source {name} added; sync it now with `custseg sync {name}` (the scheduler syncs "
+        "every source before each scheduled refit)"
+    )
+
+
+@source.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the sources as JSON.")
+@handled
+def source_list(as_json: bool) -> None:
+    """Every database source: connection (never a password), what it reads, last sync."""
+    from dataclasses import asdict
+
+    from db.sources import list_sources
+
+    found = list_sources(_engine(get_settings()))
+    if as_json:
+        click.echo(json.dumps([asdict(s) for s in found], indent=2, default=str))
+        return
+    if not found:
+        click.echo("no database source; add one with `custseg source add`")
+        return
+    for s in found:
+        synced = f"{s.last_sync_at:%Y-%m-%d %H:%M}" if s.last_sync_at else "never"
+        click.echo(f"{s.name}  {s.url}  (password: {s.password_from})")
+        click.echo(f"  reads {s.reads}; line key {s.key_column}; watermark {s.watermark_column}")
+        click.echo(
+            "  maps "
+            + ", ".join(f"{t}={c}" for t, c in s.mapping.items())
+            + f"; last sync {synced} ({s.last_status or '-'}), up to {s.watermark}; "
+            f"{s.lines:,} lines here"
+        )
+
+
+@source.command("test")
+@click.argument("name")
+@handled
+def source_test(name: str) -> None:
+    """Connect read-only, run the query, check the line key and the watermark."""
+    from db.sources import SourceSpec, get_source, test_source
+
+    spec = SourceSpec.of(get_source(_engine(get_settings()), name))
+    probe = test_source(spec)
+    click.echo(probe.summary(spec))
+    if not probe.ok:
+        sys.exit(1)
+
+
+@source.command("remove")
+@click.argument("name")
+@handled
+def source_remove(name: str) -> None:
+    """Remove a source with its sync history and the lines synced from it (all or nothing),
+    then queue a refit."""
+    from db.sources import remove_source
+
+    gone = remove_source(_engine(get_settings()), name, requested_by="cli")
+    click.echo(f"removed source {gone.name}: {gone.batches} batch(es), {gone.lines:,} lines")
+    if gone.refit_job_id is not None:
+        click.echo(f"refit queued (job {gone.refit_job_id}): the scheduler runs it")
+
+
+@main.command("sync")
+@click.argument("name", required=False)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read every line again, not only those after the "
+    "last watermark (unchanged lines stay as they are).",
+)
+@click.option("--no-refit", is_flag=True, help="Do not queue a refit when the data changed.")
+@handled
+def sync_cmd(name: str | None, full: bool, no_refit: bool) -> None:
+    """Sync a database source (default: every source): new and changed lines, and lines
+    deleted at the source; then queue a refit if the data changed."""
+    from db.sources import NoSuchSource, get_source, sync_sources
+
+    engine = _engine(get_settings())
+    if name is not None:
+        get_source(engine, name)  # NoSuchSource: one line
+    run = sync_sources(
+        engine, [name] if name else None, full=full, refit=not no_refit, requested_by="cli"
+    )
+    if not run.outcomes and not run.failures:
+        raise NoSuchSource("no database source; add one with `custseg source add`")
+    for outcome in run.outcomes:
+        if outcome.report is not None:
+            click.echo(outcome.report.summary())
+        click.echo(outcome.line())
+    if run.refit_job_id is not None:
+        click.echo(f"refit queued (job {run.refit_job_id}): the scheduler runs it")
+    for _source, error in run.failures:
+        click.echo(f"error: {error}", err=True)
+    if run.failures:
+        sys.exit(1)
 
 
 @main.command("notify")

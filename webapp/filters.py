@@ -196,9 +196,10 @@ def iso(day: date | None) -> str | None:
 
 def as_of_text(snap: Snapshot) -> str:
     fitted = f"{snap.finished_at:%Y-%m-%d %H:%M} UTC" if snap.finished_at else "–"
+    removed = " · built from batches since removed" if snap.removed_batches else ""
     return (
         f"Snapshot {snap.id} · as of {snap.as_of} · fitted {fitted} · "
-        f"data {snap.data_start} to {snap.data_end} · {snap.customers or 0:,} customers"
+        f"data {snap.data_start} to {snap.data_end} · {snap.customers or 0:,} customers{removed}"
     )
 
 

@@ -20,6 +20,7 @@ HISTORY_COLUMNS = (
     "customers",
     "stage",
     "error",
+    "removed_batches",
 )
 MIGRATION_COLUMNS = ("from_segment", "to_segment", "customers", "gross_revenue")
 
@@ -59,6 +60,7 @@ def scores(src: Sources, f: Filters) -> pd.DataFrame:
 
 @export("snapshots", reads=("history",), columns=HISTORY_COLUMNS, row="snapshot kept")
 def snapshots(src: Sources, f: Filters) -> pd.DataFrame:
-    """Every snapshot kept: status, times and size (newest first)."""
+    """Every snapshot kept: status, times and size (newest first); `removed_batches` names the
+    import batches removed since it was built from them (its figures include that data)."""
     cols = list(HISTORY_COLUMNS)
     return src.history[cols].sort_values("snapshot_id", ascending=False).reset_index(drop=True)

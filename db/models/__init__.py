@@ -38,6 +38,7 @@ from db.models.snapshots import (
     SnapshotStatus,
     Trigger,
 )
+from db.models.sources import Source, SourceSync, SyncStatus
 from db.models.transactions import ImportBatch, Transaction
 from db.models.users import ROLES, User
 
@@ -76,6 +77,9 @@ __all__ = [
     "SnapshotStageMigration",
     "SnapshotStatus",
     "Subscription",
+    "Source",
+    "SourceSync",
+    "SyncStatus",
     "Transaction",
     "Trigger",
     "User",

@@ -115,6 +115,9 @@ class Snapshot(Base):
         text_enum(PredictionStatus, 16), default=PredictionStatus.PENDING
     )
     predictions: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Import batches removed since this snapshot was built from them ([{id, file_name,
+    # removed_at}], db/batches.py): its figures include data that is gone. NULL: none.
+    removed_batches: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class SnapshotScore(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, BigIntPK
@@ -31,6 +31,8 @@ class ImportBatch(Base):
     report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    # The database source a sync batch came from (db/sources.py); NULL for a file.
+    source_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Transaction(Base):
@@ -41,6 +43,16 @@ class Transaction(Base):
         Index("ix_transactions_ordered_at", "ordered_at"),
         Index("ix_transactions_customer_id_ordered_at", "customer_id", "ordered_at"),
         Index("ix_transactions_batch_id", "batch_id"),
+        # A database source's line key is unique per source: a changed line replaces its
+        # earlier version. Partial: lines from files (NULL key) cost the index nothing.
+        Index(
+            "uq_transactions_source_id_source_key",
+            "source_id",
+            "source_key",
+            unique=True,
+            postgresql_where=text("source_key IS NOT NULL"),
+            sqlite_where=text("source_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -51,3 +63,6 @@ class Transaction(Base):
     amount: Mapped[float] = mapped_column(Float(53))
     category: Mapped[str | None] = mapped_column(String(128), nullable=True)
     country: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A database source's id and its order-line id (db/sources.py); NULL for lines from files.
+    source_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    source_key: Mapped[str | None] = mapped_column(String(128), nullable=True)

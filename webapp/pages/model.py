@@ -98,6 +98,7 @@ HISTORY_COLUMNS = (
     ("silhouette", "Silhouette"),
     ("customers", "Customers"),
     ("error", "Error"),
+    ("removed_batches", "Built from batches since removed"),
 )
 
 

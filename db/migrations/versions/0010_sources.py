@@ -1,0 +1,106 @@
+"""database sources, their sync history, source line keys, snapshots built from removed batches
+
+- `sources`: a read-only shop database (URL without password; the password's environment
+  variable or secret file), its query or table, column mapping, line key and watermark columns,
+  and the last watermark synced.
+- `source_syncs`: one row per sync (when, lines new / changed / removed, outcome).
+- `transactions.source_id`, `.source_key`: a synced line's source and its order-line id, unique
+  per source (a partial index: lines from files have none), so a changed line replaces its
+  earlier version. `import_batches.source_id`: the source of a sync batch.
+- `snapshots.removed_batches`: batches removed since the snapshot was built from them.
+
+Every added column is nullable: existing rows are lines from files and snapshots with nothing
+removed. Downgrade drops all of it.
+
+Revision ID: 0010
+Revises: 0009
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "sources",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("url", sa.String(length=1000), nullable=False),
+        sa.Column("password_env", sa.String(length=128), nullable=True),
+        sa.Column("password_file", sa.String(length=500), nullable=True),
+        sa.Column("table_name", sa.String(length=255), nullable=True),
+        sa.Column("query", sa.Text(), nullable=True),
+        sa.Column("mapping", sa.JSON(), nullable=False),
+        sa.Column("key_column", sa.String(length=128), nullable=False),
+        sa.Column("watermark_column", sa.String(length=128), nullable=False),
+        sa.Column("watermark", sa.JSON(), nullable=True),
+        sa.Column("last_synced_at", sa.DateTime(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("created_by", sa.String(length=254), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sources")),
+        sa.UniqueConstraint("name", name=op.f("uq_sources_name")),
+    )
+    op.create_table(
+        "source_syncs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("source_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("full", sa.Boolean(), nullable=False),
+        sa.Column("trigger", sa.String(length=32), nullable=False),
+        sa.Column("requested_by", sa.String(length=254), nullable=True),
+        sa.Column("started_at", sa.DateTime(), nullable=False),
+        sa.Column("finished_at", sa.DateTime(), nullable=True),
+        sa.Column("lines_read", sa.Integer(), nullable=False),
+        sa.Column("lines_new", sa.Integer(), nullable=False),
+        sa.Column("lines_changed", sa.Integer(), nullable=False),
+        sa.Column("lines_removed", sa.Integer(), nullable=False),
+        sa.Column("batch_id", sa.Integer(), nullable=True),
+        sa.Column("since", sa.String(length=64), nullable=True),
+        sa.Column("until", sa.String(length=64), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["source_id"],
+            ["sources.id"],
+            name=op.f("fk_source_syncs_source_id_sources"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_source_syncs")),
+    )
+    with op.batch_alter_table("source_syncs", schema=None) as batch_op:
+        batch_op.create_index("ix_source_syncs_source_id_id", ["source_id", "id"], unique=False)
+    with op.batch_alter_table("import_batches", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("source_id", sa.Integer(), nullable=True))
+    with op.batch_alter_table("transactions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("source_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("source_key", sa.String(length=128), nullable=True))
+        batch_op.create_index(
+            "uq_transactions_source_id_source_key",
+            ["source_id", "source_key"],
+            unique=True,
+            postgresql_where=sa.text("source_key IS NOT NULL"),
+            sqlite_where=sa.text("source_key IS NOT NULL"),
+        )
+    with op.batch_alter_table("snapshots", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("removed_batches", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("snapshots", schema=None) as batch_op:
+        batch_op.drop_column("removed_batches")
+    with op.batch_alter_table("transactions", schema=None) as batch_op:
+        batch_op.drop_index("uq_transactions_source_id_source_key")
+        batch_op.drop_column("source_key")
+        batch_op.drop_column("source_id")
+    with op.batch_alter_table("import_batches", schema=None) as batch_op:
+        batch_op.drop_column("source_id")
+    with op.batch_alter_table("source_syncs", schema=None) as batch_op:
+        batch_op.drop_index("ix_source_syncs_source_id_id")
+    op.drop_table("source_syncs")
+    op.drop_table("sources")

@@ -33,6 +33,8 @@ MESSAGES: dict[str, str] = {
     "customers": "members-count",
     "model": "model-message",
 }
+# Pages without the date filter, and the input a user changes there instead.
+UNDATED: dict[str, str] = {"customers": "f-segments.value", "model": "f-snapshot.value"}
 RANGES = (30, 90, 365, None)  # days up to the last order day; None: all
 GRANULARITIES = ("day", "week", "month")
 
@@ -45,12 +47,14 @@ def spec_for(deps: list[dict[str, Any]], output_contains: str) -> dict[str, Any]
     return matches[0]
 
 
+def _ident(ident: str) -> str | dict[str, Any]:
+    """An id as the renderer posts it: a dict id (JSON in /_dash-dependencies) as an object."""
+    return json.loads(ident) if ident.startswith("{") else ident
+
+
 def _output(part: str) -> dict[str, Any]:
     ident, prop = part.rsplit(".", 1)
-    return {
-        "id": json.loads(ident) if ident.startswith("{") else ident,
-        "property": prop.split("@")[0],
-    }
+    return {"id": _ident(ident), "property": prop.split("@")[0]}
 
 
 def _outputs(output: str) -> list[dict[str, Any]] | dict[str, Any]:
@@ -62,13 +66,16 @@ def _outputs(output: str) -> list[dict[str, Any]] | dict[str, Any]:
 def body(spec: dict[str, Any], values: dict[str, Any], changed: str) -> dict[str, Any]:
     """The JSON posted for callback `spec`: `values` maps "id.property" to each input's value
     (absent ones are None); `changed` is the input the user just changed."""
-    inputs = [{**d, "value": values.get(f"{d['id']}.{d['property']}")} for d in spec["inputs"]]
+    inputs = [
+        {**d, "id": _ident(d["id"]), "value": values.get(f"{d['id']}.{d['property']}")}
+        for d in spec["inputs"]
+    ]
     return {
         "output": spec["output"],
         "outputs": _outputs(spec["output"]),
         "inputs": inputs,
         "changedPropIds": [changed],
-        "state": [{**d, "value": None} for d in spec["state"]],
+        "state": [{**d, "id": _ident(d["id"]), "value": None} for d in spec["state"]],
     }
 
 
@@ -149,6 +156,8 @@ def scenarios(
                 "f-snapshot.value": latest,
             }
             changed = "f-dates.start_date" if days != RANGES[0] else "f-segments.value"
+            if page in UNDATED:  # no date inputs: the user changed the segments or snapshot
+                changed = UNDATED[page]
             extras: list[dict[str, Any]] = [{}]
             if page == "sales":
                 extras = [{"sales-granularity.value": g} for g in GRANULARITIES]

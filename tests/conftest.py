@@ -178,11 +178,16 @@ def add_user(engine: Engine, email: str, role: str = "viewer", password: str = P
 
 def forget_page_duplicates() -> None:
     """A test that imports `webapp.pages.x` registers that page a second time under this name;
-    Dash would then refuse every later app for duplicate paths."""
+    Dash would then refuse every later app for duplicate paths. And an app a test made but never
+    served leaves its pages' callbacks in Dash's global list (each app runs the page modules
+    again), where the next app would take them up as duplicates: the list starts empty."""
     import dash
+    from dash import _callback
 
     for name in [n for n in dash.page_registry if n.startswith("webapp.pages.")]:
         dash.page_registry.pop(name)
+    _callback.GLOBAL_CALLBACK_LIST.clear()
+    _callback.GLOBAL_CALLBACK_MAP.clear()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ def callback_spec(client: Any, output_contains: str) -> dict[str, Any]:
     """The entry of /_dash-dependencies whose output names `output_contains` (logged in)."""
     deps = client.get("/_dash-dependencies").get_json()
     matches = [d for d in deps if output_contains in d["output"]]
-    assert len(matches) == 1, f"{len(matches)} callbacks write to {output_contains!r}"
+    assert len(matches) == 1, f"{len(matches)} callbacks write to {output_contains!r}: {[m["output"][:80] for m in matches]}"
     return matches[0]  # type: ignore[no-any-return]
 
 
@@ -26,6 +26,10 @@ VIEWER_PAGES = (
     "/campaigns",
     "/notifications",
 )
+# What an admin sees besides (the Data page's database sources, the Admin page).
+ADMIN_PAGES = (*VIEWER_PAGES, "/data", "/admin")
+# The seed brief's pages (the first seven are every user's).
+BRIEF_PAGES = (*VIEWER_PAGES[:7], "/admin")
 
 
 def _output(part: str, every: dict[str, list[dict[str, Any]]] | None = None) -> Any:

@@ -16,21 +16,13 @@ import pytest
 
 from db.importer import import_file
 from tests.conftest import SAMPLE, login
-from tests.helpers import page_responses, post_callback
+from tests.helpers import VIEWER_PAGES, page_responses, post_callback
 from tests.refitting import refit
 from tests.test_security import build_app
 
 PREFIX = "CID"  # customer ids of this shop: CID12347, ... (found by a plain text search)
-PAGES = (
-    "/",
-    "/segments",
-    "/retention",
-    "/sales",
-    "/migration",
-    "/customers",
-    "/model",
-    "/notifications",
-)
+# Every page a viewer may open.
+PAGES = VIEWER_PAGES
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import as_user, login, page
-from tests.helpers import _ids_and_props, callback_body
+from tests.helpers import BRIEF_PAGES, _ids_and_props, callback_body
 from webapp.filters import query_string
 
-PAGES = ("/", "/segments", "/retention", "/sales", "/migration", "/customers", "/model")
+PAGES = BRIEF_PAGES[:-1]  # every user's pages of the brief
 
 
 def callbacks(client) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]

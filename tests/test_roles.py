@@ -13,6 +13,7 @@ import dash
 import pytest
 
 from tests.conftest import login
+from tests.helpers import ADMIN_PAGES, VIEWER_PAGES
 from webapp import roles
 
 
@@ -48,39 +49,7 @@ def test_every_page_declares_a_role_and_its_place(app: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("role", "links"),
-    [
-        (
-            "viewer",
-            [
-                "/",
-                "/segments",
-                "/retention",
-                "/sales",
-                "/migration",
-                "/customers",
-                "/model",
-                "/campaigns",
-                "/notifications",
-            ],
-        ),
-        (
-            "admin",
-            [
-                "/",
-                "/segments",
-                "/retention",
-                "/sales",
-                "/migration",
-                "/customers",
-                "/model",
-                "/campaigns",
-                "/notifications",
-                "/data",
-                "/admin",
-            ],
-        ),
-    ],
+    ("role", "links"), [("viewer", list(VIEWER_PAGES)), ("admin", list(ADMIN_PAGES))]
 )
 def test_the_navbar_links_the_pages_a_role_may_open(app: Any, role: str, links: list[str]) -> None:
     from tests.conftest import as_user

@@ -33,21 +33,10 @@ from tests.conftest import (
     login,
     make_settings,
 )
-from tests.helpers import callback_body, callback_spec, form_token, post_callback
+from tests.helpers import BRIEF_PAGES, callback_body, callback_spec, form_token, post_callback
 from tests.refitting import refit
 
 ROLES = ("viewer", "analyst", "admin")
-# The app's pages: probed whether or not their module exists yet.
-BRIEF_PAGES = (
-    "/",
-    "/segments",
-    "/retention",
-    "/sales",
-    "/migration",
-    "/customers",
-    "/model",
-    "/admin",
-)
 DASH_ENDPOINTS = (
     "/_dash-layout",
     "/_dash-dependencies",

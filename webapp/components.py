@@ -135,19 +135,6 @@ def no_snapshot(title: str) -> html.Div:
     )
 
 
-def change_text(change: float | None, difference: float | None, metric: str) -> str:
-    """'▲ 12.3%' against the previous period ('▲ 2.1 pts' for rates); '–' when undefined."""
-    if metric == "repeat_rate":
-        if difference is None:
-            return "–"
-        arrow = "▲" if difference > 0 else "▼" if difference < 0 else "="
-        return f"{arrow} {abs(difference) * 100:.1f} pts"
-    if change is None:
-        return "–"
-    arrow = "▲" if change > 0 else "▼" if change < 0 else "="
-    return f"{arrow} {abs(change) * 100:.1f}%"
-
-
 TABLE_FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 
 

@@ -9,9 +9,10 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Output, html
 
+from analytics.digest import change_text
 from analytics.metrics import DEFINITIONS
 from webapp import charts
-from webapp.components import change_text, chart_card, graph, integer, money, no_snapshot
+from webapp.components import chart_card, graph, integer, money, no_snapshot
 from webapp.components import percent as pct
 from webapp.filters import filter_bar, initial, page_header
 from webapp.pagekit import Extra, Kit, auto_granularity, chart_callback

@@ -1,0 +1,199 @@
+"""The predictions in the pages: revenue at risk on the Overview, predicted value and high-risk
+share per segment, churn risk and CLV in the Customers page's member list (sorted over the
+whole list on the server, the high value, high risk filter, its download) and lookup, and the
+backtest on the Model page; "pending", "failed" and "off" said where predictions are missing.
+
+Callbacks are called directly as a logged-in user. The `dashboard` fixture (Online Retail
+sample, two snapshots) gets predictions written straight into its tables (tests/predicted.py):
+pages only read them, and a real fit is tests/test_prediction_stage.py's.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Engine
+
+from analytics.exports import Filters
+from analytics.exports.spec import parse_sort
+from db.exporter import Exporter
+from db.models import PredictionStatus
+from db.snapshot_cache import SnapshotCache
+from tests.conftest import as_user, export_frame
+from tests.predicted import attach_test_predictions, set_predictions_status
+from webapp.downloads import build_download
+from webapp.filters import FilterError, parse_view
+
+ADMIN, ANALYST, VIEWER = (f"{r}@example.com" for r in ("admin", "analyst", "viewer"))
+LATEST = 2
+UNSCORED = ("99901", "99902")  # customers with only returns: predicted, never scored
+
+
+@pytest.fixture
+def predicted(dashboard: Any, sqlite_engine: Engine) -> pd.DataFrame:
+    """The dashboard with predictions attached to its latest snapshot (two unscored)."""
+    return attach_test_predictions(sqlite_engine, LATEST, UNSCORED)
+
+
+def frame(engine: Engine, name: str, role: str | None = "analyst", **filters: Any) -> pd.DataFrame:
+    snapshot = filters.pop("snapshot", None)
+    return export_frame(engine, name, Filters(**filters), snapshot, role=role)[0]
+
+
+def text_of(node: Any) -> str:
+    """The visible text of a component tree."""
+    if node is None:
+        return ""
+    if isinstance(node, str | int | float):
+        return str(node)
+    if isinstance(node, list | tuple):
+        return "".join(text_of(c) for c in node)
+    return text_of(getattr(node, "children", None))
+
+
+def walk(node: Any) -> Iterator[Any]:
+    if node is None or isinstance(node, str | int | float):
+        return
+    if isinstance(node, list | tuple):
+        for child in node:
+            yield from walk(child)
+        return
+    yield node
+    yield from walk(getattr(node, "children", None))
+
+
+def expected_at_risk(preds: pd.DataFrame, high_risk: float = 0.7, share: float = 0.2) -> set[str]:
+    """The high value, high risk customers, computed here from what was written."""
+    scored = preds[preds["unscored_reason"].isna()]
+    threshold = np.quantile(scored["clv_12m"].to_numpy(float), 1 - share)
+    chosen = scored[(scored["churn_risk"] >= high_risk) & (scored["clv_12m"] >= threshold)]
+    return set(chosen["customer_id"])
+
+
+# --- Exports and the member list's reads -------------------------------------------------------
+
+
+def test_members_export_keeps_the_high_value_high_risk_customers(
+    predicted: pd.DataFrame, sqlite_engine: Engine
+) -> None:
+    chosen = frame(sqlite_engine, "members", high_value_high_risk=True)
+    expected = expected_at_risk(predicted)
+    assert 0 < len(expected) < 60
+    assert set(chosen["customer_id"]) == expected
+    assert list(chosen["customer_id"]) == sorted(expected)  # by customer id, as the export is
+    assert (chosen["churn_risk"] >= 0.7).all()
+    _, prov = export_frame(sqlite_engine, "members", Filters(high_value_high_risk=True))
+    assert prov["filter_high_value_high_risk"] == "true" and prov["predictions_status"] == "done"
+    # With a segment too: the value threshold stays the one of every scored customer.
+    seg = int(chosen["segment_id"].iloc[0])
+    both = frame(sqlite_engine, "members", high_value_high_risk=True, segments=(seg,))
+    assert set(both["customer_id"]) == set(chosen.loc[chosen["segment_id"] == seg, "customer_id"])
+
+
+def test_the_filter_chooses_nobody_while_predictions_are_pending(
+    dashboard: Any, sqlite_engine: Engine
+) -> None:
+    set_predictions_status(sqlite_engine, LATEST, PredictionStatus.PENDING)
+    assert frame(sqlite_engine, "members", high_value_high_risk=True).empty
+    assert len(frame(sqlite_engine, "members")) == 297
+
+
+def test_member_pages_sort_the_whole_list_on_the_server(
+    predicted: pd.DataFrame, sqlite_engine: Engine
+) -> None:
+    exporter = Exporter(sqlite_engine, SnapshotCache())
+    src = exporter.sources()
+    every = frame(sqlite_engine, "members")  # by customer id
+    for column, descending in (("churn_risk", True), ("clv_12m", False), ("recency_days", True)):
+        expected = every.sort_values(
+            column, ascending=not descending, kind="stable", na_position="last"
+        )["customer_id"]
+        shown: list[str] = []
+        for n in range(13):  # every page of 25
+            part, total = exporter.members_page(
+                src, (), n, 25, role="analyst", sort=(column, descending)
+            )
+            shown += list(part["customer_id"])
+        assert total == 297 and shown == list(expected), column
+    # The page's rows carry the same figures as the export's.
+    part, _ = exporter.members_page(src, (), 0, 25, sort=("churn_risk", True))
+    by_id = every.set_index("customer_id")
+    assert list(part["churn_risk"]) == list(by_id.loc[part["customer_id"], "churn_risk"])
+    assert list(part.columns) == list(every.columns)
+    # Sorted and filtered: the filter's customers, by churn risk.
+    part, total = exporter.members_page(
+        src, (), 0, 100, high_value_high_risk=True, sort=("churn_risk", True)
+    )
+    assert total == len(expected_at_risk(predicted)) and part["churn_risk"].is_monotonic_decreasing
+    with pytest.raises(FilterError, match="sort column"):
+        exporter.members_page(src, (), 0, 25, sort=("password_hash", True))
+
+
+def test_an_unscored_or_pending_value_sorts_last(dashboard: Any, sqlite_engine: Engine) -> None:
+    set_predictions_status(sqlite_engine, LATEST, PredictionStatus.PENDING)
+    exporter = Exporter(sqlite_engine, SnapshotCache())
+    part, total = exporter.members_page(exporter.sources(), (), 0, 25, sort=("churn_risk", True))
+    every = frame(sqlite_engine, "members")
+    assert total == 297 and part["churn_risk"].isna().all()
+    assert list(part["customer_id"]) == list(every["customer_id"].iloc[:25])  # ties: by id
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([{"column_id": "nope", "direction": "asc"}], "sort column"),
+        ([{"column_id": "churn_risk", "direction": "up"}], "direction"),
+        ([{"column_id": "churn_risk"}] * 2, "sort order"),
+        ("churn_risk", "sort order"),
+        ([["churn_risk", "asc"]], "sort order"),
+    ],
+)
+def test_a_sort_order_is_checked(value: Any, message: str) -> None:
+    with pytest.raises(FilterError, match=message):
+        parse_sort(value, ("churn_risk", "clv_12m"))
+    assert parse_sort([], ("churn_risk",)) is None
+    assert parse_sort([{"column_id": "clv_12m", "direction": "desc"}], ("clv_12m",)) == (
+        "clv_12m",
+        True,
+    )
+
+
+def test_predictions_export_gives_one_customer(
+    predicted: pd.DataFrame, sqlite_engine: Engine
+) -> None:
+    customer = str(predicted["customer_id"].iloc[5])
+    one = frame(sqlite_engine, "predictions", customer=customer)
+    assert list(one["customer_id"]) == [customer]
+    assert one["churn_risk"].iloc[0] == pytest.approx(predicted["churn_risk"].iloc[5], abs=1e-6)
+    assert len(frame(sqlite_engine, "predictions")) == 297 + len(UNSCORED)
+
+
+def test_prediction_models_export_lists_every_fit(predicted: Any, sqlite_engine: Engine) -> None:
+    models = frame(sqlite_engine, "prediction_models", role="viewer")
+    assert list(zip(models["run"], models["model"], strict=True)) == [
+        ("predictions", "bg_nbd"),
+        ("predictions", "gamma_gamma"),
+        ("backtest", "bg_nbd"),
+        ("backtest", "pareto_nbd"),
+        ("backtest", "gamma_gamma"),
+    ]
+    assert list(models["serves"]) == [True, True, False, False, False]
+    assert list(models["predicts"]) == ["orders", "order value", "orders", "orders", "order value"]
+    assert models["fit_seconds"].iloc[0] == 5.817 and "alpha=30.63" in models["params"].iloc[0]
+
+
+def test_the_member_download_follows_the_filter(app: Any, predicted: Any) -> None:
+    params = parse_view(None, None, None, None).with_(high_value_high_risk=True).params("members")
+    assert params["high_value_high_risk"] is True
+    with as_user(app, ANALYST):
+        data, _ = build_download(params, "csv")
+        with pytest.raises(FilterError, match="high value, high risk"):
+            build_download({**params, "high_value_high_risk": "yes"}, "csv")
+    got = pd.read_csv(io.StringIO(data.decode()), comment="#", dtype={"customer_id": str})
+    assert set(got["customer_id"]) == expected_at_risk(predicted)
+    assert "# filter_high_value_high_risk: true" in data.decode()

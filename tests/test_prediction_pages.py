@@ -24,7 +24,7 @@ from analytics.exports.spec import parse_sort
 from db.exporter import Exporter
 from db.models import PredictionStatus
 from db.snapshot_cache import SnapshotCache
-from tests.conftest import as_user, export_frame
+from tests.conftest import as_user, export_frame, page, view
 from tests.predicted import attach_test_predictions, set_predictions_status
 from webapp.downloads import build_download
 from webapp.filters import FilterError, parse_view
@@ -197,3 +197,53 @@ def test_the_member_download_follows_the_filter(app: Any, predicted: Any) -> Non
     got = pd.read_csv(io.StringIO(data.decode()), comment="#", dtype={"customer_id": str})
     assert set(got["customer_id"]) == expected_at_risk(predicted)
     assert "# filter_high_value_high_risk: true" in data.decode()
+
+
+# --- Overview -----------------------------------------------------------------------------------
+
+
+def test_overview_shows_revenue_at_risk_and_its_definition(
+    app: Any, predicted: Any, sqlite_engine: Engine
+) -> None:
+    overview = page("overview")
+    risk = frame(sqlite_engine, "revenue_at_risk", role="viewer").iloc[0]
+    with as_user(app, VIEWER):
+        out = overview.update_risk(segments=None, snapshot=None)
+        layout = overview.layout()
+        seg = int(frame(sqlite_engine, "segments", role="viewer")["segment_id"].iloc[0])
+        one = overview.update_risk(segments=[seg], snapshot=None)
+    assert out["message"] is None
+    assert out["risk-revenue_at_risk"] == f"{risk['revenue_at_risk']:,.2f}"
+    assert out["risk-high_risk"] == f"{int(risk['high_risk_customers']):,}"
+    assert out["risk-clv"] == f"{risk['clv_12m_total']:,.2f}"
+    assert f"{len(UNSCORED)} not scored" in out["risk-clv-detail"]
+    assert out["risk-high_value_high_risk"] == str(len(expected_at_risk(predicted)))
+    assert out["overview-risk:params"]["export"] == "revenue_at_risk"
+    chosen = frame(sqlite_engine, "revenue_at_risk", role="viewer", segments=(seg,)).iloc[0]
+    assert one["risk-revenue_at_risk"] == f"{chosen['revenue_at_risk']:,.2f}"
+    # The definition is on the card, in words (and in the ? and the boxes' tooltips).
+    definition = next(c for c in walk(layout) if getattr(c, "id", None) == "risk-definition")
+    shown = text_of(definition)
+    assert "12 months" in shown and "at least 70%" in shown and "no order in the next 90" in shown
+    assert "top 20%" in shown and "the dates do not" in shown
+
+
+# --- Segments -----------------------------------------------------------------------------------
+
+
+def test_segments_table_shows_predicted_value_and_high_risk_share(
+    app: Any, predicted: Any, sqlite_engine: Engine
+) -> None:
+    with as_user(app, VIEWER):
+        out = page("segments").update_segments(**view())
+    segs = frame(sqlite_engine, "segments", role="viewer")
+    rows = list(walk(out["segments-table"]))
+    body = [r for r in rows if type(r).__name__ == "Tr"][1:]
+    assert len(body) == len(segs)
+    for row, seg in zip(body, segs.itertuples(), strict=True):
+        shown = text_of(row)
+        assert f"{seg.clv_12m_total:,.2f}" in shown
+        assert f"{seg.clv_12m_mean:,.2f} each" in shown
+        assert f"{seg.high_risk_share * 100:.1f}%" in shown
+    head = text_of(next(r for r in rows if type(r).__name__ == "Thead"))
+    assert "12-month value" in head and "High churn" in head

@@ -11,6 +11,7 @@ pages only read them, and a real fit is tests/test_prediction_stage.py's.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import Engine
+from werkzeug.exceptions import Forbidden
 
 from analytics.exports import Filters
 from analytics.exports.spec import parse_sort
@@ -247,3 +249,81 @@ def test_segments_table_shows_predicted_value_and_high_risk_share(
         assert f"{seg.high_risk_share * 100:.1f}%" in shown
     head = text_of(next(r for r in rows if type(r).__name__ == "Thead"))
     assert "12-month value" in head and "High churn" in head
+
+
+# --- Customers ----------------------------------------------------------------------------------
+
+
+def test_member_list_shows_sorts_and_filters_by_predictions(
+    app: Any, predicted: pd.DataFrame, sqlite_engine: Engine
+) -> None:
+    members = page("customers").members
+    by_risk = [{"column_id": "churn_risk", "direction": "desc"}]
+    risk = ["high-value-high-risk"]
+    with as_user(app, ANALYST):
+        first = members(segments=None, snapshot=None, page=0, sort=by_risk)
+        second = members(segments=None, snapshot=None, page=1, sort=by_risk)
+        chosen = members(segments=None, snapshot=None, page=0, sort=by_risk, risk=risk)
+        bad = members(segments=None, snapshot=None, page=0, risk=["everyone"])
+        junk = members(segments=None, snapshot=None, page=0, sort=[{"column_id": "x"}])
+    every = frame(sqlite_engine, "members")
+    ranked = every.sort_values("churn_risk", ascending=False, kind="stable")["customer_id"]
+    shown = [r["customer_id"] for r in first["members-table"] + second["members-table"]]
+    assert shown == list(ranked.iloc[:50])  # the whole list sorted, not one page
+    row = first["members-table"][0]
+    top = every.set_index("customer_id").loc[row["customer_id"]]
+    assert row["churn_risk"] == top["churn_risk"] and row["clv_12m"] == top["clv_12m"]
+    json.dumps(first["members-table"])  # what Dash sends: no missing values of pandas
+    at_risk = expected_at_risk(predicted)
+    rows = chosen["members-table"]
+    assert {r["customer_id"] for r in rows} == at_risk
+    assert [r["churn_risk"] for r in rows] == sorted((r["churn_risk"] for r in rows), reverse=True)
+    assert chosen["message"].startswith(f"{len(at_risk)} customers in all segments; high value")
+    assert "churn risk ≥ 70%" in chosen["message"] and "the top 20%" in chosen["message"]
+    assert chosen["customers-members:params"]["high_value_high_risk"] is True
+    assert first["customers-members:params"]["high_value_high_risk"] is False
+    assert "not valid" in str(bad["message"].children)
+    assert "sort" in str(junk["message"].children)
+    with as_user(app, VIEWER), pytest.raises(Forbidden):
+        members(segments=None, snapshot=None, page=0, sort=by_risk, risk=risk)
+
+
+def test_member_list_layout_sorts_on_the_server_and_keeps_the_filter_in_the_address(
+    app: Any, predicted: Any
+) -> None:
+    from webapp.filters import page_filter_id
+
+    customers = page("customers")
+    with as_user(app, ANALYST):
+        layout = customers.layout(risk="high-value-high-risk")
+        plain = customers.layout()
+    table = next(c for c in walk(layout) if getattr(c, "id", None) == "members-table")
+    assert (table.sort_action, table.page_action, table.sort_mode) == ("custom", "custom", "single")
+    columns = {c["id"]: c for c in table.columns}
+    assert columns["churn_risk"]["format"].to_plotly_json()["specifier"] == ".0%"
+    assert columns["clv_12m"]["format"].to_plotly_json()["specifier"] == ",.2f"
+    switch = [c for c in walk(layout) if getattr(c, "id", None) == page_filter_id("risk")]
+    assert switch[0].value == ["high-value-high-risk"]
+    off = [c for c in walk(plain) if getattr(c, "id", None) == page_filter_id("risk")]
+    assert off[0].value == []
+
+
+def test_lookup_shows_the_customer_risk_and_value(
+    app: Any, predicted: pd.DataFrame, sqlite_engine: Engine
+) -> None:
+    lookup = page("customers").lookup
+    at_risk = sorted(expected_at_risk(predicted))[0]
+    row = predicted.set_index("customer_id").loc[at_risk]
+    safe = predicted.sort_values("churn_risk").iloc[0]
+    with as_user(app, ANALYST):
+        out = lookup(clicks=1, customer=at_risk, snapshot=None)
+        calm = lookup(clicks=1, customer=str(safe["customer_id"]), snapshot=None)
+        earlier = lookup(clicks=1, customer=at_risk, snapshot=1)
+    fact = next(c for c in walk(out["message"]) if getattr(c, "id", None) == "lookup-prediction")
+    shown = text_of(fact)
+    assert f"Churn risk {row['churn_risk'] * 100:.0f}% (high)" in shown
+    assert f"12-month CLV {row['clv_12m']:,.2f} (top 20%)" in shown
+    assert f"{row['expected_orders_90d']:.2f} orders expected" in shown
+    calm_text = text_of(calm["message"])
+    assert "(high)" not in calm_text and "Churn risk" in calm_text
+    assert "Predictions off" in text_of(earlier["message"])  # snapshot 1 has none

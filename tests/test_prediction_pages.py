@@ -327,3 +327,92 @@ def test_lookup_shows_the_customer_risk_and_value(
     calm_text = text_of(calm["message"])
     assert "(high)" not in calm_text and "Churn risk" in calm_text
     assert "Predictions off" in text_of(earlier["message"])  # snapshot 1 has none
+
+
+# --- Model --------------------------------------------------------------------------------------
+
+
+def test_model_page_shows_the_backtest_models_and_deciles(
+    app: Any, predicted: Any, sqlite_engine: Engine
+) -> None:
+    update = page("model").update_predictions
+    with as_user(app, VIEWER):
+        out = update(snapshot=None, measure="orders")
+        revenue = update(snapshot=None, measure="revenue")
+        bad = update(snapshot=None, measure="profit")
+    assert out["message"] is None
+    backtest = text_of(out["model-backtest"])
+    assert "BG/NBD (serves)" in backtest and "Pareto/NBD" in backtest
+    assert "259 / 361 (-28%)" in backtest  # orders predicted / actual
+    assert "0.84" in backtest and "1.22 vs 1.64 baseline" in backtest and "0.73" in backtest
+    assert "5.3 s" in backtest and "13.8 s" in backtest  # the backtest's fit times
+    assert "up to 2011-09-10" in backtest and "77 customers whose first order" in backtest
+    assert "BG/NBD serves the predictions: best churn ranking" in backtest
+    fits = text_of(out["model-fits"])
+    assert "Gamma-Gamma" in fits and "5.8 s" in fits and "not scored: 2 with no positive" in fits
+    deciles = frame(sqlite_engine, "calibration", role="viewer")
+    bars = out["model-deciles"].data
+    assert [t.name for t in bars] == ["Predicted orders", "Actual orders"]
+    assert list(bars[1].y) == list(deciles["actual_orders"])
+    points = out["model-calibration"].data[1]
+    per_customer = deciles["actual_orders"] / deciles["customers"]
+    assert list(points.y) == pytest.approx(list(per_customer), abs=1e-4)
+    assert list(revenue["model-deciles"].data[1].y) == list(deciles["actual_revenue"])
+    for chart, export in (
+        ("model-backtest", "backtest"),
+        ("model-fits", "prediction_models"),
+        ("model-deciles", "calibration"),
+        ("model-calibration", "calibration"),
+    ):
+        assert out[f"{chart}:params"]["export"] == export
+    assert "measure must be one of" in str(bad["message"].children)
+
+
+def test_model_page_of_a_snapshot_whose_predictions_failed_gives_the_reason(
+    app: Any, dashboard: Any, sqlite_engine: Engine
+) -> None:
+    set_predictions_status(
+        sqlite_engine, LATEST, PredictionStatus.FAILED, error="RuntimeError: did not converge"
+    )
+    with as_user(app, VIEWER):
+        out = page("model").update_predictions(snapshot=None, measure=None)
+    note = out["message"]
+    assert note.color == "danger"
+    assert "Predictions failed for snapshot 2: RuntimeError: did not converge" in str(note.children)
+    assert "segments are unaffected" in str(note.children)
+
+
+# --- Every page ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "label", "said"),
+    [
+        (PredictionStatus.PENDING, "Predictions pending", "Predictions pending"),
+        (PredictionStatus.RUNNING, "Predictions pending", "Predictions pending"),
+        (PredictionStatus.FAILED, "Predictions failed", "reason is on the Model page"),
+        (PredictionStatus.OFF, "Predictions off", "CUSTSEG_PREDICTIONS=false"),
+    ],
+)
+def test_pages_say_when_predictions_are_missing(
+    app: Any, dashboard: Any, sqlite_engine: Engine, status: Any, label: str, said: str
+) -> None:
+    set_predictions_status(sqlite_engine, LATEST, status, error="LinAlgError: singular matrix")
+    with as_user(app, ANALYST):
+        risk = page("overview").update_risk(segments=None, snapshot=None)
+        segs = page("segments").update_segments(**view())
+        members = page("customers").members(segments=None, snapshot=None, page=0)
+        model = page("model").update_predictions(snapshot=None, measure="orders")
+    assert risk["risk-revenue_at_risk"] == label and risk["risk-clv"] == "–"
+    assert said in str(risk["message"].children)
+    table = text_of(segs["segments-table"])
+    assert said in table and label.removeprefix("Predictions ") in table
+    assert members["message"] == "297 customers in all segments."
+    assert said in members["members-note"]
+    note = str(model["message"].children)
+    if status == PredictionStatus.FAILED:
+        assert "LinAlgError: singular matrix" in note  # the Model page gives the reason
+    else:
+        assert said in note
+    assert model["model-deciles"].layout.annotations[0].text == label
+    assert text_of(model["model-backtest"]) == label and model["model-backtest:params"] is None

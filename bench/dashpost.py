@@ -36,6 +36,14 @@ MESSAGES: dict[str, str] = {
 # Pages without the date filter, and the input a user changes there instead.
 UNDATED: dict[str, str] = {"customers": "f-segments.value", "model": "f-snapshot.value"}
 RANGES = (30, 90, 365, None)  # days up to the last order day; None: all
+# The Customers page's member list: sorted over the whole list on the server (or not), and its
+# "high value, high risk" switch (a page filter: a dict id, as /_dash-dependencies spells it).
+MEMBER_SORTS: tuple[list[dict[str, str]], ...] = (
+    [],
+    [{"column_id": "churn_risk", "direction": "desc"}],
+    [{"column_id": "clv_12m", "direction": "desc"}],
+)
+RISK_SWITCH = '{"name":"risk","type":"page-filter"}.value'
 GRANULARITIES = ("day", "week", "month")
 
 
@@ -168,7 +176,13 @@ def scenarios(
                 measure = rng.choice(["customers", "gross_revenue"])
                 extras = [{"migration-from.value": previous, "migration-measure.value": measure}]
             elif page == "customers":
-                extras = [{"members-table.page_current": rng.choice([0, 0, 1, 7])}]
+                extras = [
+                    {
+                        "members-table.page_current": rng.choice([0, 0, 1, 7]),
+                        "members-table.sort_by": rng.choice(MEMBER_SORTS),
+                        RISK_SWITCH: rng.choice([[], [], ["high-value-high-risk"]]),
+                    }
+                ]
             elif page == "segments":
                 extras = [{"segments-renamed.data": None}]
             out += [({**base, **extra}, changed) for extra in extras]

@@ -21,8 +21,9 @@ from sqlalchemy import Engine
 from analytics import aggregates, exports, rfm
 from analytics.campaigns import AudienceList
 from analytics.exports import Filters, SnapshotInfo
-from analytics.exports.customers import member_rows, profile_table, sample_customers
-from analytics.exports.predictions import PREDICTION_COLUMNS
+from analytics.exports.customers import MEMBER_COLUMNS, profile_table, sample_customers
+from analytics.exports.predictions import PREDICTION_COLUMNS, rounded
+from analytics.exports.predictions import high_value_high_risk as at_risk_flags
 from analytics.orderindex import OrderIndex
 from config import Settings
 from db import snapshots
@@ -126,6 +127,20 @@ class SnapshotSources:
             return frame[cols].sort_values("customer_id", kind="stable").reset_index(drop=True)
 
         return self._cached("predictions:done", load)  # type: ignore[no-any-return]
+
+    @property
+    def member_predictions(self) -> np.ndarray:
+        """For each row of `customers`, the row of its predictions in `predictions` (-1: none,
+        every row while they are pending), so the member list sorts and filters by them
+        without a join of every customer on each page turn."""
+        if str(self.snap.predictions_status) != "done":
+            return np.full(len(self.customers), -1, dtype=np.int64)
+
+        def load() -> np.ndarray:
+            index = pd.Index(self.predictions["customer_id"])
+            return np.asarray(index.get_indexer(self.customers["customer_id"]), dtype=np.int64)
+
+        return self._cached("member_predictions:done", load)  # type: ignore[no-any-return]
 
     @cached_property
     def segments(self) -> pd.DataFrame:
@@ -305,25 +320,49 @@ class Exporter:
         *,
         role: str | None = None,
         stages: tuple[str, ...] = (),
+        high_value_high_risk: bool = False,
+        sort: tuple[str, bool] | None = None,
     ) -> tuple[pd.DataFrame, int]:
-        """One page of the `members` export (same order, same segment and stage filters), and
-        how many members there are.
+        """One page of the `members` export (same segment, stage and high value, high risk
+        filters), and how many members there are. In customer id order, or sorted by `sort`
+        (column, descending) over every member, not only the page: missing values (no
+        predictions yet, unscored) last, ties by customer id.
 
         Positions first, then the page's rows: filtering the whole frame copied every column of
         up to 1M customers on each page turn.
         """
         self._check_role("members", role)
         check_segments(src.segments, src.snap.id, segment_ids)
-        exports.Filters(stages=stages).validate()
+        exports.Filters(stages=stages, high_value_high_risk=high_value_high_risk).validate()
+        if sort is not None and sort[0] not in MEMBER_COLUMNS:
+            raise exports.FilterError("The sort column is not valid.")
         frame = src.customers
         keep = np.ones(len(frame), dtype=bool)
         if segment_ids:
             keep &= np.isin(frame["segment_id"].to_numpy(), segment_ids)
         if stages:
             keep &= frame["lifecycle_stage"].isin(stages).to_numpy()
+        preds, at = src.predictions, src.member_predictions
+        if high_value_high_risk:
+            flagged = at_risk_flags(preds, src.snapshot).to_numpy(dtype=bool)
+            keep &= _aligned(flagged, at, False).astype(bool)
         rows = np.flatnonzero(keep)
-        part = member_rows(frame.iloc[rows[page * size : (page + 1) * size]], src.predictions)
-        return part, len(rows)
+        if sort is not None:
+            column, descending = sort
+            if column in PREDICTION_COLUMNS:
+                values = pd.Series(_aligned(preds[column].to_numpy(float), at[rows], np.nan))
+            else:
+                values = frame[column].iloc[rows].reset_index(drop=True)
+            order = values.sort_values(
+                ascending=not descending, kind="stable", na_position="last"
+            ).index.to_numpy()
+            rows = rows[order]
+        shown = rows[page * size : (page + 1) * size]
+        features = [c for c in MEMBER_COLUMNS if c not in PREDICTION_COLUMNS]
+        part = frame[features].iloc[shown].reset_index(drop=True)
+        for column in PREDICTION_COLUMNS:
+            part[column] = _aligned(preds[column].to_numpy(float), at[shown], np.nan)
+        return rounded(part), len(rows)
 
     def warm(self, snap: Snapshot) -> None:
         """Read what the pages' filter changes need of `snap` into the cache: its orders (and
@@ -336,6 +375,14 @@ class Exporter:
         index.aov_distribution(None, None, ())
         for kind in ("customers", "retention", "profiles", "customer_sample"):
             getattr(src, kind)
+
+
+def _aligned(values: np.ndarray, at: np.ndarray, missing: float | bool) -> np.ndarray:
+    """`values` (one per prediction row) at positions `at` (-1: `missing`)."""
+    if not len(values):
+        return np.full(len(at), missing)
+    out = values[np.clip(at, 0, None)]
+    return np.where(at >= 0, out, missing)
 
 
 def check_segments(segs: pd.DataFrame, snapshot_id: int, segment_ids: tuple[int, ...]) -> None:

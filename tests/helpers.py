@@ -10,7 +10,8 @@ def callback_spec(client: Any, output_contains: str) -> dict[str, Any]:
     """The entry of /_dash-dependencies whose output names `output_contains` (logged in)."""
     deps = client.get("/_dash-dependencies").get_json()
     matches = [d for d in deps if output_contains in d["output"]]
-    assert len(matches) == 1, f"{len(matches)} callbacks write to {output_contains!r}: {[m["output"][:80] for m in matches]}"
+    outputs = [m["output"][:80] for m in matches]
+    assert len(matches) == 1, f"{len(matches)} callbacks write to {output_contains!r}: {outputs}"
     return matches[0]  # type: ignore[no-any-return]
 
 

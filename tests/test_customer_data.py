@@ -17,6 +17,7 @@ import pytest
 from db.importer import import_file
 from tests.conftest import SAMPLE, login
 from tests.helpers import VIEWER_PAGES, page_responses, post_callback
+from tests.predicted import attach_test_predictions
 from tests.refitting import refit
 from tests.test_security import build_app
 
@@ -42,6 +43,8 @@ def marked_shop(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     refit(engine, k=3, as_of=date(2011, 9, 30))
     outcome = refit(engine, k=3)
+    # Predictions too, so the crawl covers what the pages show of them (one unscored customer).
+    attach_test_predictions(engine, outcome.snapshot_id, unscored=(PREFIX + "99999",))
     app = build_app(tmp, engine)
     yield app, outcome
     engine.dispose()

@@ -1055,3 +1055,81 @@ def campaign_cumulative(daily: pd.DataFrame, start: Any) -> go.Figure:
         yaxis={**_axis_title("Revenue per customer, cumulative"), "rangemode": "tozero"},
         hovermode="x unified",
     )
+
+
+# The backtest of the predictions (the `calibration` export): predicted against actual.
+PREDICTED_COLOR, ACTUAL_COLOR = "#9ECAE9", "#4C78A8"
+
+
+def backtest_deciles(deciles: pd.DataFrame, measure: str = "orders") -> go.Figure:
+    """Predicted and actual orders (or revenue) in the backtest window, summed per decile of
+    predicted orders (1 = the customers predicted to buy least)."""
+    if deciles.empty:
+        return empty_figure("No backtest for this snapshot.")
+    money = measure == "revenue"
+    fmt = ",.2f" if money else ",.1f"
+    x = [str(int(d)) for d in deciles["decile"]]
+    traces = [
+        {
+            "type": "bar",
+            "name": f"{which.capitalize()} {measure}",
+            "x": x,
+            "y": deciles[f"{which}_{measure}"].astype(float).round(2).to_numpy(),
+            "marker": {"color": color},
+            "customdata": deciles["customers"].to_numpy(),
+            "hovertemplate": f"Decile %{{x}} (%{{customdata:,}} customers): {which} "
+            f"%{{y:{fmt}}}<extra></extra>",
+        }
+        for which, color in (("predicted", PREDICTED_COLOR), ("actual", ACTUAL_COLOR))
+    ]
+    return _fig(
+        traces,
+        320,
+        barmode="group",
+        xaxis={"type": "category", **_axis_title("Decile of predicted orders (10 = most)")},
+        yaxis={**_axis_title(f"{measure.capitalize()} in the window"), "rangemode": "tozero"},
+    )
+
+
+def calibration_curve(deciles: pd.DataFrame, measure: str = "orders") -> go.Figure:
+    """Mean predicted against mean actual orders (or revenue) per customer of each decile, with
+    the diagonal of a perfectly calibrated model: points below it were over-predicted."""
+    if deciles.empty:
+        return empty_figure("No backtest for this snapshot.")
+    n = deciles["customers"].astype(float).where(deciles["customers"] > 0)
+    predicted = (deciles[f"predicted_{measure}"].astype(float) / n).round(4)
+    actual = (deciles[f"actual_{measure}"].astype(float) / n).round(4)
+    top = float(np.nanmax([predicted.max(), actual.max(), 0.0])) * 1.05 or 1.0
+    fmt = ",.2f"
+    traces = [
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": "Perfect calibration",
+            "x": [0, top],
+            "y": [0, top],
+            "line": {"color": "#B0B7C3", "dash": "dash", "width": 1.5},
+            "hoverinfo": "skip",
+        },
+        {
+            "type": "scatter",
+            "mode": "lines+markers+text",
+            "name": "Deciles",
+            "x": predicted.to_numpy(),
+            "y": actual.to_numpy(),
+            "text": [str(int(d)) for d in deciles["decile"]],
+            "textposition": "top left",
+            "textfont": {"size": 10, "color": "#6c757d"},
+            "marker": {"color": ACTUAL_COLOR, "size": 8},
+            "line": {"color": ACTUAL_COLOR, "width": 1.5},
+            "hovertemplate": f"Decile %{{text}}: predicted %{{x:{fmt}}}, actual %{{y:{fmt}}} "
+            f"{measure} per customer<extra></extra>",
+        },
+    ]
+    unit = "Revenue" if measure == "revenue" else "Orders"
+    return _fig(
+        traces,
+        320,
+        xaxis={**_axis_title(f"Predicted {unit.lower()} per customer"), "rangemode": "tozero"},
+        yaxis={**_axis_title(f"Actual {unit.lower()} per customer"), "rangemode": "tozero"},
+    )

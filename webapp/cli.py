@@ -555,6 +555,12 @@ def _export_list() -> str:
     "e.g. --stage 'At risk'.",
 )
 @click.option(
+    "--high-value-high-risk",
+    is_flag=True,
+    help="members: only customers at high churn risk (CUSTSEG_HIGH_RISK) among the most "
+    "valuable (the top CUSTSEG_HIGH_VALUE_SHARE by 12-month CLV).",
+)
+@click.option(
     "--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True
 )
 @click.option(
@@ -577,6 +583,7 @@ def export_cmd(
     compare_to: int | None,
     customer: str | None,
     stage_names: tuple[str, ...],
+    high_value_high_risk: bool,
     fmt: str,
     out: Path | None,
 ) -> None:
@@ -606,6 +613,7 @@ def export_cmd(
         compare_to=compare_to,
         customer=customer,
         stages=parse_stages(list(stage_names)),
+        high_value_high_risk=high_value_high_risk,
     )
     settings = get_settings()
     exporter = Exporter.of(_engine(settings), SnapshotCache(), settings)

@@ -151,3 +151,44 @@ def table_style(**cell: object) -> dict[str, Any]:
         },
         "style_header": {"fontWeight": "600", "fontFamily": TABLE_FONT},
     }
+
+
+# A snapshot's predictions (churn risk, 12-month CLV) come after its segments: what pages say
+# until they are there (`Snapshot.predictions_status`, db/predictions.py).
+PREDICTION_LABELS = {
+    "pending": "Predictions pending",
+    "running": "Predictions pending",
+    "failed": "Predictions failed",
+    "off": "Predictions off",
+}
+
+
+def predictions_status(snap: Any) -> str:
+    """'done', 'pending', 'running', 'failed' or 'off'."""
+    return str(getattr(snap, "predictions_status", None) or "off")
+
+
+def predictions_note(snap: Any, *, details: bool = True) -> str | None:
+    """Why a snapshot shows no predictions (None: they are there). `details`: the failure's
+    reason (the Model page); elsewhere a pointer to it."""
+    status = predictions_status(snap)
+    if status == "done":
+        return None
+    if status in ("pending", "running"):
+        return (
+            f"Predictions pending: churn risk and 12-month value of snapshot {snap.id} are "
+            "computed after its segments are published (a minute or more at large sizes). "
+            "Reload the page to see them."
+        )
+    if status == "failed":
+        meta = snap.predictions if isinstance(snap.predictions, dict) else {}
+        reason = meta.get("error") or "no reason recorded"
+        why = f": {reason}" if details else " (the reason is on the Model page)"
+        return (
+            f"Predictions failed for snapshot {snap.id}{why}. Its segments are unaffected; "
+            "the next refit tries again."
+        )
+    return (
+        f"Predictions off: snapshot {snap.id} was made with CUSTSEG_PREDICTIONS=false, so it "
+        "has no churn risk or 12-month value."
+    )

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pandas as pd
 
 from analytics.actions import explain
-from analytics.exports.predictions import PREDICTION_COLUMNS, per_segment, rounded
+from analytics.exports.predictions import (
+    PREDICTION_COLUMNS,
+    high_value_high_risk,
+    per_segment,
+    rounded,
+)
 from analytics.exports.registry import Sources, export, in_segments
 from analytics.exports.spec import Filters
 from analytics.segmentation import PROFILE_FEATURES
@@ -85,6 +90,7 @@ def segments(src: Sources, f: Filters) -> pd.DataFrame:
     ratios = ["share", "revenue_share", "repeat_rate"]
     out[ratios] = out[ratios].astype(float).round(6)
     out["aov"] = out["aov"].astype(float).round(4)
+    out.attrs["provenance"] = {"predictions_status": src.snapshot.predictions_status}
     return out
 
 
@@ -162,19 +168,26 @@ def customer_sample(src: Sources, f: Filters) -> pd.DataFrame:
 
 @export(
     "members",
-    reads=("customers", "predictions"),
+    reads=("customers", "predictions", "snapshot"),
     columns=MEMBER_COLUMNS,
     row="customer",
     role="analyst",
-    options=("stages",),
+    options=("stages", "high_value_high_risk"),
 )
 def members(src: Sources, f: Filters) -> pd.DataFrame:
     """Every customer of the segments (and stages) with their features, RFM scores and
-    lifecycle stage as of the snapshot, and their predictions (empty while pending)."""
+    lifecycle stage as of the snapshot, and their predictions (empty while pending); with
+    --high-value-high-risk only those at high churn risk among the most valuable."""
     customers = in_segments(src.customers, f.segments)
     if f.stages:
         customers = customers[customers["lifecycle_stage"].isin(f.stages)]
-    return member_rows(customers, src.predictions)
+    if f.high_value_high_risk:
+        preds = src.predictions
+        chosen = preds.loc[high_value_high_risk(preds, src.snapshot), "customer_id"]
+        customers = customers[customers["customer_id"].isin(chosen)]
+    out = member_rows(customers, src.predictions)
+    out.attrs["provenance"] = {"predictions_status": src.snapshot.predictions_status}
+    return out
 
 
 def member_rows(customers: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:

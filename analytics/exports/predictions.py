@@ -77,6 +77,14 @@ def high_value_threshold(scored: pd.DataFrame, info: SnapshotInfo) -> float | No
     return float(np.quantile(values, 1 - info.high_value_share))
 
 
+def high_value_high_risk(preds: pd.DataFrame, info: SnapshotInfo) -> pd.Series:
+    """Whether each customer of `preds` (a snapshot's predictions, all of them: the value
+    threshold is over every scored customer) is at high risk and of high value: the members
+    export's and the member list's filter."""
+    flagged = flags(preds, info)
+    return flagged["high_risk"] & flagged["high_value"]
+
+
 def flags(preds: pd.DataFrame, info: SnapshotInfo) -> pd.DataFrame:
     """Each customer's `high_risk` and `high_value` flags (False while unscored)."""
     threshold = high_value_threshold(preds, info)
@@ -95,11 +103,15 @@ def flags(preds: pd.DataFrame, info: SnapshotInfo) -> pd.DataFrame:
     columns=("customer_id", "segment_id", *PREDICTION_COLUMNS, "unscored_reason"),
     row="customer (empty while the snapshot's predictions are pending)",
     role="analyst",
+    options=("customer",),
 )
 def predictions(src: Sources, f: Filters) -> pd.DataFrame:
     """Each customer's expected orders in 90 days, churn risk and 12-month CLV."""
     cols = ["customer_id", "segment_id", *PREDICTION_COLUMNS, "unscored_reason"]
-    out = rounded(in_segments(src.predictions, f.segments)[cols]).reset_index(drop=True)
+    chosen = in_segments(src.predictions, f.segments)
+    if f.customer is not None:  # one customer (the Customers page's lookup)
+        chosen = chosen[chosen["customer_id"] == f.customer]
+    out = rounded(chosen[cols]).reset_index(drop=True)
     out.attrs["provenance"] = _status(src)
     return out
 
@@ -193,6 +205,47 @@ def backtest(src: Sources, f: Filters) -> pd.DataFrame:
         out["cutoff"] = bt.get("cutoff")
         out["holdout_days"] = bt.get("holdout_days")
         out = out.reindex(columns=list(BACKTEST_COLUMNS))
+    out.attrs["provenance"] = _status(src)
+    return out
+
+
+MODEL_COLUMNS = ("run", "model", "predicts", "serves", "customers", "fit_seconds", "params", "note")
+PREDICTS = {"bg_nbd": "orders", "pareto_nbd": "orders", "gamma_gamma": "order value"}
+
+
+@export(
+    "prediction_models",
+    reads=("snapshot",),
+    columns=MODEL_COLUMNS,
+    row="model fitted for the predictions or their backtest (empty while pending)",
+)
+def prediction_models(src: Sources, f: Filters) -> pd.DataFrame:
+    """The models the predictions and their backtest fitted: what each predicts, on how many
+    customers, how long its fit took and its parameters."""
+    meta = src.snapshot.predictions if isinstance(src.snapshot.predictions, dict) else {}
+    serving = (meta.get("predictions") or {}).get("purchase_model")
+    rows = []
+    for run, fits in (
+        ("predictions", (meta.get("predictions") or {}).get("models") or {}),
+        ("backtest", (meta.get("backtest") or {}).get("fits") or {}),
+    ):
+        for name, fit in fits.items():
+            params = fit.get("params") or {}
+            rows.append(
+                {
+                    "run": run,
+                    "model": name,
+                    "predicts": PREDICTS.get(name, ""),
+                    # Gamma-Gamma serves the CLV unless its note says why not.
+                    "serves": run == "predictions"
+                    and (name == serving or (name == "gamma_gamma" and not fit.get("note"))),
+                    "customers": fit.get("customers"),
+                    "fit_seconds": fit.get("fit_seconds"),
+                    "params": ", ".join(f"{k}={float(v):.4g}" for k, v in params.items()),
+                    "note": fit.get("note"),
+                }
+            )
+    out = pd.DataFrame(rows, columns=list(MODEL_COLUMNS))
     out.attrs["provenance"] = _status(src)
     return out
 

@@ -109,6 +109,29 @@ def parse_int(value: object, low: int, high: int, label: str) -> int:
     return value
 
 
+def parse_flag(value: object, label: str) -> bool:
+    """A yes/no filter: True or False only (never a string a browser made up)."""
+    if not isinstance(value, bool):
+        raise FilterError(f"The {label} is not valid.")
+    return value
+
+
+def parse_sort(value: object, columns: Sequence[str]) -> tuple[str, bool] | None:
+    """A table's sort as Dash's DataTable sends it (`sort_by`: [{column_id, direction}], one
+    column): (column, descending), or None for the table's own order. A column not in
+    `columns` or another direction is refused."""
+    if value is None or value == []:
+        return None
+    if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict):
+        raise FilterError("The sort order is not valid.")
+    column, direction = value[0].get("column_id"), value[0].get("direction")
+    if not isinstance(column, str) or column not in columns:
+        raise FilterError("The sort column is not valid.")
+    if direction not in ("asc", "desc"):
+        raise FilterError("The sort direction must be asc or desc.")
+    return column, direction == "desc"
+
+
 def parse_text(value: object, label: str, limit: int = MAX_TEXT) -> str | None:
     if value is None:
         return None
@@ -130,6 +153,9 @@ class Filters:
     compare_to: int | None = None  # migration: the snapshot customers come from
     customer: str | None = None  # customer_orders: one customer id
     stages: tuple[str, ...] = ()  # members, lifecycle exports: lifecycle stages (none = all)
+    # members: only customers at high churn risk (CUSTSEG_HIGH_RISK) among the most valuable
+    # (the top CUSTSEG_HIGH_VALUE_SHARE by 12-month CLV); none while predictions are pending.
+    high_value_high_risk: bool = False
     # campaign_treatment: the campaign (only `custseg campaign export` and the Campaigns page
     # set it, each recording the export; chart params never carry it).
     campaign: int | None = None
@@ -146,6 +172,7 @@ class Filters:
         parse_snapshot(self.compare_to, "snapshot to compare with")
         parse_text(self.customer, "customer id")
         parse_stages(list(self.stages))
+        parse_flag(self.high_value_high_risk, "high value, high risk filter")
         parse_snapshot(self.campaign, "campaign")
         return self
 
@@ -165,6 +192,8 @@ class Filters:
             out["customer"] = self.customer
         if self.stages:
             out["stages"] = ",".join(parse_stages(list(self.stages)))  # in the map's order
+        if self.high_value_high_risk:
+            out["high_value_high_risk"] = "true"
         if self.campaign is not None:
             out["campaign"] = str(self.campaign)
         return out
@@ -195,6 +224,7 @@ class View:
             "compare_to": f.compare_to,
             "customer": f.customer,
             "stages": list(f.stages),
+            "high_value_high_risk": f.high_value_high_risk,
         }
 
 
@@ -218,6 +248,7 @@ def view_from_params(params: object, exports: Sequence[str]) -> tuple[str, View]
     split = params.get("split_by_segment", False)
     if not isinstance(split, bool):
         raise FilterError("The retention split is not valid.")
+    at_risk = parse_flag(params.get("high_value_high_risk", False), "high value, high risk filter")
     return export, view.with_(
         granularity=parse_choice(params.get("granularity", "month"), GRANULARITIES, "period"),
         split_by_segment=split,
@@ -225,4 +256,5 @@ def view_from_params(params: object, exports: Sequence[str]) -> tuple[str, View]
         compare_to=parse_snapshot(params.get("compare_to"), "snapshot to compare with"),
         customer=parse_text(params.get("customer"), "customer id"),
         stages=parse_stages(params.get("stages")),
+        high_value_high_risk=at_risk,
     )

@@ -1,11 +1,14 @@
-"""Model (/model): how good the segmentation is, how it was made, and every refit.
+"""Model (/model): how good the segmentation is, how it was made, and every refit; how far to
+trust the predictions (their backtest, the models and their fit times).
 
 Silhouette and inertia for every k of 2..10, the k range the choice was made in shaded and the
 chosen k marked, why that k (`explain_selection`) and which setting won (`--k`, an admin's, the
 environment's, the default); the features and their transforms, the data-quality report, the
 snapshot history, and for admins: "Refit now" (a background process; its stage shows here
 while it runs), the k range or a fixed k for the next refits (stored with who and when), and a
-preview of the clusters each k of the refit gives, without publishing anything.
+preview of the clusters each k of the refit gives, without publishing anything. The
+predictions' part reads the `backtest`, `prediction_models` and `calibration` exports and says
+when the snapshot's predictions are pending, failed (with the reason) or off.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
+import pandas as pd
 from dash import Input, Output, State, html, no_update
 from dash.dash_table.DataTable import DataTable
 from dash.dash_table.Format import Format, Group, Scheme
@@ -24,7 +28,17 @@ from analytics.segmentation import explain_selection
 from db import snapshots
 from db.k_settings import K_LIMITS, effective_k_setting, set_k_setting
 from webapp import charts, refit_ui, roles
-from webapp.components import chart_card, graph, no_snapshot, table_style
+from webapp.components import (
+    PREDICTION_LABELS,
+    chart_card,
+    graph,
+    info,
+    money,
+    no_snapshot,
+    predictions_note,
+    predictions_status,
+    table_style,
+)
 from webapp.filters import (
     FILTERS,
     SNAPSHOT,
@@ -36,7 +50,7 @@ from webapp.filters import (
     parse_int,
     parse_snapshot,
 )
-from webapp.pagekit import Extra, Kit, chart_callback
+from webapp.pagekit import Extra, Kit, chart_callback, message
 from webapp.roles import has_role
 from webapp.state import state
 
@@ -87,6 +101,9 @@ FEATURE_TEXT = (
     ("frequency", "Frequency", "number of positive orders"),
     ("monetary", "Monetary", "gross spend: sum of positive order totals"),
 )
+NOWRAP = {"whiteSpace": "nowrap"}
+MODEL_NAMES = {"bg_nbd": "BG/NBD", "pareto_nbd": "Pareto/NBD", "gamma_gamma": "Gamma-Gamma"}
+BACKTEST_MEASURES = ("orders", "revenue")
 HISTORY_COLUMNS = (
     ("snapshot_id", "Snapshot"),
     ("status", "Status"),
@@ -149,6 +166,7 @@ def layout(**query: Any) -> html.Div:
                     ),
                 ]
             ),
+            predictions_section(export),
             k_panel(init.snap) if has_role(K_ROLE) else None,
             dbc.Row(
                 [
@@ -190,6 +208,255 @@ def layout(**query: Any) -> html.Div:
             ),
         ]
     )
+
+
+def predictions_section(export: bool) -> html.Div:
+    """The backtest of the predictions, the models fitted and their fit times, and predicted
+    against actual by decile (orders or revenue)."""
+    return html.Div(
+        [
+            html.H5("Predictions: churn risk and 12-month value", className="h6 mt-2 mb-1"),
+            html.P(
+                "Each refit fits purchase models (BG/NBD and Pareto/NBD: how many orders each "
+                "customer places) and Gamma-Gamma (what an order is worth), first on the history "
+                "before a holdout window to check them against what happened in it (the "
+                "backtest), then on the whole history for the predictions.",
+                className="small text-muted mb-2",
+            ),
+            html.Div(id="model-predictions-message"),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        chart_card(
+                            "model-backtest",
+                            "Backtest: predicted against what happened",
+                            "Each purchase model fitted on the history up to the cutoff, its "
+                            "predictions for the window after it against the orders and revenue "
+                            "that came. Correlation: of predicted and actual orders per customer. "
+                            "Mean absolute error: per customer, against the baseline 'nobody "
+                            "buys' (lower is better). AUC: how well churn risk ranks who did not "
+                            "buy (0.5 = chance, 1 = perfect). The model with the better AUC "
+                            "serves the predictions.",
+                            html.Div(id="model-backtest"),
+                            exportable=export,
+                        ),
+                        lg=7,
+                    ),
+                    dbc.Col(
+                        chart_card(
+                            "model-fits",
+                            "Models and fit times",
+                            "The models fitted for this snapshot's predictions (on the whole "
+                            "history) and for the backtest (up to the cutoff): what each "
+                            "predicts, on how many customers, its fit time; hover its ? for its "
+                            "parameters (in the download too). Bold: the models that serve.",
+                            html.Div(id="model-fits"),
+                            exportable=export,
+                        ),
+                        lg=5,
+                    ),
+                ]
+            ),
+            html.Div(
+                [
+                    html.Small("Deciles and calibration in", className="text-muted me-2"),
+                    dbc.RadioItems(
+                        id="model-backtest-measure",
+                        options=[
+                            {"label": "orders", "value": "orders"},
+                            {"label": "revenue", "value": "revenue"},
+                        ],
+                        value="orders",
+                        inline=True,
+                        className="small",
+                    ),
+                ],
+                className="d-flex align-items-center mb-1",
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        chart_card(
+                            "model-deciles",
+                            "Predicted against actual, by decile",
+                            "The backtest's customers in ten groups of equal size by predicted "
+                            "orders (1: predicted to buy least, 10: most): what the serving model "
+                            "predicted for the window and what they did.",
+                            graph("model-deciles"),
+                            exportable=export,
+                        ),
+                        lg=6,
+                    ),
+                    dbc.Col(
+                        chart_card(
+                            "model-calibration",
+                            "Calibration",
+                            "Per customer of each decile: predicted against actual. On the "
+                            "dashed diagonal the predictions are right on average; below it "
+                            "they were too high, above it too low.",
+                            graph("model-calibration"),
+                            exportable=export,
+                        ),
+                        lg=6,
+                    ),
+                ]
+            ),
+        ]
+    )
+
+
+def _ratio(predicted: float, actual: float) -> str:
+    return f" ({predicted / actual - 1:+.0%})" if actual else ""
+
+
+def _name(model: Any) -> str:
+    return MODEL_NAMES.get(str(model), str(model))
+
+
+def backtest_figures(bt: pd.DataFrame, fits: pd.DataFrame, meta: dict[str, Any]) -> Any:
+    """The `backtest` export as a table (one column per purchase model), with the window, the
+    customers no model could predict, and why the serving model serves."""
+    if bt.empty:
+        return html.Small("No backtest for this snapshot.", className="text-muted")
+    back = meta.get("backtest") or {}
+    seconds = {r.model: r.fit_seconds for r in fits.itertuples() if r.run == "backtest"}
+    models = list(bt.itertuples())
+    head = html.Thead(
+        html.Tr(
+            [html.Th("")]
+            + [
+                html.Th(
+                    [_name(m.model), html.Span(" (serves)", className="text-success")]
+                    if m.serves
+                    else _name(m.model),
+                    className="text-end",
+                )
+                for m in models
+            ]
+        )
+    )
+    lines: list[tuple[Any, Any]] = [
+        ("Customers compared", lambda m: f"{int(m.customers):,}"),
+        (
+            "Orders: predicted / actual",
+            lambda m: (
+                f"{m.predicted_orders:,.0f} / {m.actual_orders:,.0f}"
+                + _ratio(m.predicted_orders, m.actual_orders)
+            ),
+        ),
+        (
+            "Revenue: predicted / actual",
+            lambda m: (
+                f"{money(m.predicted_revenue)} / {money(m.actual_revenue)}"
+                + _ratio(m.predicted_revenue, m.actual_revenue)
+            ),
+        ),
+        ("Correlation per customer", lambda m: _fixed(m.correlation)),
+        (
+            ["Mean absolute error", info("Orders per customer; the baseline predicts none")],
+            lambda m: f"{_fixed(m.mae)} vs {_fixed(m.baseline_mae)} baseline",
+        ),
+        (
+            ["Churn ranking AUC", info("0.5 = chance, 1 = perfect")],
+            lambda m: _fixed(m.auc),
+        ),
+        ("Fit time", lambda m: f"{seconds[m.model]:.1f} s" if m.model in seconds else "–"),
+    ]
+    body = html.Tbody(
+        [
+            html.Tr([html.Td(label)] + [html.Td(cell(m), className="text-end") for m in models])
+            for label, cell in lines
+        ]
+    )
+    first = models[0]
+    window = (
+        f"Fitted on the history up to {first.cutoff} and compared with the "
+        f"{int(first.holdout_days)} days after it."
+    )
+    new = back.get("new_customers")
+    if new:
+        window += (
+            f" {int(new):,} customers whose first order fell in the window "
+            f"({int(back.get('new_customer_orders') or 0):,} orders) cannot be predicted and "
+            "are left out."
+        )
+    choice = (meta.get("predictions") or {}).get("choice")
+    serving = next((m.model for m in models if m.serves), None)
+    parts: list[Any] = [
+        html.P(window, className="small mb-1"),
+        dbc.Table([head, body], size="sm", className="small mb-1"),
+    ]
+    if serving and choice:
+        parts.append(
+            html.P(f"{_name(serving)} serves the predictions: {choice}.", className="small mb-0")
+        )
+    return html.Div(parts)
+
+
+def _fixed(value: Any, digits: int = 2) -> str:
+    if value is None or value != value:
+        return "–"
+    return f"{float(value):.{digits}f}"
+
+
+def fits_table(fits: pd.DataFrame, meta: dict[str, Any]) -> Any:
+    """The `prediction_models` export: the models of the predictions and of the backtest."""
+    if fits.empty:
+        return html.Small("No models fitted for this snapshot.", className="text-muted")
+    sections: list[Any] = []
+    titles = {
+        "predictions": "For the predictions (whole history)",
+        "backtest": "For the backtest (history to the cutoff)",
+    }
+    for run, title in titles.items():
+        part = fits[fits["run"] == run]
+        if part.empty:
+            continue
+        rows = [
+            html.Tr(
+                [
+                    html.Td(
+                        [
+                            html.Strong(_name(r.model)) if r.serves else _name(r.model),
+                            info(
+                                f"Parameters: {r.params}"
+                                + (f". Not used: {r.note}" if isinstance(r.note, str) else "")
+                            ),
+                        ],
+                        style=NOWRAP,
+                    ),
+                    html.Td(r.predicts, style=NOWRAP),
+                    html.Td(f"{int(r.customers):,}", className="text-end"),
+                    html.Td(f"{float(r.fit_seconds):.1f} s", className="text-end", style=NOWRAP),
+                ]
+            )
+            for r in part.itertuples()
+        ]
+        head = html.Thead(
+            html.Tr(
+                [
+                    html.Th(title, colSpan=2),
+                    html.Th("Customers", className="text-end"),
+                    html.Th("Fit time", className="text-end", style=NOWRAP),
+                ]
+            )
+        )
+        sections.append(dbc.Table([head, html.Tbody(rows)], size="sm", className="small mb-1"))
+    preds = meta.get("predictions") or {}
+    notes = []
+    unscored = preds.get("customers_unscored") or {}
+    if preds.get("customers_scored") is not None:
+        text = f"{int(preds['customers_scored']):,} customers scored"
+        if unscored:
+            text += "; not scored: " + "; ".join(
+                f"{int(n):,} with {why}" for why, n in unscored.items()
+            )
+        notes.append(text + ".")
+    total = (meta.get("timings") or {}).get("total")
+    if total is not None:
+        notes.append(f"The prediction stage took {float(total):,.1f} s, backtest included.")
+    sections.append(html.P(" ".join(notes), className="small text-muted mb-0"))
+    return html.Div(sections)
 
 
 def next_refit_text(choice: KChoice) -> str:
@@ -418,6 +685,47 @@ def update_model(kit: Kit) -> dict[str, Any]:
         "model-features": _features(snap),
         "model-quality": _quality(snap),
         "model-k-reason": k_reason(snap),
+    }
+
+
+@chart_callback(
+    "model",
+    {
+        "model-backtest": "children",
+        "model-fits": "children",
+        "model-deciles": "figure",
+        "model-calibration": "figure",
+    },
+    inputs={"snapshot": FILTERS["snapshot"], "measure": Input("model-backtest-measure", "value")},
+    message_to="model-predictions-message",
+    note_color="info",
+)
+def update_predictions(kit: Kit, measure: Any = "orders") -> dict[str, Any]:
+    """The backtest, the models and the deciles of the snapshot's predictions, or why it has
+    none (pending, failed with the reason, off)."""
+    shown = parse_choice(measure if measure is not None else "orders", BACKTEST_MEASURES, "measure")
+    snap = kit.snapshot
+    note = predictions_note(snap)
+    if note is not None:
+        status = predictions_status(snap)
+        label = PREDICTION_LABELS.get(status, "No predictions")
+        blank = charts.empty_figure(label, 320)
+        return {
+            "message": message(note, "danger" if status == "failed" else "info"),
+            "model-backtest": html.Small(label, className="text-muted"),
+            "model-fits": html.Small(label, className="text-muted"),
+            "model-deciles": blank,
+            "model-calibration": blank,
+        }
+    meta = snap.predictions if isinstance(snap.predictions, dict) else {}
+    fits = kit.read("prediction_models", charts=("model-fits",))
+    bt = kit.read("backtest", charts=("model-backtest",))
+    deciles = kit.read("calibration", charts=("model-deciles", "model-calibration"))
+    return {
+        "model-backtest": backtest_figures(bt, fits, meta),
+        "model-fits": fits_table(fits, meta),
+        "model-deciles": charts.backtest_deciles(deciles, shown),
+        "model-calibration": charts.calibration_curve(deciles, shown),
     }
 
 

@@ -1,4 +1,6 @@
-"""Overview (/): headline KPIs against the previous period, and revenue by segment over time."""
+"""Overview (/): headline KPIs against the previous period, revenue at risk (the 12-month CLV
+of customers at high churn risk, from the snapshot's predictions) and revenue by segment over
+time."""
 
 from __future__ import annotations
 
@@ -12,10 +14,19 @@ from dash import Output, html
 from analytics.digest import change_text
 from analytics.metrics import DEFINITIONS
 from webapp import charts
-from webapp.components import chart_card, graph, integer, money, no_snapshot
+from webapp.components import (
+    PREDICTION_LABELS,
+    chart_card,
+    graph,
+    integer,
+    money,
+    no_snapshot,
+    predictions_note,
+    predictions_status,
+)
 from webapp.components import percent as pct
-from webapp.filters import filter_bar, initial, page_header
-from webapp.pagekit import Extra, Kit, auto_granularity, chart_callback
+from webapp.filters import FILTERS, filter_bar, initial, page_header
+from webapp.pagekit import Extra, Kit, auto_granularity, chart_callback, message
 from webapp.roles import has_role
 from webapp.state import state
 
@@ -58,6 +69,43 @@ def _card(key: str, label: str, definition: str) -> dbc.Col:
     )
 
 
+def risk_definition() -> str:
+    """What "revenue at risk" means, with this installation's thresholds."""
+    st = state().settings
+    return (
+        "Revenue at risk: the predicted value of the next 12 months (CLV, discounted at "
+        f"{st.clv_discount_rate:.0%} a year) of the customers at high churn risk, i.e. a "
+        f"probability of at least {st.high_risk:.0%} (CUSTSEG_HIGH_RISK) that they place no "
+        "order in the next 90 days. High value: the top "
+        f"{st.high_value_share:.0%} of customers by 12-month CLV (CUSTSEG_HIGH_VALUE_SHARE). "
+        "Predicted as of the snapshot's date: the segment filter applies, the dates do not."
+    )
+
+
+def _risk_box(key: str, label: str, definition: str) -> dbc.Col:
+    return dbc.Col(
+        html.Div(
+            [
+                html.Div(label, className="text-muted small"),
+                html.Div("…", className="fs-5 fw-semibold", id=f"risk-{key}"),
+                html.Div("", className="small text-muted", id=f"risk-{key}-detail"),
+            ],
+            className="border rounded p-2 h-100",
+            title=definition,
+        ),
+        xs=6,
+        lg=3,
+    )
+
+
+RISK_BOXES = (
+    ("revenue_at_risk", "Revenue at risk"),
+    ("clv", "Predicted 12-month value"),
+    ("high_risk", "Customers at high churn risk"),
+    ("high_value_high_risk", "High value, high risk"),
+)
+
+
 def layout(**query: Any) -> html.Div:
     init = initial(query)
     if init is None:
@@ -83,6 +131,26 @@ def layout(**query: Any) -> html.Div:
                 "Each figure for the chosen period; below it, the change against the period of "
                 "the same length just before. Hover a label for its definition.",
                 html.Div([cards, html.Div(id="overview-compare", className="small mt-2")]),
+                exportable=export,
+            ),
+            chart_card(
+                "overview-risk",
+                "Revenue at risk",
+                risk_definition(),
+                html.Div(
+                    [
+                        html.Div(id="overview-risk-message"),
+                        dbc.Row(
+                            [_risk_box(key, label, risk_definition()) for key, label in RISK_BOXES],
+                            className="g-2",
+                        ),
+                        html.P(
+                            risk_definition(),
+                            id="risk-definition",
+                            className="small text-muted mt-2 mb-0",
+                        ),
+                    ]
+                ),
                 exportable=export,
             ),
             chart_card(
@@ -145,6 +213,59 @@ def update_overview(kit: Kit) -> dict[str, Any]:
     out["overview-compare"] = compare
     out["overview-trend"] = charts.revenue_trend(sales, kit.palette, granularity)
     return out
+
+
+RISK_OUTPUTS = {
+    f"risk-{key}{part}": Extra(Output(f"risk-{key}{part}", "children"), "–" if not part else "")
+    for key, _ in RISK_BOXES
+    for part in ("", "-detail")
+}
+
+
+@chart_callback(
+    "overview",
+    {"overview-risk": None},
+    inputs={"segments": FILTERS["segments"], "snapshot": FILTERS["snapshot"]},
+    extras=RISK_OUTPUTS,
+    message_to="overview-risk-message",
+    note_color="info",
+)
+def update_risk(kit: Kit) -> dict[str, Any]:
+    """Revenue at risk and the predicted value of the chosen segments (the snapshot's
+    predictions: the dates do not change them); what is missing while they are not there."""
+    snap = kit.snapshot
+    note = predictions_note(snap, details=False)
+    if note is not None:
+        status = predictions_status(snap)
+        return {
+            "message": message(note, "danger" if status == "failed" else "info"),
+            "risk-revenue_at_risk": PREDICTION_LABELS.get(status, "No predictions"),
+        }
+    risk = kit.read("revenue_at_risk", charts=("overview-risk",))
+    if risk.empty:
+        return {"message": message("No customer of this snapshot has predictions.", "info")}
+    r = risk.iloc[0]
+    scored = int(r["customers_scored"])
+    unscored = int(r["customers"]) - scored
+    share = _num(r["high_risk_share"])
+    hv = _num(r["high_value_threshold"])
+    total = _num(r["clv_12m_total"]) or 0.0
+    at_risk = _num(r["revenue_at_risk"]) or 0.0
+    return {
+        "risk-revenue_at_risk": money(at_risk),
+        "risk-revenue_at_risk-detail": (
+            f"{pct(at_risk / total) if total else '–'} of the predicted 12-month value"
+        ),
+        "risk-clv": money(total),
+        "risk-clv-detail": f"of {scored:,} customers scored"
+        + (f"; {unscored:,} not scored (no positive order)" if unscored else ""),
+        "risk-high_risk": integer(int(r["high_risk_customers"])),
+        "risk-high_risk-detail": f"{pct(share)} of those scored (churn risk ≥ "
+        f"{float(r['high_risk_threshold']):.0%})",
+        "risk-high_value_high_risk": integer(int(r["high_value_high_risk_customers"])),
+        "risk-high_value_high_risk-detail": f"{money(_num(r['high_value_revenue_at_risk']))} "
+        f"at risk; high value: 12-month CLV ≥ {money(hv)}",
+    }
 
 
 def _num(value: Any) -> float | None:

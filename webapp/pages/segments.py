@@ -22,7 +22,17 @@ from analytics.rfm import STAGE_RULES, STAGE_TABLE, STAGES
 from db import snapshots
 from db.segment_names import rename_segment
 from webapp import charts, roles
-from webapp.components import chart_card, graph, info, money, no_snapshot, percent
+from webapp.components import (
+    PREDICTION_LABELS,
+    chart_card,
+    graph,
+    info,
+    money,
+    no_snapshot,
+    percent,
+    predictions_note,
+    predictions_status,
+)
 from webapp.filters import (
     FILTERS,
     SEGMENTS,
@@ -118,7 +128,11 @@ def layout(**query: Any) -> html.Div:
                 "segments-table",
                 "The segments",
                 "Name and description of each segment, from its profile. Medians per customer; "
-                "the centre of the K-Means cluster in original units under 'Centroid'.",
+                "the centre of the K-Means cluster in original units under 'Centroid'. "
+                "Predicted 12-month value: the sum of its customers' 12-month CLV (their mean "
+                "below); high churn risk: the share of its customers with a churn risk of at "
+                f"least {state().settings.high_risk:.0%} (CUSTSEG_HIGH_RISK), as of the "
+                "snapshot's date.",
                 html.Div(id="segments-table"),
                 exportable=export,
                 footer=html.Div(rename),
@@ -170,7 +184,9 @@ def layout(**query: Any) -> html.Div:
     )
 
 
-def _table(frame: pd.DataFrame, profiles: pd.DataFrame, pal: charts.Palette) -> dbc.Table:
+def _table(
+    frame: pd.DataFrame, profiles: pd.DataFrame, pal: charts.Palette, snap: Any = None
+) -> html.Div:
     centroids = {
         (int(r.segment_id), r.feature): r.centroid
         for r in profiles.itertuples()
@@ -186,14 +202,36 @@ def _table(frame: pd.DataFrame, profiles: pd.DataFrame, pal: charts.Palette) -> 
                 html.Th("Recency (days)", className="text-end"),
                 html.Th("Orders", className="text-end"),
                 html.Th("Spend", className="text-end"),
+                html.Th(
+                    ["Predicted", html.Br(), "12-month value"],
+                    className="text-end",
+                    title="Sum of the customers' predicted 12-month CLV; below: per customer",
+                ),
+                html.Th(
+                    ["High churn", html.Br(), "risk"],
+                    className="text-end",
+                    title=f"Share of the customers with a churn risk of at least "
+                    f"{state().settings.high_risk:.0%} (no order in the next 90 days)",
+                ),
                 html.Th(["Centroid", html.Br(), "R / F / M"], className="text-end"),
                 html.Th("Suggested action"),
             ]
         )
     )
+    status = predictions_status(snap) if snap is not None else "done"
+    pending = PREDICTION_LABELS.get(status, "–").removeprefix("Predictions ")
     rows = []
     for r in frame.itertuples():
         sid = int(r.segment_id)
+        if status != "done":
+            value: Any = html.Span(pending, className="text-muted small")
+            risk: Any = value
+        else:
+            value = [
+                money(_num(r.clv_12m_total)),
+                html.Div(f"{money(_num(r.clv_12m_mean))} each", className="small text-muted"),
+            ]
+            risk = percent(_num(r.high_risk_share))
         cen = [centroids.get((sid, f)) for f in ("recency_days", "frequency", "monetary")]
         cen_text = " / ".join("–" if v is None else f"{v:,.1f}" for v in cen)
         rows.append(
@@ -213,12 +251,27 @@ def _table(frame: pd.DataFrame, profiles: pd.DataFrame, pal: charts.Palette) -> 
                     html.Td(f"{r.recency_days:,.0f}", className="text-end"),
                     html.Td(f"{r.frequency:,.0f}", className="text-end"),
                     html.Td(money(r.monetary), className="text-end"),
+                    html.Td(value, className="text-end", style={"whiteSpace": "nowrap"}),
+                    html.Td(risk, className="text-end"),
                     html.Td(cen_text, className="text-end small", style={"whiteSpace": "nowrap"}),
                     html.Td(_action(r.action, r.action_why), className="small"),
                 ]
             )
         )
-    return dbc.Table([head, html.Tbody(rows)], hover=True, size="sm", className="mb-0")
+    table = dbc.Table([head, html.Tbody(rows)], hover=True, size="sm", className="mb-0")
+    note = predictions_note(snap, details=False) if snap is not None else None
+    return html.Div(
+        [html.Small(note, className="text-muted", id="segments-predictions-note"), table]
+        if note
+        else [table]
+    )
+
+
+def _num(value: Any) -> float | None:
+    """A number of a frame's cell (None for a missing value)."""
+    if value is None or value != value:  # None or NaN
+        return None
+    return float(value)
 
 
 def _action(action: Any, why: Any, scope: str = "") -> Any:
@@ -370,7 +423,7 @@ def update_segments(kit: Kit, renamed: Any = None) -> dict[str, Any]:
     out = {
         "segments-shares": charts.segment_shares(seg, pal),
         "segments-profiles": charts.profile_heatmap(prof, pal),
-        "segments-table": _table(seg, prof, pal),
+        "segments-table": _table(seg, prof, pal, kit.snapshot),
     }
     # The scatter shows single customers: read only for a role that may receive them (the
     # exporter refuses the others anyway).

@@ -32,6 +32,18 @@ UNSEGMENTED = 0  # segment_id of orders whose customer has no positive order
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    """Which engine runs the refit and, for Spark, where (CUSTSEG_REFIT_ENGINE, CUSTSEG_SPARK_*;
+    defaults in config/settings.py)."""
+
+    name: str = "local"  # "local" or "spark"
+    spark_master: str = "local[*]"
+    spark_jdbc_jar: str = "/usr/share/java/postgresql.jar"
+    spark_jdbc_url: str | None = None
+    spark_partitions: int = 8
+
+
+@dataclass(frozen=True)
 class RefitSettings:
     """What a refit is run with. Built from the app's settings (`from_settings`), where every
     default lives; `k` None chooses k by silhouette score in [k_min, k_max]."""
@@ -46,6 +58,7 @@ class RefitSettings:
     k_margin: float = 0.01  # hysteresis: the previous k stays while this close to the best
     k_source: str = "default"  # where k_min/k_max/k came from (resolve_k_setting)
     predictions: bool = True  # a prediction job follows the publish (not part of as_dict)
+    engine: EngineSettings = EngineSettings()  # only its name is part of as_dict, if not local
 
     @classmethod
     def from_settings(cls, s: Settings, *, choice: KChoice | None = None) -> RefitSettings:
@@ -62,12 +75,21 @@ class RefitSettings:
             k_margin=s.k_margin,
             k_source=choice.source if choice else "environment",
             predictions=s.predictions,
+            engine=EngineSettings(
+                name=s.refit_engine,
+                spark_master=s.spark_master,
+                spark_jdbc_jar=s.spark_jdbc_jar,
+                spark_jdbc_url=s.spark_jdbc_url,
+                spark_partitions=s.spark_partitions,
+            ),
         )
 
     def as_dict(self) -> dict[str, Any]:
         """The settings that shape the segments (recorded with the snapshot, part of its
-        fingerprint); how many snapshots are kept is not one of them."""
-        return {
+        fingerprint); how many snapshots are kept is not one of them. The engine is named
+        when it is not the local one (its K-Means is another implementation), so switching
+        engines refits even on unchanged data."""
+        out: dict[str, Any] = {
             "k_min": self.k_min,
             "k_max": self.k_max,
             "k": self.k or "auto",
@@ -76,6 +98,9 @@ class RefitSettings:
             "k_margin": self.k_margin,
             "k_source": self.k_source,
         }
+        if self.engine.name != "local":
+            out["engine"] = self.engine.name
+        return out
 
 
 DEFAULT_K_RANGE = (4, 8)

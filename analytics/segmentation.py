@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.metrics import davies_bouldin_score
 from threadpoolctl import threadpool_limits
 
@@ -282,6 +282,20 @@ def sample_index(n: int, sample: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=sample, replace=False)) if n > sample else np.arange(n)
 
 
+N_INIT = 4  # K-Means starts per k on the sample
+
+
+def kmeans_seeds(xs: np.ndarray, k: int, seed: int, n_init: int = N_INIT) -> list[np.ndarray]:
+    """The starting centroids of `KMeans(n_clusters=k, random_state=seed, n_init=n_init)` on
+    `xs`: k-means++ on the centered points, the `n_init` starts drawn one after the other from
+    one RandomState(seed), as scikit-learn's fit draws them (tests/test_k_selection.py checks
+    that Lloyd's iterations from these give scikit-learn's result). Another engine that starts
+    from them finds the local engine's clusters, not another local optimum."""
+    rng = np.random.RandomState(seed)
+    centered = xs - xs.mean(axis=0)
+    return [xs[kmeans_plusplus(centered, k, random_state=rng)[1]] for _ in range(n_init)]
+
+
 def keep_warm_start(warm_inertia: float, usual_inertia: float) -> bool:
     """Whether the fit from the previous centroids is kept over the usual one."""
     return warm_inertia <= usual_inertia * (1 + WARM_START_TOLERANCE)
@@ -411,7 +425,7 @@ def fit_kmeans(
     # on a busy machine OpenMP's spinning threads made these fits 10x slower (bench/README.md).
     with threadpool_limits(limits=1):
         for kk in grid.ks:
-            model = KMeans(n_clusters=kk, random_state=seed, n_init=4).fit(xs)
+            model = KMeans(n_clusters=kk, random_state=seed, n_init=N_INIT).fit(xs)
             fit = SampleFit(model.labels_.astype(int), model.cluster_centers_, model.inertia_)
             if kk == warm_k and previous_centers is not None:
                 warm = KMeans(n_clusters=kk, init=previous_centers, n_init=1, random_state=seed)

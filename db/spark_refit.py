@@ -9,12 +9,14 @@ What runs where, and why:
   customer's features as `analytics.segmentation.customer_features` defines them, the category
   breadth, the transform's statistics (exact percentiles, mean and population deviation of
   log1p values) and every customer's model-space point. MLlib's K-Means fits each k of the
-  curve on the sample (n_init=4 as seeds seed..seed+3, the lowest cost kept); the fit of all
-  customers from the chosen k's sample centroids, and the warm start from the previous
-  snapshot's centroids, are Lloyd iterations in DataFrame operations (pyspark.ml's K-Means
-  takes no initial centroids; the RDD API that does needs Python on every executor and is not
-  in Spark Connect). The orders with their segment go from Spark to an unlogged staging table
-  over JDBC; cohort retention is Spark SQL.
+  curve on the sample from the local engine's own k-means++ starts (`kmeans_seeds`: the
+  starts scikit-learn draws with the same seed), so both engines run Lloyd's iterations from
+  the same centroids and reach the same clusters rather than two local optima; then all
+  customers from the chosen k's sample centroids, and the previous k from the previous
+  snapshot's centroids. That is MLlib's RDD API (`pyspark.mllib`): the DataFrame API's K-Means
+  takes no initial centroids. So executors run Python (the driver's version), and Spark
+  Connect, which has no RDDs, is refused. The orders with their segment go from Spark to an
+  unlogged staging table over JDBC; cohort retention is Spark SQL.
 - **The driver** gets one row per customer (never a line or an order) and runs the pipeline's
   shared code on it: the silhouette sample (`sample_index`, the same positions in customer id
   order as the local engine), the choice of k (`choose_k`: silhouettes in Euclidean distance on
@@ -65,6 +67,7 @@ from analytics.pipeline import (
 from analytics.segmentation import (
     CLIP_QUANTILES,
     MODEL_FEATURES,
+    N_INIT,
     KSelection,
     SampleFit,
     Transform,
@@ -72,6 +75,7 @@ from analytics.segmentation import (
     choose_k,
     k_grid,
     keep_warm_start,
+    kmeans_seeds,
     sample_index,
 )
 
@@ -80,10 +84,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("custseg.refit.spark")
 
-N_INIT = 4  # MLlib fits per k on the sample (seeds seed .. seed + 3), as sklearn's n_init=4
 FIT_THREADS = 4
 MAX_ITER = 300  # as sklearn's KMeans
-TOL = 1e-4  # sklearn's tol: of the squared centroid shift, relative to the mean variance
+TOL = 1e-4  # MLlib's epsilon: iterations stop when no centroid moves farther
 STAGING_PREFIX = "refit_orders_"
 LINES_SQL = (
     "SELECT customer_id, order_id, ordered_at, amount, category FROM transactions "
@@ -121,6 +124,13 @@ def is_connect(master: str) -> bool:
     return master.startswith("sc://")
 
 
+CONNECT_REFUSED = (
+    "CUSTSEG_SPARK_MASTER={master}: Spark Connect is not supported (MLlib's K-Means from given "
+    "centroids is in the RDD API, which Spark Connect lacks); use a cluster's master URL "
+    "(spark://, yarn, k8s://) or spark-submit"
+)
+
+
 def jdbc_of(engine: Engine, options: EngineSettings) -> Jdbc:
     """The JDBC URL of the app's PostgreSQL database (CUSTSEG_SPARK_JDBC_URL, else built from
     DATABASE_URL's host, port, database and query), with DATABASE_URL's user and password."""
@@ -155,9 +165,11 @@ def check_available(engine: Engine, options: EngineSettings) -> None:
     for module in ("numpy", "pyarrow"):
         if importlib.util.find_spec(module) is None:
             raise SparkUnavailable(f"the Spark engine needs {module}: {INSTALL_HINT}")
+    if is_connect(options.spark_master):
+        raise SparkUnavailable(CONNECT_REFUSED.format(master=options.spark_master))
     jdbc_of(engine, options)
-    if is_connect(options.spark_master) or _under_spark_submit():
-        return  # the JVM and its jars are the server's / spark-submit's
+    if _under_spark_submit():
+        return  # the JVM and its jars are spark-submit's
     if not Path(options.spark_jdbc_jar).is_file():
         raise SparkUnavailable(
             f"no PostgreSQL JDBC driver at {options.spark_jdbc_jar} (CUSTSEG_SPARK_JDBC_JAR): "
@@ -187,8 +199,8 @@ def _local(master: str) -> bool:
 
 
 def start_session(options: EngineSettings) -> SparkSession:
-    """A Spark session for the refit: Spark Connect for an sc:// master; otherwise the
-    master (unless spark-submit gave one), the JDBC driver in spark.jars, UTC, Arrow."""
+    """A Spark session for the refit: the master (unless spark-submit gave one), the JDBC
+    driver in spark.jars, UTC, Arrow."""
     from pyspark.sql import SparkSession
 
     # pyspark warns at every pandas conversion under pandas 3; the conversions used here
@@ -202,7 +214,7 @@ def start_session(options: EngineSettings) -> SparkSession:
         "spark.ui.showConsoleProgress", "false"
     )
     if is_connect(master):
-        return builder.remote(master).getOrCreate()
+        raise SparkUnavailable(CONNECT_REFUSED.format(master=master))
     if _local(master):
         # Local mode: the driver on the loopback address whatever the host's name resolves
         # to, and Python workers of this interpreter (there are none by default otherwise).
@@ -420,35 +432,34 @@ def assign(points: DataFrame, centers: np.ndarray) -> DataFrame:
     )
 
 
-def lloyd(points: DataFrame, centers: np.ndarray) -> tuple[np.ndarray, float, DataFrame]:
-    """K-Means from the given centroids (Lloyd's iterations, as sklearn's KMeans(init=centers,
-    n_init=1)): until the squared centroid shift is within TOL of the points' mean variance,
-    or MAX_ITER. The centroids, the inertia and the points with their label."""
-    from pyspark.sql import functions as F
+def _vectors(spark: SparkSession, points: np.ndarray) -> Any:
+    """Points on the driver as an RDD of MLlib vectors (one partition: a sample is small)."""
+    from pyspark.mllib.linalg import Vectors
 
-    dims = [f"x{i}" for i in range(len(MODEL_FEATURES))]
-    var = points.agg(*[F.var_pop(c).alias(c) for c in dims]).first()
-    assert var is not None
-    tol = TOL * float(np.mean([var[c] or 0.0 for c in dims]))
-    centers = np.asarray(centers, dtype=np.float64).copy()
-    for _ in range(MAX_ITER):
-        rows = (
-            assign(points, centers)
-            .groupBy("label")
-            .agg(*[F.avg(c).alias(c) for c in dims])
-            .collect()
-        )
-        moved = centers.copy()
-        for r in rows:  # an empty cluster keeps its centroid
-            moved[int(r["label"])] = [r[c] for c in dims]
-        shift = float(((moved - centers) ** 2).sum())
-        centers = moved
-        if shift <= tol:
-            break
-    assigned = assign(points, centers)
-    inertia = assigned.agg(F.sum("d2")).first()
-    assert inertia is not None
-    return centers, float(inertia[0] or 0.0), assigned
+    rdd = spark.sparkContext.parallelize([Vectors.dense(p) for p in points.tolist()], 1)
+    return rdd.cache()
+
+
+def mllib_kmeans(data: Any, centers: np.ndarray) -> np.ndarray:
+    """MLlib's K-Means on `data` (an RDD of vectors) from the given centroids: Lloyd's
+    iterations until every centroid moves less than TOL, or MAX_ITER. The centroids."""
+    from pyspark.mllib.clustering import KMeans, KMeansModel
+
+    model = KMeans.train(
+        data,
+        len(centers),
+        maxIterations=MAX_ITER,
+        epsilon=TOL,
+        initialModel=KMeansModel([np.asarray(c, dtype=np.float64) for c in centers]),
+    )
+    return np.array(model.clusterCenters, dtype=np.float64)
+
+
+def nearest(points: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, float]:
+    """Each point's nearest centroid (the first of equals) and the inertia."""
+    d2 = ((points[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+    labels = d2.argmin(axis=1)
+    return labels.astype(np.int64), float(d2[np.arange(len(points)), labels].sum())
 
 
 def sample_fits(
@@ -459,49 +470,35 @@ def sample_fits(
     warm_k: int | None,
     warm_centers: np.ndarray | None,
 ) -> dict[int, SampleFit]:
-    """MLlib K-Means of every k on the sample (the best of N_INIT seeded k-means|| starts), and
-    for the previous k the fit from the previous centroids when it is not clearly worse.
+    """MLlib's K-Means of every k on the sample, from each of the local engine's N_INIT
+    k-means++ starts (`kmeans_seeds`), the lowest inertia kept (the first of equals, as
+    scikit-learn); for the previous k also from the previous centroids, kept unless clearly
+    worse. Labels and inertia on the sample are computed here, on the driver.
 
-    The fits are small Spark jobs, each mostly scheduling: FIT_THREADS of them are submitted
-    at once (Spark runs jobs of several threads side by side); the result does not depend on
-    the order they finish in."""
-    from pyspark import StorageLevel
-    from pyspark.ml.clustering import KMeans
-    from pyspark.ml.feature import VectorAssembler
+    The fits are small Spark jobs, mostly scheduling: FIT_THREADS of them are submitted at once
+    (Spark runs several threads' jobs side by side); the result does not depend on the order
+    they finish in."""
+    data = _vectors(spark, xs)
+    starts = [(kk, r, c) for kk in ks for r, c in enumerate(kmeans_seeds(xs, kk, seed, N_INIT))]
 
-    dims = [f"x{i}" for i in range(len(MODEL_FEATURES))]
-    frame = pd.DataFrame(xs, columns=dims).assign(i=np.arange(len(xs), dtype=np.int64))
-    points = spark.createDataFrame(frame).repartition(1).persist(StorageLevel.MEMORY_AND_DISK)
-    vectors = VectorAssembler(inputCols=dims, outputCol="features").transform(points)
-    vectors = vectors.persist(StorageLevel.MEMORY_AND_DISK)
-    vectors.count()
+    def fit(start: tuple[int, int, np.ndarray]) -> tuple[int, int, np.ndarray]:
+        kk, r, init = start
+        return kk, r, mllib_kmeans(data, init)
 
-    def fit(job: tuple[int, int]) -> tuple[int, int, float, Any]:
-        kk, r = job
-        model = KMeans(k=kk, seed=seed + r, maxIter=MAX_ITER, tol=TOL).fit(vectors)
-        return kk, r, float(model.summary.trainingCost), model
-
-    def labelled(kk: int) -> SampleFit:
-        cost, _r, model = best[kk]
-        got = to_pandas(model.transform(vectors).select("i", "prediction")).sort_values("i")
-        labels = got["prediction"].to_numpy(dtype=np.int64)
-        return SampleFit(labels, np.array(model.clusterCenters()), cost, "k-means||")
-
-    best: dict[int, tuple[float, int, Any]] = {}
+    fits: dict[int, SampleFit] = {}
+    best: dict[int, tuple[float, int]] = {}
     with ThreadPoolExecutor(FIT_THREADS, thread_name_prefix="kmeans") as pool:
-        for kk, r, cost, model in pool.map(fit, [(kk, r) for kk in ks for r in range(N_INIT)]):
-            if kk not in best or (cost, r) < best[kk][:2]:  # equal costs: the first seed
-                best[kk] = (cost, r, model)
-        fits = dict(zip(ks, pool.map(labelled, ks), strict=True))
+        for kk, r, centers in pool.map(fit, starts):
+            labels, inertia = nearest(xs, centers)
+            if kk not in best or (inertia, r) < best[kk]:
+                best[kk] = (inertia, r)
+                fits[kk] = SampleFit(labels, centers, inertia, "k-means++")
     if warm_k in fits and warm_centers is not None:
-        centers, inertia, assigned = lloyd(points, warm_centers)
+        centers = mllib_kmeans(data, warm_centers)
+        labels, inertia = nearest(xs, centers)
         if keep_warm_start(inertia, fits[warm_k].inertia):
-            warm = to_pandas(assigned.select("i", "label")).sort_values("i")
-            fits[warm_k] = SampleFit(
-                warm["label"].to_numpy(dtype=np.int64), centers, inertia, "previous centroids"
-            )
-    vectors.unpersist()
-    points.unpersist()
+            fits[warm_k] = SampleFit(labels, centers, inertia, "previous centroids")
+    data.unpersist()
     return fits
 
 
@@ -642,7 +639,7 @@ def run_spark_refit(
     stage("loading")
     spark = start_session(options)
     clock.lap("session")
-    own_session = not is_connect(options.spark_master) and not _under_spark_submit()
+    own_session = not _under_spark_submit()
     try:
         lines = read_lines(spark, jdbc, data_start, as_of, options.spark_partitions)
         sf = spark_features(lines, as_of)
@@ -717,8 +714,9 @@ def _cluster(
     settings: RefitSettings,
     previous: Previous | None,
 ) -> KSelection:
-    """`fit_kmeans` with MLlib: the same sample and choice, Spark's fits."""
+    """`fit_kmeans` with MLlib: the same sample, starts and choice; MLlib's iterations."""
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     n = len(feats)
     grid = k_grid(n, (settings.k_min, settings.k_max), settings.k)
@@ -741,9 +739,11 @@ def _cluster(
     labels, centers = fits[chosen].labels, fits[chosen].centers
     if len(idx) < n:  # all customers, from the sample's centroids
         points = model_points(spark_feats, transform).persist(StorageLevel.MEMORY_AND_DISK)
-        centers, _inertia, assigned = lloyd(points, centers)
-        got = to_pandas(assigned.select("customer_id", "label")).set_index("customer_id")
-        labels = got["label"].reindex(feats.index).to_numpy(dtype=np.int64)
+        dims = [f"x{i}" for i in range(len(MODEL_FEATURES))]
+        data = points.select(F.array(*dims).alias("x")).rdd.map(lambda row: row[0])
+        centers = mllib_kmeans(data, centers)
+        got = to_pandas(assign(points, centers).select("customer_id", "label"))
+        labels = got.set_index("customer_id")["label"].reindex(feats.index).to_numpy(np.int64)
         points.unpersist()
     made.reason["source"] = settings.k_source
     return KSelection(

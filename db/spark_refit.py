@@ -38,8 +38,9 @@ import os
 import shutil
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -756,3 +757,123 @@ def _cluster(
         idx,
         {kk: f.labels for kk, f in fits.items()},
     )
+
+
+# --- predictions --------------------------------------------------------------------------
+
+
+class SparkHistory:
+    """`analytics.predictions.History` in Spark: each customer's summary as of a day (repeat
+    purchases, recency, age, mean repeat spend), a window's positive orders and the first
+    purchase day, from the orders read over JDBC, so the prediction job of a Spark deployment
+    never loads the orders into one process either. Customers are numbered (`code`) in customer
+    id order, as `analytics.predictions._History` numbers them; the first purchase of a customer
+    is the earliest order, of equal times the smaller total, as there."""
+
+    def __init__(self, orders: DataFrame) -> None:
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        stamp = F.unix_micros(F.col("ordered_at").cast("timestamp"))
+        self.orders = orders.select("customer_id", stamp.alias("stamp"), "total").persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        ids = to_pandas(self.orders.select("customer_id").distinct())["customer_id"]
+        self.ids = pd.Index(sorted(ids.tolist()), name="customer_id")  # as factorize's dtype
+        self.codes = pd.Series(np.arange(len(self.ids), dtype=np.int64), index=self.ids)
+
+    @staticmethod
+    def _end(day: date) -> int:
+        return int((pd.Timestamp(day) + pd.Timedelta(days=1)).value // 1000)
+
+    def first_purchase_day(self, as_of: date) -> date | None:
+        from pyspark.sql import functions as F
+
+        row = (
+            self.orders.where((F.col("total") > 0) & (F.col("stamp") < self._end(as_of)))
+            .agg(F.min("stamp"))
+            .first()
+        )
+        if row is None or row[0] is None:
+            return None
+        return pd.Timestamp(int(row[0]), unit="us").date()
+
+    def summary(self, as_of: date) -> pd.DataFrame:
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        from analytics.predictions import _DAY_US, NO_POSITIVE_ORDER
+
+        end = self._end(as_of)
+        past = self.orders.where(F.col("stamp") < end)
+        first = Window.partitionBy("customer_id").orderBy("stamp", "total")
+        buys = past.where(F.col("total") > 0).withColumn("n", F.row_number().over(first))
+        per = buys.groupBy("customer_id").agg(
+            F.count(F.lit(1)).alias("count"),
+            F.min("stamp").alias("first"),
+            F.max("stamp").alias("last"),
+            F.sum(F.when(F.col("n") > 1, F.col("total")).otherwise(0.0)).alias("repeat"),
+        )
+        seen = past.select("customer_id").distinct().join(per, "customer_id", "left")
+        frame = to_pandas(seen)
+        frame["code"] = self.codes.reindex(frame["customer_id"]).to_numpy()
+        frame = frame.sort_values("code").reset_index(drop=True)
+        count = frame["count"].astype(float)
+        out = pd.DataFrame(
+            {
+                "customer_id": self.ids.take(frame["code"].to_numpy(dtype=np.int64)),
+                "code": frame["code"].astype(np.int64),
+                "frequency": count - 1,
+                "recency": (frame["last"] - frame["first"]).astype(float) / _DAY_US,
+                "T": (end - frame["first"]).astype(float) / _DAY_US,
+                "monetary_value": np.where(
+                    count > 1, frame["repeat"].astype(float) / np.maximum(count - 1, 1), 0.0
+                ),
+            }
+        )
+        out.loc[count.isna(), "monetary_value"] = np.nan
+        reason = pd.Series(None, index=out.index, dtype=object)
+        reason[out["frequency"].isna()] = NO_POSITIVE_ORDER
+        out["unscored_reason"] = reason
+        return out
+
+    def window(self, after: date, as_of: date) -> pd.DataFrame:
+        from pyspark.sql import functions as F
+
+        lo, hi = self._end(after), self._end(as_of)
+        inside = (F.col("stamp") >= lo) & (F.col("stamp") < hi) & (F.col("total") > 0)
+        per = self.orders.where(inside).groupBy("customer_id")
+        frame = to_pandas(
+            per.agg(F.count(F.lit(1)).alias("orders"), F.sum("total").alias("revenue"))
+        )
+        frame["code"] = self.codes.reindex(frame["customer_id"]).to_numpy()
+        frame = frame.sort_values("code").reset_index(drop=True)
+        return pd.DataFrame(
+            {
+                "code": frame["code"].astype(np.int64),
+                "orders": frame["orders"].astype(float),
+                "revenue": frame["revenue"].astype(float),
+            }
+        )
+
+
+@contextmanager
+def spark_history(
+    engine: Engine, options: EngineSettings, data_start: date, as_of: date
+) -> Iterator[SparkHistory]:
+    """The orders up to `as_of` as a SparkHistory, in a Spark session of its own (stopped on
+    exit); SparkUnavailable, in one line, where the Spark engine cannot run."""
+    from pyspark.sql import functions as F
+
+    check_available(engine, options)
+    jdbc = jdbc_of(engine, options)
+    spark = start_session(options)
+    try:
+        lines = read_lines(spark, jdbc, data_start, as_of, options.spark_partitions)
+        orders = lines.groupBy("customer_id", "order_id").agg(
+            F.min("ordered_at").alias("ordered_at"), F.sum("amount").alias("total")
+        )
+        yield SparkHistory(orders)
+    finally:
+        if not _under_spark_submit():
+            spark.stop()

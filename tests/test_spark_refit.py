@@ -238,3 +238,30 @@ def test_spark_engine_publishes_what_the_local_engine_does(pg_engine: Engine) ->
             .where(Snapshot.status == SnapshotStatus.PUBLISHED)
         ).scalar_one()
     assert published == 3
+
+
+@pytest.mark.spark
+@needs_pyspark
+def test_the_prediction_stage_reads_the_same_customer_summaries_from_spark(
+    pg_engine: Engine,
+) -> None:
+    """With the Spark engine the predict job feeds the models Spark's per-customer summaries
+    (db.spark_refit.SparkHistory) instead of every order: they are the local ones."""
+    from datetime import date
+
+    from analytics.predictions import _History
+    from db.spark_refit import spark_history
+
+    import_file(pg_engine, SAMPLE)
+    as_of, cutoff = date(2011, 12, 9), date(2011, 9, 10)
+    local = _History.of(load_orders(pg_engine, end=as_of, with_order_id=False))
+    with spark_history(pg_engine, SPARK, date(2010, 12, 1), as_of) as history:
+        assert history.first_purchase_day(as_of) == local.first_purchase_day(as_of)
+        assert history.first_purchase_day(date(2010, 11, 1)) is None
+        for day in (as_of, cutoff):
+            pd.testing.assert_frame_equal(
+                history.summary(day), local.summary(day), check_exact=False, rtol=1e-9
+            )
+        pd.testing.assert_frame_equal(
+            history.window(cutoff, as_of), local.window(cutoff, as_of), rtol=1e-12
+        )

@@ -216,7 +216,7 @@ def start_session(options: EngineSettings) -> SparkSession:
     )
     if is_connect(master):
         raise SparkUnavailable(CONNECT_REFUSED.format(master=master))
-    if _local(master):
+    if _local(master) and not _under_spark_submit():
         # Local mode: the driver on the loopback address whatever the host's name resolves
         # to, and Python workers of this interpreter (there are none by default otherwise).
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -662,11 +662,14 @@ def run_spark_refit(
         clock.lap("profiles")
 
         stage("aggregates")
+        from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
         segments = spark.createDataFrame(seg.feats[["segment_id"]].astype(np.int64).reset_index())
-        with_seg = sf.orders.join(segments, "customer_id", "left").fillna(
-            UNSEGMENTED, subset=["segment_id"]
+        with_seg = (
+            sf.orders.join(segments, "customer_id", "left")
+            .fillna(UNSEGMENTED, subset=["segment_id"])
+            .persist(StorageLevel.MEMORY_AND_DISK)  # written, then read for retention
         )
         table = _create_staging(engine, snapshot_id)
         try:
@@ -690,6 +693,7 @@ def run_spark_refit(
             drop_staging(engine, snapshot_id)
             raise
         clock.lap("aggregates")
+        with_seg.unpersist()
         sf.orders.unpersist()
         sf.feats.unpersist()
     finally:

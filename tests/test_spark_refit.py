@@ -71,6 +71,23 @@ def test_spark_on_sqlite_is_refused_in_one_line_and_records_nothing(
         assert conn.execute(select(func.count()).select_from(Snapshot)).scalar_one() == 0
 
 
+def test_the_jdbc_url_comes_from_the_database_url() -> None:
+    from db.session import make_engine
+    from db.spark_refit import SparkUnavailable, jdbc_of
+
+    engine = make_engine("postgresql://shop:s3cr%40t@db.internal:6543/custseg?sslmode=require")
+    jdbc = jdbc_of(engine, SPARK)
+    assert jdbc.url == (
+        "jdbc:postgresql://db.internal:6543/custseg?sslmode=require&reWriteBatchedInserts=true"
+    )
+    assert (jdbc.user, jdbc.password) == ("shop", "s3cr@t")
+    assert "s3cr" not in jdbc.url  # the password goes as a property, never in the URL
+    given = replace(SPARK, spark_jdbc_url="jdbc:postgresql://10.0.0.5:5432/custseg")
+    assert jdbc_of(engine, given).url == "jdbc:postgresql://10.0.0.5:5432/custseg"
+    with pytest.raises(SparkUnavailable, match="names no host"):
+        jdbc_of(make_engine("postgresql:///custseg?host=/var/run/postgresql"), SPARK)
+
+
 def test_the_command_line_says_so_in_one_line(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("CUSTSEG_ENV", "development")
@@ -238,6 +255,14 @@ def test_spark_engine_publishes_what_the_local_engine_does(pg_engine: Engine) ->
             .where(Snapshot.status == SnapshotStatus.PUBLISHED)
         ).scalar_one()
     assert published == 3
+
+
+@pytest.mark.spark
+@needs_pyspark
+def test_spark_connect_is_refused_in_one_line(pg_engine: Engine) -> None:
+    connect = replace(SPARK, spark_master="sc://spark.internal:15002")
+    with pytest.raises(job.RefitRejected, match="^CUSTSEG_SPARK_MASTER=sc://spark.internal:15002"):
+        job.refit(pg_engine, refit_settings(engine=connect))
 
 
 @pytest.mark.spark

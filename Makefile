@@ -8,12 +8,13 @@ BIN    := $(VENV)/bin
 PORT   ?= 8050
 SCALE  ?= M
 
-.PHONY: run test lint bench bench-smoke clean help
+.PHONY: run test test-spark lint bench bench-smoke clean help
 
 help:
 	@echo "make run    create .venv, set up the database, import the sample, serve on :$(PORT)"
 	@echo "           (with the scheduler process beside the server; Ctrl-C stops both)"
 	@echo "make test   install test tools, Chromium, find PostgreSQL, run lint + the whole suite"
+	@echo "make test-spark  install .[spark], Java and the JDBC driver, run the Spark engine's tests"
 	@echo "make bench  run the benchmark suite at SCALE=S|M|L (default M; see bench/README.md)"
 
 $(BIN)/.installed: pyproject.toml
@@ -28,6 +29,10 @@ $(BIN)/.installed: pyproject.toml
 
 $(BIN)/.test-installed: $(BIN)/.installed
 	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+$(BIN)/.spark-installed: $(BIN)/.test-installed
+	$(BIN)/python -m pip install -q -e '.[test,spark]'
 	touch $@
 
 $(BIN)/.bench-installed: $(BIN)/.installed
@@ -52,7 +57,15 @@ lint: $(BIN)/.test-installed
 test: $(BIN)/.test-installed browser lint
 	TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
 	  TEST_MYSQL_URL="$$(.ci/ensure-mariadb)" && export TEST_MYSQL_URL && \
-	  $(BIN)/pytest $(PYTEST_ARGS)
+	  $(BIN)/pytest -m "not spark" $(PYTEST_ARGS)
+
+# The Spark engine of the refit in local mode against the local engine (tests marked `spark`,
+# a few minutes: CI runs it after `make test`). Java and the PostgreSQL JDBC driver come from
+# Debian when missing (.ci/ensure-spark), pyspark from the `spark` extra.
+test-spark: $(BIN)/.spark-installed
+	@.ci/ensure-spark
+	TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
+	  $(BIN)/pytest -m spark tests/test_spark_refit.py $(PYTEST_ARGS)
 
 # A fresh database per run on the PostgreSQL that .ci/ensure-postgres finds (or starts).
 bench: $(BIN)/.bench-installed

@@ -32,6 +32,18 @@ UNSEGMENTED = 0  # segment_id of orders whose customer has no positive order
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    """Which engine runs the refit and, for Spark, where (CUSTSEG_REFIT_ENGINE, CUSTSEG_SPARK_*;
+    defaults in config/settings.py)."""
+
+    name: str = "local"  # "local" or "spark"
+    spark_master: str = "local[*]"
+    spark_jdbc_jar: str = "/usr/share/java/postgresql.jar"
+    spark_jdbc_url: str | None = None
+    spark_partitions: int = 8
+
+
+@dataclass(frozen=True)
 class RefitSettings:
     """What a refit is run with. Built from the app's settings (`from_settings`), where every
     default lives; `k` None chooses k by silhouette score in [k_min, k_max]."""
@@ -46,6 +58,7 @@ class RefitSettings:
     k_margin: float = 0.01  # hysteresis: the previous k stays while this close to the best
     k_source: str = "default"  # where k_min/k_max/k came from (resolve_k_setting)
     predictions: bool = True  # a prediction job follows the publish (not part of as_dict)
+    engine: EngineSettings = EngineSettings()  # only its name is part of as_dict, if not local
 
     @classmethod
     def from_settings(cls, s: Settings, *, choice: KChoice | None = None) -> RefitSettings:
@@ -62,12 +75,21 @@ class RefitSettings:
             k_margin=s.k_margin,
             k_source=choice.source if choice else "environment",
             predictions=s.predictions,
+            engine=EngineSettings(
+                name=s.refit_engine,
+                spark_master=s.spark_master,
+                spark_jdbc_jar=s.spark_jdbc_jar,
+                spark_jdbc_url=s.spark_jdbc_url,
+                spark_partitions=s.spark_partitions,
+            ),
         )
 
     def as_dict(self) -> dict[str, Any]:
         """The settings that shape the segments (recorded with the snapshot, part of its
-        fingerprint); how many snapshots are kept is not one of them."""
-        return {
+        fingerprint); how many snapshots are kept is not one of them. The engine is named
+        when it is not the local one (its K-Means is another implementation), so switching
+        engines refits even on unchanged data."""
+        out: dict[str, Any] = {
             "k_min": self.k_min,
             "k_max": self.k_max,
             "k": self.k or "auto",
@@ -76,6 +98,9 @@ class RefitSettings:
             "k_margin": self.k_margin,
             "k_source": self.k_source,
         }
+        if self.engine.name != "local":
+            out["engine"] = self.engine.name
+        return out
 
 
 DEFAULT_K_RANGE = (4, 8)
@@ -156,7 +181,7 @@ class RefitResult:
     stage_migration: pd.DataFrame = field(default_factory=pd.DataFrame)  # from the previous
 
 
-class _Clock:
+class Clock:
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
         self._t = time.perf_counter()
@@ -181,8 +206,10 @@ def run_refit(
 
     New segments get ids from `next_segment_id` on (the caller passes one above every id still
     in a snapshot or carrying an analyst's name, so a rename never lands on another segment).
+    The per-customer part (`check_customers`, `kmeans_hints`, `segment_customers`,
+    `refit_quality`, `assemble`) is shared with the Spark engine (db/spark_refit.py).
     """
-    clock = _Clock()
+    clock = Clock()
     stage = on_stage or (lambda _name: None)
     stage("features")
     # Customers as integer codes (in id order) in every group-by below: the ids are hashed once
@@ -200,17 +227,13 @@ def run_refit(
     feats.index = pd.Index(uniques.take(feat_codes), name="customer_id")
     if breadth is not None:
         feats["category_breadth"] = breadth.reindex(feats.index).fillna(0).astype(int)
-    if len(feats) < 3:
-        raise ValueError(
-            f"only {len(feats)} customers with a positive order up to {as_of}: "
-            "at least 3 are needed to segment"
-        )
+    check_customers(feats, as_of)
     transform = Transform.fit(feats)
     x = transform.apply(feats[list(MODEL_FEATURES)].to_numpy())
     clock.lap("features")
 
     stage("clustering")
-    prev_segments = previous.segments if previous is not None else pd.DataFrame()
+    previous_k, previous_centers = kmeans_hints(previous, transform)
     sel = fit_kmeans(
         x,
         (settings.k_min, settings.k_max),
@@ -218,32 +241,108 @@ def run_refit(
         settings.silhouette_sample,
         settings.k,
         margin=settings.k_margin,
-        previous_k=previous.k if previous is not None else None,
-        previous_centers=(
-            transform.apply(previous_centroids(prev_segments)) if not prev_segments.empty else None
-        ),
+        previous_k=previous_k,
+        previous_centers=previous_centers,
     )
     sel.reason["source"] = settings.k_source
     clock.lap("clustering")
 
     stage("profiles")
-    centers_orig = transform.invert(sel.centers)
-    ids, matching = match_segments(centers_orig, prev_segments, transform, next_segment_id)
-    feats["segment_id"] = np.asarray(ids)[sel.labels]
-    feats = feats.join(rfm.scores(feats))
-    population = Bounds.of(feats)
-    segments = _profiles(feats, centers_orig, ids, prev_segments, matching, previous, population)
-    previews = k_previews(feats, sel, segments, population)
-    stages = _stages(feats, previous, population)
+    seg = segment_customers(feats, transform, sel, previous, next_segment_id)
     clock.lap("profiles")
 
     stage("aggregates")
     # Customers with only returns have no segment (0): their orders count in the totals
     # (returns, net revenue) and in no segment.
     seg_by_code = np.full(len(uniques), UNSEGMENTED, dtype=np.int64)
-    seg_by_code[feat_codes] = feats["segment_id"].to_numpy()
+    seg_by_code[feat_codes] = seg.feats["segment_id"].to_numpy()
     with_seg = keyed.assign(segment_id=seg_by_code[codes])
     retention = aggregates.retention(with_seg)
+    # In day order (a stable sort): PostgreSQL then appends to its (snapshot_id, day) index
+    # instead of inserting all over it, 15 -> 11 s for 4.3M orders.
+    days = stamps.astype("datetime64[D]")
+    by_day = np.argsort(days, kind="stable")
+    order_rows = pd.DataFrame(
+        {
+            "customer_id": uniques.take(codes[by_day]),
+            "segment_id": with_seg["segment_id"].to_numpy()[by_day],
+            "day": days[by_day].astype("datetime64[s]"),  # a date, as datetime64 (no objects)
+            "total": totals[by_day],
+        }
+    )
+    clock.lap("aggregates")
+
+    quality = refit_quality(
+        data_quality,
+        left_out,
+        len(feats),
+        int((totals <= 0).sum()),
+        int((totals == 0).sum()),
+        transform,
+    )
+    return assemble(sel, transform, seg, order_rows, retention, quality, clock)
+
+
+def check_customers(feats: pd.DataFrame, as_of: date) -> None:
+    """ValueError when fewer than 3 customers have a positive order: nothing to segment."""
+    if len(feats) < 3:
+        raise ValueError(
+            f"only {len(feats)} customers with a positive order up to {as_of}: "
+            "at least 3 are needed to segment"
+        )
+
+
+def kmeans_hints(
+    previous: Previous | None, transform: Transform
+) -> tuple[int | None, np.ndarray | None]:
+    """The previous snapshot's k (hysteresis) and its centroids in this refit's model space
+    (the warm start), or None when there is no previous snapshot."""
+    if previous is None:
+        return None, None
+    centers = (
+        transform.apply(previous_centroids(previous.segments))
+        if not previous.segments.empty
+        else None
+    )
+    return previous.k, centers
+
+
+@dataclass
+class Segmented:
+    """The per-customer outcome of a refit, whichever engine clustered: the features with
+    segment id and RFM scores (`feats`, indexed by customer id), the snapshot's customers,
+    segments, k previews, lifecycle stages, migrations and the segment matching."""
+
+    feats: pd.DataFrame
+    customers: pd.DataFrame
+    segments: pd.DataFrame
+    previews: pd.DataFrame
+    stages: pd.DataFrame
+    migration: pd.DataFrame
+    stage_migration: pd.DataFrame
+    matching: dict[str, Any]
+    ids: list[int]  # segment id of each cluster label
+
+
+def segment_customers(
+    feats: pd.DataFrame,
+    transform: Transform,
+    sel: KSelection,
+    previous: Previous | None,
+    next_segment_id: int,
+) -> Segmented:
+    """Identities, RFM scores and stages, profiles, names and actions, previews and the
+    migrations, from the customers' features (in customer id order) and their clustering."""
+    prev_segments = previous.segments if previous is not None else pd.DataFrame()
+    centers_orig = transform.invert(sel.centers)
+    ids, matching = match_segments(centers_orig, prev_segments, transform, next_segment_id)
+    feats = feats.copy()
+    feats["segment_id"] = np.asarray(ids)[sel.labels]
+    feats = feats.join(rfm.scores(feats))
+    population = Bounds.of(feats)
+    segments = _profiles(feats, centers_orig, ids, prev_segments, matching, previous, population)
+    previews = k_previews(feats, sel, segments, population)
+    stages = _stages(feats, previous, population)
     customers = feats.reset_index().rename(columns={"index": "customer_id"})
     customers["first_order_day"] = customers["first_order_day"].dt.date
     customers["last_order_day"] = customers["last_order_day"].dt.date
@@ -259,48 +358,61 @@ def run_refit(
         stage_migration = pd.DataFrame(
             columns=["from_stage", "to_stage", "customers", "gross_revenue"]
         )
-    # In day order (a stable sort): PostgreSQL then appends to its (snapshot_id, day) index
-    # instead of inserting all over it, 15 -> 11 s for 4.3M orders.
-    days = stamps.astype("datetime64[D]")
-    by_day = np.argsort(days, kind="stable")
-    order_rows = pd.DataFrame(
-        {
-            "customer_id": uniques.take(codes[by_day]),
-            "segment_id": with_seg["segment_id"].to_numpy()[by_day],
-            "day": days[by_day].astype("datetime64[s]"),  # a date, as datetime64 (no objects)
-            "total": totals[by_day],
-        }
+    return Segmented(
+        feats, customers, segments, previews, stages, migration, stage_migration, matching, ids
     )
-    clock.lap("aggregates")
 
+
+def refit_quality(
+    data_quality: dict[str, Any] | None,
+    left_out: dict[str, int],
+    segmented: int,
+    returns_orders: int,
+    zero_total_orders: int,
+    transform: Transform,
+) -> dict[str, Any]:
+    """The snapshot's data-quality report: the database's counts and the refit's own."""
     quality = dict(data_quality or {})
     quality["customers_left_out"] = left_out
-    quality["customers_segmented"] = int(len(feats))
-    quality["returns_orders"] = int((totals <= 0).sum())
-    quality["zero_total_orders"] = int((totals == 0).sum())
+    quality["customers_segmented"] = int(segmented)
+    quality["returns_orders"] = int(returns_orders)
+    quality["zero_total_orders"] = int(zero_total_orders)
     quality["outliers"] = {
         "treatment": "log1p, then clipped to the 0.1 and 99.9 percentiles before "
         "standardizing; kept in every metric",
         "clipped_customers": transform.clipped,
     }
+    return quality
+
+
+def assemble(
+    sel: KSelection,
+    transform: Transform,
+    seg: Segmented,
+    orders: pd.DataFrame,
+    retention: pd.DataFrame,
+    quality: dict[str, Any],
+    clock: Clock,
+) -> RefitResult:
+    """The RefitResult of a clustering and its tables."""
     best = sel.scores.loc[sel.scores["k"] == sel.k, "silhouette"].iloc[0]
     return RefitResult(
         k=sel.k,
         silhouette=float(best),
         scores=sel.scores,
-        customers=customers,
-        segments=segments,
-        orders=order_rows,
+        customers=seg.customers,
+        segments=seg.segments,
+        orders=orders,
         retention=retention,
-        migration=migration,
+        migration=seg.migration,
         features=transform.describe(),
-        matching=matching,
+        matching=seg.matching,
         data_quality=quality,
         timings=clock.timings,
         k_selection=sel.reason,
-        previews=previews,
-        stages=stages,
-        stage_migration=stage_migration,
+        previews=seg.previews,
+        stages=seg.stages,
+        stage_migration=seg.stage_migration,
     )
 
 

@@ -31,7 +31,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -303,6 +303,18 @@ def _period_end(as_of: date) -> pd.Timestamp:
 
 def _micros(moment: pd.Timestamp) -> int:
     return int(moment.to_datetime64().astype("datetime64[us]").view(np.int64))
+
+
+class History(Protocol):
+    """What the models read of an order history: the per-customer summary as of a day, the
+    positive orders of a window, the first purchase day. `_History` computes them from an order
+    table in memory; the Spark engine's `db.spark_refit.SparkHistory` in Spark, the same way."""
+
+    def first_purchase_day(self, as_of: date) -> date | None: ...
+
+    def summary(self, as_of: date) -> pd.DataFrame: ...
+
+    def window(self, after: date, as_of: date) -> pd.DataFrame: ...
 
 
 @dataclass
@@ -586,7 +598,7 @@ def predict(
 
 
 def _predict(
-    history: _History,
+    history: History,
     as_of: date,
     settings: PredictionSettings,
     purchase_model: str | None = None,
@@ -727,7 +739,7 @@ def backtest(
     return _backtest(_History.of(orders), as_of, settings or PredictionSettings())
 
 
-def _backtest(history: _History, as_of: date, settings: PredictionSettings) -> Backtest:
+def _backtest(history: History, as_of: date, settings: PredictionSettings) -> Backtest:
     configure_compile_dir(settings.compile_dir)
     clock = time.perf_counter()
     first_day = history.first_purchase_day(as_of)
@@ -818,8 +830,14 @@ def run(
     """The prediction stage of a refit: the backtest, then the predictions from the purchase
     model it ranks best (or the one the settings force). A history too short to backtest
     gives predictions from the default model and no backtest."""
+    return run_history(_History.of(orders), as_of, settings)
+
+
+def run_history(
+    history: History, as_of: date, settings: PredictionSettings | None = None
+) -> tuple[Predictions, Backtest | None]:
+    """`run` on a history that is not an order table in memory (the Spark engine's)."""
     settings = settings or PredictionSettings()
-    history = _History.of(orders)
     try:
         bt: Backtest | None = _backtest(history, as_of, settings)
     except BacktestUnavailable:

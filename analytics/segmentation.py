@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.metrics import davies_bouldin_score
 from threadpoolctl import threadpool_limits
 
@@ -239,31 +239,31 @@ class KSelection:
     sample_labels: dict[int, np.ndarray] = field(default_factory=dict)  # each k's, on the sample
 
 
-def fit_kmeans(
-    x: np.ndarray,
-    k_range: tuple[int, int],
-    seed: int,
-    sample: int,
-    k: int | None = None,
-    *,
-    margin: float = 0.01,
-    previous_k: int | None = None,
-    previous_centers: np.ndarray | None = None,
-    curve: tuple[int, int] = CURVE_K,
-) -> KSelection:
-    """Score every k of the curve on a fixed-seed sample, choose k in `k_range`, fit it on all.
+@dataclass
+class SampleFit:
+    """One k's K-Means on the sample, from whichever engine fitted it: the sample's labels, the
+    centroids (model space), the inertia (sum of squared distances) and how it started."""
 
-    For every k of `curve` (and of the range, if wider): K-Means (n_init=4) on a sample of
-    `sample` customers and its silhouette, inertia and Davies-Bouldin there. With `k` given, that
-    k is used. Otherwise the best silhouette among the k of `k_range` whose smallest cluster holds
-    at least MIN_SEGMENT_SHARE of the sample wins, unless `previous_k` is one of them and scores
-    within `margin` of the best: then the previous k is kept (hysteresis), so identities do not
-    churn from noise. For the previous k, K-Means also starts from `previous_centers` (model
-    space) and keeps that start unless it is clearly worse (WARM_START_TOLERANCE). The final
-    K-Means on all customers starts from the chosen k's sample centroids (one init), so the cost
-    does not grow with the number of customers beyond that one fit. `reason` records the choice.
-    """
-    n = len(x)
+    labels: np.ndarray
+    centers: np.ndarray
+    inertia: float
+    start: str = "k-means++"
+
+
+@dataclass(frozen=True)
+class KGrid:
+    """The k a refit scores (`ks`: the curve, widened to the range) and the range it may choose
+    from (`lo`..`hi`), both narrowed to what `n` customers allow."""
+
+    ks: list[int]
+    lo: int
+    hi: int
+
+
+def k_grid(
+    n: int, k_range: tuple[int, int], k: int | None = None, curve: tuple[int, int] = CURVE_K
+) -> KGrid:
+    """The k to score for `n` customers; ValueError when they are too few for `k` (or for 2)."""
     top = n - 1  # K-Means needs more points than clusters
     k_min, k_max = k_range
     if top < 2 or (k is not None and k > top):
@@ -273,38 +273,75 @@ def fit_kmeans(
     lo, hi = min(k_min, top), min(k_max, top)
     first = min(curve[0], lo, k or lo)
     last = min(max(curve[1], hi, k or hi), top)
-    ks = list(range(first, last + 1))
+    return KGrid(list(range(first, last + 1)), lo, hi)
+
+
+def sample_index(n: int, sample: int, seed: int) -> np.ndarray:
+    """The positions (in customer id order) of the fixed-seed sample the k are scored on."""
     rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(n, size=sample, replace=False)) if n > sample else np.arange(n)
-    xs = x[idx]
-    warm_k = len(previous_centers) if previous_centers is not None else None
-    models: dict[int, KMeans] = {}
-    start: dict[int, str] = {}
-    # One thread for the small sample problems: thread start-up costs more than it saves, and
-    # on a busy machine OpenMP's spinning threads made these fits 10x slower (bench/README.md).
+    return np.sort(rng.choice(n, size=sample, replace=False)) if n > sample else np.arange(n)
+
+
+N_INIT = 4  # K-Means starts per k on the sample
+
+
+def kmeans_seeds(xs: np.ndarray, k: int, seed: int, n_init: int = N_INIT) -> list[np.ndarray]:
+    """The starting centroids of `KMeans(n_clusters=k, random_state=seed, n_init=n_init)` on
+    `xs`: k-means++ on the centered points, the `n_init` starts drawn one after the other from
+    one RandomState(seed), as scikit-learn's fit draws them (tests/test_k_selection.py checks
+    that Lloyd's iterations from these give scikit-learn's result). Another engine that starts
+    from them finds the local engine's clusters, not another local optimum."""
+    rng = np.random.RandomState(seed)
+    centered = xs - xs.mean(axis=0)
+    return [xs[kmeans_plusplus(centered, k, random_state=rng)[1]] for _ in range(n_init)]
+
+
+def keep_warm_start(warm_inertia: float, usual_inertia: float) -> bool:
+    """Whether the fit from the previous centroids is kept over the usual one."""
+    return warm_inertia <= usual_inertia * (1 + WARM_START_TOLERANCE)
+
+
+@dataclass
+class KChoiceMade:
+    """What `choose_k` decided: the k, the scores of every k (on the sample) and why."""
+
+    k: int
+    scores: pd.DataFrame
+    reason: dict[str, Any]
+
+
+def choose_k(
+    xs: np.ndarray,
+    fits: dict[int, SampleFit],
+    grid: KGrid,
+    k_range: tuple[int, int],
+    n: int,
+    k: int | None = None,
+    *,
+    margin: float = 0.01,
+    previous_k: int | None = None,
+) -> KChoiceMade:
+    """Score each k's sample fit (silhouette, Euclidean; inertia; Davies-Bouldin; smallest
+    share) and choose k: `k` when fixed, else the best silhouette among the k of the range
+    whose smallest cluster holds MIN_SEGMENT_SHARE of the sample, unless the previous k is one
+    of them and within `margin` of the best (hysteresis). Every engine's fits go through here,
+    so the choice and what the Model page shows of it are the same whoever fitted them."""
+    ks, lo, hi = grid.ks, grid.lo, grid.hi
+    k_min, k_max = k_range
     with threadpool_limits(limits=1):
-        for kk in ks:
-            model = KMeans(n_clusters=kk, random_state=seed, n_init=4).fit(xs)
-            start[kk] = "k-means++"
-            if kk == warm_k and previous_centers is not None:
-                warm = KMeans(n_clusters=kk, init=previous_centers, n_init=1, random_state=seed)
-                warm.fit(xs)
-                if warm.inertia_ <= model.inertia_ * (1 + WARM_START_TOLERANCE):
-                    model, start[kk] = warm, "previous centroids"
-            models[kk] = model
-        scored = [kk for kk in ks if len(np.unique(models[kk].labels_)) >= 2]
-        sil = dict(zip(scored, silhouettes(xs, [models[kk].labels_ for kk in scored]), strict=True))
+        scored = [kk for kk in ks if len(np.unique(fits[kk].labels)) >= 2]
+        sil = dict(zip(scored, silhouettes(xs, [fits[kk].labels for kk in scored]), strict=True))
     rows = []
     smallest: dict[int, float] = {}
     for kk in ks:
-        labels = models[kk].labels_
+        labels = fits[kk].labels
         smallest[kk] = float(np.bincount(labels, minlength=kk).min() / len(xs))
         dbi = float(davies_bouldin_score(xs, labels)) if kk in sil else float("nan")
         rows.append(
             {
                 "k": kk,
                 "silhouette": sil.get(kk, -1.0),
-                "inertia": float(models[kk].inertia_),
+                "inertia": float(fits[kk].inertia),
                 "davies_bouldin": dbi,
                 "smallest_share": smallest[kk],
             }
@@ -328,11 +365,6 @@ def fit_kmeans(
         chosen, rule = previous_k, "previous k kept"
     else:
         chosen, rule = best, "best silhouette in range"
-    final = models[chosen]
-    if len(idx) < n:
-        final = KMeans(
-            n_clusters=chosen, init=final.cluster_centers_, n_init=1, random_state=seed
-        ).fit(x)
     reason: dict[str, Any] = {
         "rule": rule,
         "k": chosen,
@@ -349,20 +381,78 @@ def fit_kmeans(
         "too_small": {
             str(kk): round(smallest[kk], 4) for kk in in_range if kk in sil and kk not in large
         },
-        "start": start[chosen],
+        "start": fits[chosen].start,
         "curve": [ks[0], ks[-1]],
-        "sample": int(len(idx)),
+        "sample": int(len(xs)),
         "customers": int(n),
     }
+    return KChoiceMade(chosen, pd.DataFrame(rows), reason)
+
+
+def fit_kmeans(
+    x: np.ndarray,
+    k_range: tuple[int, int],
+    seed: int,
+    sample: int,
+    k: int | None = None,
+    *,
+    margin: float = 0.01,
+    previous_k: int | None = None,
+    previous_centers: np.ndarray | None = None,
+    curve: tuple[int, int] = CURVE_K,
+) -> KSelection:
+    """Score every k of the curve on a fixed-seed sample, choose k in `k_range`, fit it on all.
+
+    For every k of `curve` (and of the range, if wider): K-Means (n_init=4) on a sample of
+    `sample` customers and its silhouette, inertia and Davies-Bouldin there. With `k` given, that
+    k is used. Otherwise the best silhouette among the k of `k_range` whose smallest cluster holds
+    at least MIN_SEGMENT_SHARE of the sample wins, unless `previous_k` is one of them and scores
+    within `margin` of the best: then the previous k is kept (hysteresis), so identities do not
+    churn from noise. For the previous k, K-Means also starts from `previous_centers` (model
+    space) and keeps that start unless it is clearly worse (WARM_START_TOLERANCE). The final
+    K-Means on all customers starts from the chosen k's sample centroids (one init), so the cost
+    does not grow with the number of customers beyond that one fit. `reason` records the choice.
+    The sample, the grid of k and the choice are `sample_index`, `k_grid` and `choose_k`, which
+    the Spark engine (db/spark_refit.py) shares.
+    """
+    n = len(x)
+    grid = k_grid(n, k_range, k, curve)
+    idx = sample_index(n, sample, seed)
+    xs = x[idx]
+    warm_k = len(previous_centers) if previous_centers is not None else None
+    fits: dict[int, SampleFit] = {}
+    # One thread for the small sample problems: thread start-up costs more than it saves, and
+    # on a busy machine OpenMP's spinning threads made these fits 10x slower (bench/README.md).
+    with threadpool_limits(limits=1):
+        for kk in grid.ks:
+            model = KMeans(n_clusters=kk, random_state=seed, n_init=N_INIT).fit(xs)
+            fit = SampleFit(model.labels_.astype(int), model.cluster_centers_, model.inertia_)
+            if kk == warm_k and previous_centers is not None:
+                warm = KMeans(n_clusters=kk, init=previous_centers, n_init=1, random_state=seed)
+                warm.fit(xs)
+                if keep_warm_start(warm.inertia_, model.inertia_):
+                    fit = SampleFit(
+                        warm.labels_.astype(int),
+                        warm.cluster_centers_,
+                        warm.inertia_,
+                        "previous centroids",
+                    )
+            fits[kk] = fit
+    made = choose_k(xs, fits, grid, k_range, n, k, margin=margin, previous_k=previous_k)
+    chosen = made.k
+    labels, centers = fits[chosen].labels, fits[chosen].centers
+    if len(idx) < n:
+        final = KMeans(n_clusters=chosen, init=centers, n_init=1, random_state=seed).fit(x)
+        labels, centers = final.labels_.astype(int), final.cluster_centers_
     return KSelection(
         chosen,
-        final.labels_.astype(int),
-        final.cluster_centers_,
-        pd.DataFrame(rows),
-        {kk: models[kk].cluster_centers_ for kk in ks},
-        reason,
+        labels,
+        centers,
+        made.scores,
+        {kk: f.centers for kk, f in fits.items()},
+        made.reason,
         idx,
-        {kk: models[kk].labels_.astype(int) for kk in ks},
+        {kk: f.labels for kk, f in fits.items()},
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from bench import data
 from bench.database import DEFAULT_SERVER, fresh_database, has_transactions
 from bench.harness import REGISTRY, Context, run, write_json
-from bench.stages import ORDER
+from bench.stages import OPTIONAL, ORDER
 
 DEFAULT_REPEAT = {"S": 3, "M": 3, "L": 2}
 
@@ -22,7 +22,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         description="Benchmark import and refit (more stages to come) against same-run baselines.",
     )
     p.add_argument("--scale", choices=data.SCALES, default="S")
-    p.add_argument("--only", nargs="+", choices=ORDER, metavar="STAGE", help=", ".join(ORDER))
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=(*ORDER, *OPTIONAL),
+        metavar="STAGE",
+        help=", ".join(ORDER) + "; only when named: " + ", ".join(OPTIONAL),
+    )
     p.add_argument("--out", type=Path, required=True, help="JSON file to write")
     p.add_argument(
         "--database-url",
@@ -44,6 +50,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     names = [n for n in ORDER if not args.only or n in args.only]
+    names += [n for n in OPTIONAL if args.only and n in args.only]
     dataset = data.prepare(args.scale, args.seed)
     repeat = args.repeat or DEFAULT_REPEAT[args.scale]
     database = (

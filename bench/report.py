@@ -67,6 +67,18 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
         ("k chosen", "refit.k", "", ""),
         ("ARI vs planted segments", "refit.ari_vs_planted", "", ""),
     ],
+    "refit_spark": [
+        ("Spark engine: refit wall (median)", "refit_spark.wall_s", "s", ""),
+        ("Spark engine: peak RSS, refit + JVM", "refit_spark.peak_rss_mb", "MB", ""),
+        *[
+            (f"Spark engine: stage {s}", f"refit_spark.stages_s.{s}", "s", "")
+            for s in ("session", "load", "features", "clustering", "profiles", "aggregates")
+        ],
+        ("Spark engine: stage write", "refit_spark.stages_s.write", "s", ""),
+        ("Spark engine: k chosen", "refit_spark.k", "", ""),
+        ("Spark engine: ARI vs the local engine's snapshot", "refit_spark.ari_vs_local", "", ""),
+        ("Spark engine: ARI vs planted segments", "refit_spark.ari_vs_planted", "", ""),
+    ],
     "callbacks": [
         ("callbacks.p50_ms (every page, warm)", "callbacks.p50_ms", "ms", ""),
         ("callbacks.p95_ms (every page, warm)", "callbacks.p95_ms", "ms", "<= 50 at L"),

@@ -118,6 +118,33 @@ class Settings(BaseSettings):
     refit_cron: str = Field(
         "0 3 * * *", validation_alias=AliasChoices("CUSTSEG_REFIT_CRON", "refit_cron")
     )
+    # The refit's engine: "local" (pandas and scikit-learn in the refit's process) or "spark"
+    # (db/spark_refit.py: PostgreSQL read over JDBC, features and K-Means in Spark; docs/DEPLOY.md).
+    refit_engine: Literal["local", "spark"] = Field(
+        "local", validation_alias=AliasChoices("CUSTSEG_REFIT_ENGINE", "refit_engine")
+    )
+    # A Spark master URL (local[*], spark://host:7077, yarn, k8s://...); under spark-submit the
+    # master spark-submit was given wins.
+    spark_master: str = Field(
+        "local[*]", validation_alias=AliasChoices("CUSTSEG_SPARK_MASTER", "spark_master")
+    )
+    # The PostgreSQL JDBC driver (Debian: libpostgresql-jdbc-java), put in spark.jars.
+    spark_jdbc_jar: str = Field(
+        "/usr/share/java/postgresql.jar",
+        validation_alias=AliasChoices("CUSTSEG_SPARK_JDBC_JAR", "spark_jdbc_jar"),
+    )
+    # jdbc:postgresql://host:port/db as Spark's executors reach the database, when that is not
+    # DATABASE_URL's host (user and password still come from DATABASE_URL).
+    spark_jdbc_url: str | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_SPARK_JDBC_URL", "spark_jdbc_url")
+    )
+    # Partitions of the JDBC read of the transactions (ranges of ordered_at, one query each).
+    spark_partitions: int = Field(
+        8,
+        ge=1,
+        le=10_000,
+        validation_alias=AliasChoices("CUSTSEG_SPARK_PARTITIONS", "spark_partitions"),
+    )
 
     # Predictions (analytics/predictions.py), attached to each snapshot after it is published
     predictions: bool = Field(
@@ -287,6 +314,18 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_port_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("spark_jdbc_url")
+    @classmethod
+    def _check_spark_jdbc_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith("jdbc:postgresql://"):
+            raise ValueError(
+                f"CUSTSEG_SPARK_JDBC_URL ({value!r}) is not a URL such as "
+                "jdbc:postgresql://db.internal:5432/custseg"
+            )
+        return value.strip()
 
     @field_validator("smtp_host", "smtp_user", "smtp_password", "smtp_from")
     @classmethod

@@ -1,7 +1,9 @@
 """The prediction stage of a refit: per-customer predictions attached to a published snapshot.
 
 A refit publishes its segments first; then a `predict` job (db/scheduler.py) loads the orders up
-to the snapshot's as-of date, runs `analytics.predictions.run` (the backtest, then expected
+to the snapshot's as-of date (with CUSTSEG_REFIT_ENGINE=spark: reads them in Spark and brings
+only per-customer summaries to this process, `db.spark_refit.SparkHistory`), runs
+`analytics.predictions.run` (the backtest, then expected
 orders in 90 days, churn risk and 12-month CLV from the model the backtest ranks best) and
 writes them to `snapshot_predictions`, with the models, fit times and backtest in
 `snapshots.predictions`, in one transaction. Until then the snapshot's `predictions_status` is
@@ -88,10 +90,23 @@ def attach_predictions(
     _set(engine, snap.id, PredictionStatus.RUNNING)
     try:
         tell("loading")
-        orders = load_orders(engine, end=snap.as_of, with_order_id=False)
-        load_s = time.perf_counter() - started
-        tell("predicting")
-        preds, bt = predictions.run(orders, snap.as_of, prediction_settings(settings))
+        if settings.refit_engine == "spark":  # the summaries in Spark, no orders in memory
+            from analytics.pipeline import RefitSettings
+            from db.spark_refit import spark_history
+
+            options = RefitSettings.from_settings(settings).engine
+            start = snap.data_start or snap.as_of
+            with spark_history(engine, options, start, snap.as_of) as history:
+                load_s = time.perf_counter() - started
+                tell("predicting")
+                preds, bt = predictions.run_history(
+                    history, snap.as_of, prediction_settings(settings)
+                )
+        else:
+            orders = load_orders(engine, end=snap.as_of, with_order_id=False)
+            load_s = time.perf_counter() - started
+            tell("predicting")
+            preds, bt = predictions.run(orders, snap.as_of, prediction_settings(settings))
         tell("writing")
         rows = preds.customers[["customer_id", *COLUMNS]].copy()
         for col in ("expected_orders_90d", "churn_risk", "clv_12m"):

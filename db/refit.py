@@ -27,7 +27,18 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import BigInteger, Engine, cast, delete, func, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 
 from analytics.pipeline import Previous, RefitResult, RefitSettings, run_refit
@@ -338,8 +349,11 @@ def _write(
     previous: Previous | None,
     settings: RefitSettings,
     started: float,
+    write_orders: Callable[[Connection], None] | None = None,
 ) -> dict[str, float]:
-    """Write every table of the snapshot and publish it, in one transaction; its timings."""
+    """Write every table of the snapshot and publish it, in one transaction; its timings.
+    `write_orders` writes snapshot_orders instead of `result.orders` (the Spark engine's
+    staged orders)."""
     write_started = time.perf_counter()
     with engine.begin() as conn:
 
@@ -351,7 +365,10 @@ def _write(
         write(SnapshotScore, result.scores)
         write(SnapshotSegment, result.segments)
         write(SnapshotCustomer, result.customers)
-        write(SnapshotOrder, result.orders)
+        if write_orders is not None:
+            write_orders(conn)
+        else:
+            write(SnapshotOrder, result.orders)
         write(SnapshotRetention, result.retention)
         write(SnapshotKPreview, result.previews)
         write(SnapshotStage, result.stages)
@@ -397,6 +414,63 @@ def _write(
             conn.execute(delete(SnapshotOrder).where(SnapshotOrder.snapshot_id.in_(old)))
             conn.execute(delete(Snapshot).where(Snapshot.id.in_(old)))
     return timings
+
+
+def _run_local(
+    engine: Engine, settings: RefitSettings, checked: Checked, stage: Callable[[str], None]
+) -> tuple[RefitResult, Previous | None]:
+    """The local engine: orders loaded in SQL (GROUP BY per order), the pipeline in pandas."""
+    t0 = time.perf_counter()
+    stage(RefitStage.LOADING)
+    orders, breadth, quality, previous = _load(engine, checked.as_of)
+    load_s = time.perf_counter() - t0
+    result = run_refit(
+        orders,
+        checked.as_of,
+        settings,
+        breadth,
+        previous,
+        quality,
+        stage,
+        next_segment_id=_next_segment_id(engine),
+    )
+    result.timings = {"load": round(load_s, 4), **result.timings}
+    return result, previous
+
+
+def _run_spark(
+    engine: Engine,
+    settings: RefitSettings,
+    snapshot_id: int,
+    checked: Checked,
+    stage: Callable[[str], None],
+) -> tuple[RefitResult, Previous | None, Callable[[Connection], None]]:
+    """The Spark engine (db/spark_refit.py); its orders are staged in the database and moved
+    into snapshot_orders by the publishing transaction."""
+    from db.spark_refit import publish_staged, run_spark_refit
+
+    previous = _previous(engine)
+    result = run_spark_refit(
+        engine,
+        settings,
+        snapshot_id,
+        checked.data_start,
+        checked.as_of,
+        previous,
+        data_quality(engine, checked.as_of),
+        stage,
+        next_segment_id=_next_segment_id(engine),
+    )
+    return result, previous, lambda conn: publish_staged(conn, snapshot_id)
+
+
+def _drop_staging(engine: Engine, snapshot_id: int | None = None) -> None:
+    from db.spark_refit import drop_staging
+
+    try:
+        drop_staging(engine, snapshot_id)
+    except Exception:  # noqa: BLE001 - cleaning up after a failure must not hide it
+        log.exception("could not drop the Spark refit's staging table")
 
 
 def _mark_failed(engine: Engine, message: str, snapshot_id: int | None = None) -> None:
@@ -468,8 +542,18 @@ def refit(
     """
     started = time.perf_counter()
     tell = on_stage or (lambda _stage: None)
+    spark = settings.engine.name == "spark"
+    if spark:
+        from db.spark_refit import SparkUnavailable, check_available
+
+        try:
+            check_available(engine, settings.engine)
+        except SparkUnavailable as exc:
+            raise RefitRejected(str(exc)) from None
     with refit_lock(engine):
         _mark_failed(engine, "interrupted: the process ended before publishing")
+        if engine.dialect.name == "postgresql":
+            _drop_staging(engine)  # left by a Spark refit that died
         tell(RefitStage.CHECKING)
         checked = check_inputs(engine, settings, as_of)
         latest = latest_published(engine)
@@ -485,25 +569,19 @@ def refit(
             tell(current)
 
         try:
-            t0 = time.perf_counter()
-            stage(RefitStage.LOADING)
-            orders, breadth, quality, previous = _load(engine, checked.as_of)
-            load_s = time.perf_counter() - t0
-            result = run_refit(
-                orders,
-                checked.as_of,
-                settings,
-                breadth,
-                previous,
-                quality,
-                stage,
-                next_segment_id=_next_segment_id(engine),
-            )
-            result.timings = {"load": round(load_s, 4), **result.timings}
+            if spark:
+                result, previous, write_orders = _run_spark(
+                    engine, settings, snapshot_id, checked, stage
+                )
+            else:
+                result, previous = _run_local(engine, settings, checked, stage)
+                write_orders = None
             stage(RefitStage.WRITING)
-            timings = _write(engine, snapshot_id, result, previous, settings, started)
+            timings = _write(engine, snapshot_id, result, previous, settings, started, write_orders)
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
+            if spark:
+                _drop_staging(engine, snapshot_id)
             _mark_failed(engine, message, snapshot_id)
             log.error("refit failed", extra={"snapshot_id": snapshot_id, "error": message})
             raise RefitFailed(snapshot_id, str(exc)) from exc

@@ -10,3 +10,5 @@ from bench.stages import (  # noqa: F401  (registration)
 )
 
 ORDER = ("import", "refit", "callbacks", "page_load", "load", "campaigns")
+# Run only when asked for (`--only ...`): the Spark engine needs `.[spark]`, Java and the driver.
+OPTIONAL = ("refit_spark",)

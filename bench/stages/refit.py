@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +115,8 @@ def _groupby_s(libpq_url: str) -> float:
         return time.perf_counter() - started
 
 
-@stage("refit", keys=("wall_s", "peak_rss_mb", "stages_s", "k"))
-def run(ctx: Context) -> dict[str, Any]:
-    """custseg refit in a child process: wall, peak RSS, stage times; RFM GROUP BY baseline."""
+def _runs(ctx: Context, extra_env: dict[str, str], label: str) -> dict[str, Any]:
+    """`custseg refit --force` ctx.repeat times with `extra_env`: the stage's result."""
     ctx.ensure_imported()
     custseg = str(Path(sys.executable).with_name("custseg"))
     env = {
@@ -127,6 +127,7 @@ def run(ctx: Context) -> dict[str, Any]:
         # Keep one snapshot: from the second run on, publishing also deletes the previous
         # snapshot's rows, as every refit does in steady state (default: keep the latest 5).
         "CUSTSEG_SNAPSHOTS_KEEP": "1",
+        **extra_env,
     }
     runs: list[dict[str, Any]] = []
     baseline: list[float] = []
@@ -147,7 +148,7 @@ def run(ctx: Context) -> dict[str, Any]:
             }
         )
         ctx.log(
-            f"  refit #{i + 1}: {wall:.1f} s, {max(maxrss, polled):.0f} MB, k={k}, "
+            f"  {label} #{i + 1}: {wall:.1f} s, {max(maxrss, polled):.0f} MB, k={k}, "
             + ", ".join(f"{s} {v:.1f}" for s, v in timings.items())
         )
     stage_names = list(runs[0]["timings"])
@@ -165,5 +166,66 @@ def run(ctx: Context) -> dict[str, Any]:
         "baseline_rfm_groupby_s": round(groupby, 3),
         "wall_vs_rfm_groupby": round(wall / groupby, 2),
         "runs": runs,
-        "targets": {"wall_s": 60, "peak_rss_mb": 4096, "applies_at": "L"},
     }
+
+
+@stage("refit", keys=("wall_s", "peak_rss_mb", "stages_s", "k"))
+def run(ctx: Context) -> dict[str, Any]:
+    """custseg refit in a child process: wall, peak RSS, stage times; RFM GROUP BY baseline."""
+    out = _runs(ctx, {"CUSTSEG_REFIT_ENGINE": "local"}, "refit")
+    out["targets"] = {"wall_s": 60, "peak_rss_mb": 4096, "applies_at": "L"}
+    return out
+
+
+def ari_vs_previous(libpq_url: str) -> float | None:
+    """Adjusted Rand index of the latest snapshot's segments against the snapshot before it."""
+    import pandas as pd
+    from sklearn.metrics import adjusted_rand_score
+
+    with psycopg.connect(libpq_url) as conn:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM snapshots WHERE status = 'published' ORDER BY id DESC LIMIT 2"
+            ).fetchall()
+        ]
+        if len(ids) < 2:
+            return None
+        rows = conn.execute(
+            "SELECT snapshot_id, customer_id, segment_id FROM snapshot_customers "
+            "WHERE snapshot_id = ANY(%s)",
+            (ids,),
+        ).fetchall()
+    frame = pd.DataFrame(rows, columns=["snapshot_id", "customer_id", "segment_id"])
+    a = frame[frame["snapshot_id"] == ids[1]].set_index("customer_id")["segment_id"]
+    b = frame[frame["snapshot_id"] == ids[0]].set_index("customer_id")["segment_id"]
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner")
+    return round(float(adjusted_rand_score(both["a"], both["b"])), 4)
+
+
+@stage("refit_spark", keys=("wall_s", "peak_rss_mb", "stages_s", "k"))
+def run_spark(ctx: Context) -> dict[str, Any]:
+    """The same refits with CUSTSEG_REFIT_ENGINE=spark (local mode unless CUSTSEG_SPARK_MASTER
+    says otherwise): wall, peak RSS of the refit and its JVM, stage times. Not in the default
+    run (it needs `.[spark]`, Java and the JDBC driver): `--only refit refit_spark`. After the
+    `refit` stage, its first run's previous snapshot is the local engine's: `ari_vs_local`."""
+    extra = {
+        "CUSTSEG_REFIT_ENGINE": "spark",
+        "CUSTSEG_SPARK_MASTER": os.environ.get("CUSTSEG_SPARK_MASTER", "local[*]"),
+        # Local mode: the driver does all the work in the JVM's heap (default 1 GB).
+        "PYSPARK_SUBMIT_ARGS": os.environ.get(
+            "PYSPARK_SUBMIT_ARGS", "--driver-memory 3g pyspark-shell"
+        ),
+    }
+    ari_local = None
+    if ctx.repeat and "refit" in ctx.results:
+        # One refit first, so its previous snapshot is the local engine's.
+        first = _runs(replace(ctx, repeat=1), extra, "refit_spark (vs local)")
+        ari_local = ari_vs_previous(ctx.libpq_url)
+        out = _runs(ctx, extra, "refit_spark")
+        out["runs"] = first["runs"] + out["runs"]
+    else:
+        out = _runs(ctx, extra, "refit_spark")
+    out["ari_vs_local"] = ari_local
+    out["spark_master"] = extra["CUSTSEG_SPARK_MASTER"]
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -18,6 +19,22 @@ def percent(value: float | None, digits: int = 1) -> str:
 
 def integer(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
+
+
+def dom_id(ident: str | dict[str, Any]) -> str:
+    """A component's id as Dash writes it in the page (a dict id as compact JSON, keys sorted)."""
+    if isinstance(ident, dict):
+        return json.dumps(ident, sort_keys=True, separators=(",", ":"))
+    return ident
+
+
+def label(
+    text: Any, target: str | dict[str, Any], *, hidden: bool = False, **kw: Any
+) -> html.Label:
+    """The <label> of control `target` (any id; `hidden`: for screen readers only). A dropdown
+    takes its label into its name too (webapp/assets/a11y.js)."""
+    kw["className"] = " ".join(c for c in (kw.get("className"), "visually-hidden" * hidden) if c)
+    return html.Label(text, htmlFor=dom_id(target), **kw)
 
 
 def empty_state(title: str, body: str) -> dbc.Alert:

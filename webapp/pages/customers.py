@@ -21,7 +21,7 @@ from analytics.rfm import STAGES
 from db import snapshots
 from webapp import roles
 from webapp.charts import stage_color
-from webapp.components import chart_card, money, no_snapshot, table_style
+from webapp.components import chart_card, label, money, no_snapshot, table_style
 from webapp.filters import (
     FILTERS,
     SEGMENTS,
@@ -87,12 +87,15 @@ def layout(**query: Any) -> html.Div:
     extra: list[Any] = []
     if has_role(MEMBERS_ROLE):
         extra = [
-            dcc.Dropdown(
-                id=STAGE_FILTER,
-                options=[{"label": s, "value": s} for s in STAGES],
-                value=linked_stages(query.get("stage")),
-                multi=True,
-                placeholder="All lifecycle stages",
+            (
+                "Lifecycle stages",
+                dcc.Dropdown(
+                    id=STAGE_FILTER,
+                    options=[{"label": s, "value": s} for s in STAGES],
+                    value=linked_stages(query.get("stage")),
+                    multi=True,
+                    placeholder="All lifecycle stages",
+                ),
             )
         ]
         members = chart_card(
@@ -134,6 +137,7 @@ def layout(**query: Any) -> html.Div:
             "their segment in every snapshot kept.",
             html.Div(
                 [
+                    label("Customer id", "lookup-id", hidden=True),
                     dbc.InputGroup(
                         [
                             dbc.Input(

@@ -25,6 +25,7 @@ from db import snapshots
 from db.k_settings import K_LIMITS, effective_k_setting, set_k_setting
 from webapp import charts, refit_ui, roles
 from webapp.components import chart_card, graph, no_snapshot, table_style
+from webapp.components import label as label_for
 from webapp.filters import (
     FILTERS,
     SNAPSHOT,
@@ -230,6 +231,8 @@ def k_panel(snap: Any) -> Any:
             ),
             dbc.Col(
                 [
+                    label_for("Smallest k", "k-min", hidden=True),
+                    label_for("Largest k", "k-max", hidden=True),
                     dbc.InputGroup(
                         [
                             dbc.Input(id="k-min", value=choice.k_min, **number),
@@ -239,6 +242,7 @@ def k_panel(snap: Any) -> Any:
                         size="sm",
                         style={"maxWidth": "190px"},
                     ),
+                    label_for("Fixed k", "k-fixed", hidden=True),
                     dbc.InputGroup(
                         [
                             dbc.InputGroupText("k ="),

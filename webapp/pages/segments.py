@@ -22,7 +22,7 @@ from analytics.rfm import STAGE_RULES, STAGE_TABLE, STAGES
 from db import snapshots
 from db.segment_names import rename_segment
 from webapp import charts, roles
-from webapp.components import chart_card, graph, info, money, no_snapshot, percent
+from webapp.components import chart_card, graph, info, label, money, no_snapshot, percent
 from webapp.filters import (
     FILTERS,
     SEGMENTS,
@@ -59,15 +59,23 @@ def layout(**query: Any) -> html.Div:
             dbc.Row(
                 [
                     dbc.Col(
-                        dcc.Dropdown(
-                            id="rename-segment", placeholder="Segment to rename", clearable=False
-                        ),
+                        [
+                            label("Segment to rename", "rename-segment", hidden=True),
+                            dcc.Dropdown(
+                                id="rename-segment",
+                                placeholder="Segment to rename",
+                                clearable=False,
+                            ),
+                        ],
                         md=4,
                     ),
                     dbc.Col(
-                        dbc.Input(
-                            id="rename-name", placeholder="New name", maxLength=80, type="text"
-                        ),
+                        [
+                            label("New name", "rename-name", hidden=True),
+                            dbc.Input(
+                                id="rename-name", placeholder="New name", maxLength=80, type="text"
+                            ),
+                        ],
                         md=4,
                     ),
                     dbc.Col(dbc.Button("Rename", id="rename-go", size="sm"), width="auto"),

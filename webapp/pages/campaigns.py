@@ -967,6 +967,7 @@ def results(kit: Kit, campaign: Any = None, refreshed: Any = None) -> dict[str, 
     )
     out["groups"] = _groups_table(got.groups)
     out["campaign-cumulative"] = charts.campaign_cumulative(got.daily, c.start_date)
+    kit.shows("campaign-cumulative", "campaign_daily", got.daily)
     return out
 
 

@@ -82,6 +82,7 @@ def _navbar() -> dbc.Navbar:
                         color="light",
                         outline=True,
                         id="logout",
+                        className="text-nowrap",
                     ),
                 ],
                 method="POST",

@@ -56,6 +56,12 @@ def test_sentences_say_what_the_frames_hold(dashboard, sqlite_engine) -> None:  
     assert f"of {drawn['gross_revenue'].sum():,.2f} from 2010-12-01 to 2011-12-01" in text
     assert re.search(r"in the last period, (up|down) \d+ points on the first", text)
 
+    top_id = int(top["segment_id"])
+    text, one = say("sales", Filters(granularity="month", segments=(top_id,)))
+    assert text.startswith(f"{top['name'][0].upper()}{top['name'][1:]}: ")
+    assert f"{one['gross_revenue'].sum():,.2f} gross revenue from 2010-12-01" in text
+    assert "100%" not in text and "in the last period against" in text
+
     text, rates = say("repeat_rate")
     best = rates.sort_values("repeat_rate").iloc[-1]
     assert f"{best['repeat_rate']:.0%} of {int(best['customers']):,} customers" in text

@@ -86,6 +86,18 @@ def _sales(frame: pd.DataFrame, name: Names) -> str:
     by_segment = drawn.groupby("segment_id")["gross_revenue"].sum().sort_values(ascending=False)
     top = int(by_segment.index[0])
     periods = sorted(drawn["period"].unique())
+    if len(by_segment) == 1:
+        per = drawn.groupby("period")["gross_revenue"].sum()
+        text = (
+            f"{name(top)}: {_money(total)} gross revenue from {_day(periods[0])} to "
+            f"{_day(periods[-1])}"
+        )
+        if len(periods) > 1:
+            text += (
+                f", {_money(per.iloc[-1])} in the last period against {_money(per.iloc[0])} in "
+                "the first"
+            )
+        return text + "."
     text = (
         f"{name(top)} bring the most gross revenue: {_pct(by_segment.iloc[0] / total)} of "
         f"{_money(total)} from {_day(periods[0])} to {_day(periods[-1])}"

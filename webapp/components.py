@@ -129,7 +129,7 @@ def chart_card(
                     html.P(id=summary_id(key), className="chart-summary small mb-1 mt-1"),
                     html.Details(
                         [
-                            html.Summary("Data table", className="small"),
+                            html.Summary("Data table", id=f"{key}-data", className="small"),
                             # Scrolls when wide: focusable, so the keyboard scrolls it too.
                             html.Div(
                                 id=table_id(key),

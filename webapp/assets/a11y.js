@@ -1,7 +1,9 @@
 /* Accessibility fixes of the markup of Dash's own components, where their props cannot set it
- * (docs/ACCESSIBILITY.md, "Fixed from the app"). Dash serves this file from webapp/assets/ with
- * every page (the Content-Security-Policy allows the app's own scripts). Each fix only adds or
- * sets attributes React does not manage, is idempotent, and runs again whenever the page changes.
+ * (docs/ACCESSIBILITY.md, "Fixed from the app"): dcc.Dropdown, dcc.DatePickerRange /
+ * DatePickerSingle and dash_table.DataTable as Dash 4.4.1 draws them. Dash serves this file from
+ * webapp/assets/ with every page (the Content-Security-Policy allows the app's own scripts). Each
+ * fix only adds or sets attributes React does not manage, is idempotent, and runs again whenever
+ * the page changes. When a Dash release fixes one, remove it: tests/test_browser_a11y.py tells.
  */
 (function () {
   "use strict";

@@ -182,3 +182,44 @@ def test_snapshots_with_old_colours_are_drawn_with_the_new_palette() -> None:
     )
     pal = charts.Palette(frame)
     assert (pal.color(1), pal.color(2)) == (PALETTE[0], PALETTE[5])
+
+
+def test_a_refit_keeps_each_segment_colour_of_the_previous_snapshot(  # type: ignore[no-untyped-def]
+    dashboard, sqlite_engine
+) -> None:
+    """The two snapshots of the dashboard: one colour per segment, the same in both; then the
+    latest snapshot's colours shuffled (as if given to avoid a clash): the next refit keeps them."""
+    from sqlalchemy import select, update
+
+    from db.models import SnapshotSegment
+    from tests.refitting import refit
+
+    def colors(snapshot_id: int) -> dict[int, str]:
+        with sqlite_engine.connect() as conn:
+            rows = conn.execute(
+                select(SnapshotSegment.segment_id, SnapshotSegment.color).where(
+                    SnapshotSegment.snapshot_id == snapshot_id
+                )
+            ).all()
+        return {int(sid): color for sid, color in rows}
+
+    first, second = (colors(o.snapshot_id) for o in dashboard)
+    for got in (first, second):
+        assert set(got.values()) <= set(PALETTE) and len(set(got.values())) == len(got)
+    assert {sid: first[sid] for sid in first.keys() & second.keys()} == {
+        sid: second[sid] for sid in first.keys() & second.keys()
+    }
+    shuffled = {sid: PALETTE[-1 - n] for n, sid in enumerate(sorted(second))}
+    with sqlite_engine.begin() as conn:
+        for sid, color in shuffled.items():
+            conn.execute(
+                update(SnapshotSegment)
+                .where(SnapshotSegment.snapshot_id == dashboard[1].snapshot_id)
+                .where(SnapshotSegment.segment_id == sid)
+                .values(color=color)
+            )
+    third = colors(refit(sqlite_engine, k=3, force=True).snapshot_id)
+    assert {sid: third[sid] for sid in third.keys() & shuffled.keys()} == {
+        sid: shuffled[sid] for sid in third.keys() & shuffled.keys()
+    }
+    assert third.keys() & shuffled.keys()

@@ -23,7 +23,7 @@ from analytics.aggregates import GONE
 Names = Callable[[int], str]
 Summary = Callable[[pd.DataFrame, Names], str]
 
-ROW_CAP = 30  # rows of a data table; the download holds them all
+ROW_CAP = 25  # rows of a data table; the download holds them all
 # Prose columns (descriptions, actions and their reasons) stay out of the tables: the pages show
 # them in full beside the charts. A segment's name is in its segment column.
 PROSE = frozenset({"description", "action", "action_rule", "action_why"})
@@ -373,18 +373,22 @@ def _cell(column: str, value: Any, name: Names) -> str:
 def table(frame: pd.DataFrame, name: Names, cap: int = ROW_CAP) -> html.Div:
     """`frame` as an HTML table with its column headers (prose and empty columns left out), at
     most `cap` rows, and a line saying how many there are."""
+    shown = frame.head(cap)
     columns = [
         c
         for c in frame.columns
         if c not in PROSE
         and not (c == "name" and "segment_id" in frame.columns)
-        and not frame[c].isna().all()
-        and not frame[c].map(_nested).any()
+        and frame[c].notna().any()
+        and not (shown[c].dtype == object and shown[c].map(_nested).any())
     ]
-    shown = frame[columns].head(cap).astype(object)
     head = html.Thead(html.Tr([html.Th(_header(c), scope="col") for c in columns]))
+    rows = shown[columns].to_numpy(dtype=object).tolist()
     body = html.Tbody(
-        [html.Tr([html.Td(_cell(c, row[c], name)) for c in columns]) for _, row in shown.iterrows()]
+        [
+            html.Tr([html.Td(_cell(c, v, name)) for c, v in zip(columns, row, strict=True)])
+            for row in rows
+        ]
     )
     note = (
         f"All {len(frame):,} rows."

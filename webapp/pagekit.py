@@ -52,6 +52,7 @@ class Kit:
         self.params: dict[str, dict[str, Any] | None] = {}
         # What each chart draws, for its text alternative: (export or frame kind, frame).
         self.frames: dict[str, tuple[str, pd.DataFrame]] = {}
+        self._alternatives: dict[tuple[str, int], tuple[str, Any]] = {}
 
     def sources(self, view: View | None = None) -> SnapshotSources:
         return sources((view or self.view).snapshot_id)
@@ -102,8 +103,14 @@ class Kit:
         if chart not in self.frames:
             return None, None
         kind, frame = self.frames[chart]
-        pal = self.palette
-        return alttext.summary(kind, frame, pal.name), alttext.table(frame, pal.name)
+        key = (kind, id(frame))  # charts drawn from one frame share its alternative
+        if key not in self._alternatives:
+            pal = self.palette
+            self._alternatives[key] = (
+                alttext.summary(kind, frame, pal.name),
+                alttext.table(frame, pal.name),
+            )
+        return self._alternatives[key]
 
 
 # What a chart's property shows when the view cannot be drawn.

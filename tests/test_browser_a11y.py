@@ -170,6 +170,17 @@ def test_no_serious_or_critical_violation_on_any_page_or_state(  # type: ignore[
     click("#f-segments")
     _wait(lambda: driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-content"))
     scan("/, the segments list open", settle=True)
+    # The check has teeth, and an exclusion takes out exactly its rule on its elements.
+    driver.execute_script(
+        "const i = document.createElement('input'); i.id = 'zz-unlabelled';"
+        "document.getElementById('main').appendChild(i);"
+    )
+    found = a11y.failures(a11y.run_axe(driver))
+    assert [(v["rule"], v["nodes"][0]["target"]) for v in found] == [("label", "#zz-unlabelled")]
+    excluded = a11y.run_axe(driver, (a11y.Exclusion("label", "#zz-unlabelled"),))
+    assert not a11y.failures(excluded) and [v["excluded"] for v in excluded] == [1]
+    assert a11y.failures(a11y.run_axe(driver, (a11y.Exclusion("label", "#other"),)))
+
     # The server's own pages beside Dash's: the import form, the log-out confirmation.
     open_page("/admin/import", server_page=True)
     scan("/admin/import")

@@ -113,12 +113,9 @@ def _layout() -> html.Div:
             # Written by the filter controls: the query follows the view without a reload.
             dcc.Location(id="url-query", refresh=False),
             _navbar(),
-            # The skip link's target; focusable by script only, so the next Tab goes on in it.
-            html.Main(
-                dbc.Container(dash.page_container, fluid=True, className="pb-5"),
-                id="main",
-                tabIndex="-1",
-            ),
+            # The skip link's target (a11y.js focuses it for that moment only: a focusable
+            # <main> would take the focus of every click in the page).
+            html.Main(dbc.Container(dash.page_container, fluid=True, className="pb-5"), id="main"),
         ]
     )
 

@@ -133,12 +133,21 @@
   fix();
 
   // The skip link moves the focus into the page itself (the hash alone would leave it on the
-  // link in some browsers, and Dash's router listens to the address).
+  // link in some browsers, and Dash's router listens to the address). <main> is focusable only
+  // until the focus leaves it, so clicks in the page do not land on it.
   document.addEventListener("click", function (event) {
     var link = event.target.closest && event.target.closest("a.skip-link");
     var main = document.getElementById("main");
     if (!link || !main) return;
     event.preventDefault();
+    main.setAttribute("tabindex", "-1");
+    main.addEventListener(
+      "blur",
+      function () {
+        main.removeAttribute("tabindex");
+      },
+      { once: true }
+    );
     main.focus();
     main.scrollIntoView();
   });

@@ -8,12 +8,12 @@ BIN    := $(VENV)/bin
 PORT   ?= 8050
 SCALE  ?= M
 
-.PHONY: run test test-spark lint bench bench-smoke clean help
+.PHONY: run test test-spark lint bench bench-smoke clean help browser axe
 
 help:
 	@echo "make run    create .venv, set up the database, import the sample, serve on :$(PORT)"
 	@echo "           (with the scheduler process beside the server; Ctrl-C stops both)"
-	@echo "make test   install test tools, Chromium, find PostgreSQL, run lint + the whole suite"
+	@echo "make test   install test tools, Chromium, axe-core, find PostgreSQL, run lint + the whole suite"
 	@echo "make test-spark  install .[spark], Java and the JDBC driver, run the Spark engine's tests"
 	@echo "make bench  run the benchmark suite at SCALE=S|M|L (default M; see bench/README.md)"
 
@@ -49,12 +49,16 @@ run: $(BIN)/.installed
 browser:
 	@.ci/ensure-chromium
 
+# axe-core, pinned and checked, into build/: the accessibility check of the browser tests.
+axe:
+	@.ci/ensure-axe >/dev/null
+
 lint: $(BIN)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy analytics db config webapp
 
-test: $(BIN)/.test-installed browser lint
+test: $(BIN)/.test-installed browser axe lint
 	TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
 	  TEST_MYSQL_URL="$$(.ci/ensure-mariadb)" && export TEST_MYSQL_URL && \
 	  $(BIN)/pytest -m "not spark" $(PYTEST_ARGS)

@@ -21,7 +21,7 @@ from analytics.segmentation import (
     fit_kmeans,
     match_segments,
     previous_centroids,
-    segment_color,
+    segment_colors,
     segment_names,
 )
 
@@ -156,7 +156,7 @@ class Previous:
     """What a refit needs of the previous published snapshot."""
 
     snapshot_id: int
-    segments: pd.DataFrame  # segment_id, name, centroid (dict in original units)
+    segments: pd.DataFrame  # segment_id, name, centroid (dict in original units), color
     customers: pd.DataFrame  # customer_id, segment_id, monetary (and lifecycle_stage, if any)
     k: int | None = None  # its k: kept while it scores within the margin (hysteresis)
 
@@ -463,7 +463,14 @@ def _profiles(
     suggestions = actions.suggest(prof, population, before)
     prof["action"] = [s.advice for s in suggestions]
     prof["action_basis"] = [s.basis for s in suggestions]
-    prof["color"] = [segment_color(int(sid)) for sid in prof.index]
+    # A segment keeps its colour of the previous snapshot; no two share one.
+    prev_colors = (
+        dict(zip(previous["segment_id"].astype(int), previous["color"], strict=True))
+        if "color" in previous
+        else {}
+    )
+    colors = segment_colors(prof.index, prev_colors)
+    prof["color"] = [colors[int(sid)] for sid in prof.index]
     new_ids = set(matching.get("new", []))
     prof["status"] = ["new" if sid in new_ids else "matched" for sid in prof.index]
     prof = prof.reset_index().rename(columns={"index": "segment_id"})

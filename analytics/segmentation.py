@@ -8,6 +8,7 @@ profiled for every segment but not clustered on.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -31,7 +32,27 @@ PROFILE_FEATURES = (
 )
 CLIP_QUANTILES = (0.001, 0.999)
 MATCH_MAX_DISTANCE = 1.5  # in standard deviations: farther centroids are new segments
+# One colour per segment (docs/ACCESSIBILITY.md, "Colours"): each at least 3:1 against white
+# (WCAG 1.4.11: bars, lines and Sankey nodes are read against the page), and any two told apart
+# with deuteranopia, protanopia and tritanopia as with normal vision (CIEDE2000 distance of at
+# least 9 in simulations of each, 11 among the first eight), in an order that keeps the first
+# few farthest apart. tests/test_palette.py measures both.
 PALETTE = (
+    "#332288",  # indigo
+    "#FE6100",  # orange
+    "#648FFF",  # sky blue
+    "#8C2D04",  # rust
+    "#01665E",  # dark teal
+    "#9C6B98",  # mauve
+    "#009E73",  # green
+    "#7E5A44",  # brown
+    "#B15928",  # copper
+    "#785EF0",  # violet
+)
+# The palette of snapshots made before it (orange and red, green and brown alike to a red-green
+# colour-blind eye; none of its colours is in PALETTE): their stored colours are drawn with the
+# new palette (`shown_color`).
+LEGACY_PALETTE = (
     "#4C78A8",
     "#F58518",
     "#54A24B",
@@ -52,8 +73,44 @@ PALETTE = (
 
 
 def segment_color(segment_id: int) -> str:
-    """One colour per segment id, the same in every chart and every snapshot."""
+    """A segment id's own colour: its colour unless another segment of its snapshot had it
+    first (`segment_colors`)."""
     return PALETTE[(segment_id - 1) % len(PALETTE)]
+
+
+def segment_colors(ids: Iterable[int], previous: Mapping[int, str] | None = None) -> dict[int, str]:
+    """The colours of a snapshot's segments, so that a segment keeps its colour from snapshot to
+    snapshot and no two segments of a snapshot share one (up to len(PALETTE) segments).
+
+    A segment of the previous snapshot (`previous`: its id -> colour) keeps its colour when it is
+    of this palette; any other takes its id's colour (`segment_color`) or, when a segment kept
+    or coloured before it (by id) has that one, the next colour of the palette nobody has.
+    """
+    previous = previous or {}
+    ordered = sorted({int(i) for i in ids})
+    colors: dict[int, str] = {}
+    for sid in ordered:
+        kept = previous.get(sid)
+        if kept in PALETTE and kept not in colors.values():
+            colors[sid] = kept
+    for sid in ordered:
+        if sid in colors:
+            continue
+        start = PALETTE.index(segment_color(sid))
+        turn = [PALETTE[(start + n) % len(PALETTE)] for n in range(len(PALETTE))]
+        free = [c for c in turn if c not in colors.values()]
+        colors[sid] = free[0] if free else turn[0]
+    return {sid: colors[sid] for sid in ordered}
+
+
+def shown_color(segment_id: int, stored: object) -> str:
+    """The colour a segment is drawn with: the one stored with its snapshot, except a colour of
+    `LEGACY_PALETTE` (a snapshot made before the palette changed), drawn as its id's colour."""
+    if not isinstance(stored, str):
+        return segment_color(segment_id)
+    if stored.upper() in LEGACY_PALETTE:
+        return segment_color(segment_id)
+    return stored
 
 
 def customer_features(

@@ -38,6 +38,7 @@ from analytics.alerts import (
     transition,
 )
 from analytics.digest import build_digest, frequency_text, page_url, render_alert, render_digest
+from analytics.segmentation import shown_color
 from config import Settings
 from db import jobs, snapshots
 from db.delivery import DeliveryReport, compose_email, deliver, retry_failed, short_url
@@ -338,7 +339,10 @@ class DigestBuilder:
         colors: dict[int, str] = {}
         for s in reversed([s for s in snaps if s is not None]):
             frame = self.exporter.sources(s.id).segments
-            colors.update(zip(frame["segment_id"].astype(int), frame["color"], strict=True))
+            colors.update(
+                (sid, shown_color(sid, color))
+                for sid, color in zip(frame["segment_id"].astype(int), frame["color"], strict=True)
+            )
         return colors
 
     def digest(self, role: str, compare: Snapshot | None, period_days: int) -> Any:

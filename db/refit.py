@@ -273,7 +273,10 @@ def _previous(engine: Engine) -> Previous | None:
     with engine.connect() as conn:
         seg = conn.execute(
             select(
-                SnapshotSegment.segment_id, SnapshotSegment.name, SnapshotSegment.centroid
+                SnapshotSegment.segment_id,
+                SnapshotSegment.name,
+                SnapshotSegment.centroid,
+                SnapshotSegment.color,
             ).where(SnapshotSegment.snapshot_id == snap.id)
         ).all()
     c = SnapshotCustomer
@@ -286,7 +289,7 @@ def _previous(engine: Engine) -> Previous | None:
     )
     return Previous(
         snapshot_id=snap.id,
-        segments=pd.DataFrame(seg, columns=["segment_id", "name", "centroid"]),
+        segments=pd.DataFrame(seg, columns=["segment_id", "name", "centroid", "color"]),
         customers=customers,
         k=snap.k,
     )

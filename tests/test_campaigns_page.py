@@ -289,7 +289,7 @@ def test_in_a_browser_create_an_audience_from_a_segment_export_it_and_open_its_r
         dash_duo.find_element("body").send_keys(Keys.ESCAPE)
     dash_duo.wait_for_text_to_equal("#campaign-preview-holdout", f"{held:,}", timeout=20)
     assert dash_duo.find_element("#campaign-preview-treatment").text == f"{customers - held:,}"
-    dash_duo.find_element("h2").click()  # closes the date picker's calendar
+    dash_duo.find_element("h1").click()  # closes the date picker's calendar (the page heading)
     save = dash_duo.find_element("#campaign-save")
     dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", save)
     _wait_for(dash_duo, lambda: save.is_displayed() and save.is_enabled())

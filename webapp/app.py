@@ -25,6 +25,27 @@ from webapp.state import AppState
 
 HERE = Path(__file__).parent
 log = logging.getLogger("custseg.app")
+TITLE = "Customer segmentation"
+# Dash's page, in English, with a "skip to content" link first in the tab order (it moves the
+# focus to the page's <main>: webapp/assets/a11y.js). docs/ACCESSIBILITY.md.
+INDEX = """<!DOCTYPE html>
+<html lang="en">
+    <head>
+        {%metas%}
+        <title>{%title%}</title>
+        {%favicon%}
+        {%css%}
+    </head>
+    <body>
+        <a class="skip-link visually-hidden-focusable" href="#main">Skip to content</a>
+        {%app_entry%}
+        <footer>
+            {%config%}
+            {%scripts%}
+            {%renderer%}
+        </footer>
+    </body>
+</html>"""
 
 
 def _navbar() -> dbc.Navbar:
@@ -61,6 +82,7 @@ def _navbar() -> dbc.Navbar:
                         color="light",
                         outline=True,
                         id="logout",
+                        className="text-nowrap",
                     ),
                 ],
                 method="POST",
@@ -71,8 +93,9 @@ def _navbar() -> dbc.Navbar:
     return dbc.Navbar(
         dbc.Container(
             [
-                dbc.NavbarBrand("Customer segmentation", href="/", className="fs-6 fw-semibold"),
-                dbc.Nav(links, navbar=True, className="me-auto"),
+                dbc.NavbarBrand(TITLE, href="/", className="fs-6 fw-semibold"),
+                # The links wrap rather than push the rest out of the bar on narrow screens.
+                dbc.Nav(links, navbar=True, className="me-auto flex-wrap"),
                 html.Div(right, className="d-flex align-items-center"),
             ],
             fluid=True,
@@ -90,9 +113,18 @@ def _layout() -> html.Div:
             # Written by the filter controls: the query follows the view without a reload.
             dcc.Location(id="url-query", refresh=False),
             _navbar(),
-            dbc.Container(dash.page_container, fluid=True, className="pb-5"),
+            # The skip link's target (a11y.js focuses it for that moment only: a focusable
+            # <main> would take the focus of every click in the page).
+            html.Main(dbc.Container(dash.page_container, fluid=True, className="pb-5"), id="main"),
         ]
     )
+
+
+def _name_titles() -> None:
+    """Every page's browser title names the page, then the app ("Segments · Customer
+    segmentation"), whatever its module gave."""
+    for page in dash.page_registry.values():
+        page["title"] = f"{page['name']} · {TITLE}"
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Dash:
@@ -151,11 +183,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         pages_folder=str(HERE / "pages"),
         external_stylesheets=["/static/bootstrap.min.css"],
         suppress_callback_exceptions=True,
-        title="Customer segmentation",
+        title=TITLE,
         update_title=None,  # type: ignore[arg-type]  # None: keep the title while loading
         serve_locally=True,
+        index_string=INDEX,
     )
     app.layout = _layout
+    _name_titles()
     filters.register(app)
     downloads.register(app)
     security.init_app(app)

@@ -23,8 +23,11 @@ from analytics.aggregates import GONE
 from analytics.rfm import GONE as STAGE_GONE
 from analytics.rfm import NEW as STAGE_NEW
 from analytics.rfm import STAGES
+from analytics.segmentation import PALETTE, shown_color
 
-OTHER_COLOR = "#9AA0A6"  # customers without a segment, new or gone customers
+# Customers without a segment, new or gone customers: 3.3:1 against white, and apart from every
+# segment colour in the colour-blind simulations (tests/test_palette.py).
+OTHER_COLOR = "#8A8E92"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 FEATURE_LABELS = {
     "recency_days": "Recency (days)",
@@ -54,7 +57,7 @@ pio.templates["custseg"] = go.layout.Template(
         "xaxis": _AXIS,
         "yaxis": _AXIS,
         "hoverlabel": {"align": "left"},
-        "colorway": ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2"],
+        "colorway": list(PALETTE[:6]),
     }
 )
 pio.templates.default = "custseg"
@@ -66,7 +69,11 @@ class Palette:
     def __init__(self, segments: pd.DataFrame) -> None:
         ids = [int(i) for i in segments.get("segment_id", [])]
         self.names: dict[int, str] = dict(zip(ids, segments.get("name", []), strict=True))
-        self.colors: dict[int, str] = dict(zip(ids, segments.get("color", []), strict=True))
+        stored = segments.get("color", [])
+        # Snapshots made before the colour-blind safe palette are drawn with it too.
+        self.colors: dict[int, str] = {
+            sid: shown_color(sid, color) for sid, color in zip(ids, stored, strict=True)
+        }
         self.order: list[int] = ids  # by revenue, largest first
 
     def name(self, segment_id: int) -> str:
@@ -536,7 +543,7 @@ def migration_sankey(
                 "source": [index_l[int(i)] for i in moves["from_segment"]],
                 "target": [index_r[int(i)] for i in moves["to_segment"]],
                 "value": moves[value].tolist(),
-                "color": [_fade(source.color(int(i))) for i in moves["from_segment"]],
+                "color": [link_color(source.color(int(i))) for i in moves["from_segment"]],
                 "hovertemplate": f"%{{source.label}} → %{{target.label}}: %{{value:{fmt}}}"
                 "<extra></extra>",
             },
@@ -546,12 +553,48 @@ def migration_sankey(
     return _base(fig, height=460)
 
 
-def _fade(color: str) -> str:
+def _rgb(color: str) -> tuple[int, int, int] | None:
     c = color.lstrip("#")
     if len(c) != 6:
-        return "rgba(154,160,166,0.35)"
-    r, g, b = (int(c[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},0.35)"
+        return None
+    try:
+        r, g, b = (int(c[i : i + 2], 16) for i in (0, 2, 4))
+    except ValueError:
+        return None
+    return r, g, b
+
+
+def contrast_ratio(rgb: tuple[float, float, float], other: tuple[float, float, float]) -> float:
+    """WCAG 2 contrast ratio of two sRGB colours (0-255 channels), from 1 to 21."""
+
+    def luminance(color: tuple[float, float, float]) -> float:
+        lin = [
+            v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+            for v in (x / 255 for x in color)
+        ]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    high, low = sorted((luminance(rgb), luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+WHITE = (255, 255, 255)
+LINK_CONTRAST = 3.0  # WCAG 1.4.11: graphical objects against what is next to them
+
+
+def link_color(color: str) -> str:
+    """A Sankey link's colour: its node's, as transparent as it may be while the link keeps 3:1
+    against the white page (it was 35% opaque, barely visible). Nodes' colours are all at least
+    3:1 themselves (analytics/segmentation.py, STAGE_COLORS)."""
+    rgb = _rgb(color) or _rgb(OTHER_COLOR)
+    assert rgb is not None
+    alpha = 0.45
+    while alpha < 1.0:
+        over_white = tuple(alpha * v + (1 - alpha) * 255 for v in rgb)
+        if contrast_ratio(over_white, WHITE) >= LINK_CONTRAST:  # type: ignore[arg-type]
+            break
+        alpha = round(alpha + 0.05, 2)
+    return f"rgba({rgb[0]},{rgb[1]},{rgb[2]},{min(alpha, 1.0):.2f})"
 
 
 def migration_matrix(
@@ -634,34 +677,24 @@ def model_scores(scores: pd.DataFrame) -> go.Figure:
 
 # --- lifecycle stages and the choice of k ----------------------------------------------------
 
-# One colour per lifecycle stage: greens for the best, blues for the new, warm for the slipping,
-# greys for the gone.
+# One colour per lifecycle stage: blues for the best, teals for the new, browns and reds for the
+# slipping, purple and grey for the gone; each at least 3:1 against white (Sankey nodes and links,
+# the stage grid's borders), no red-green pair doing the telling (tests/test_palette.py).
 STAGE_COLORS: dict[str, str] = {
-    "Champions": "#1A9850",
-    "Loyal": "#66BD63",
-    "Potential loyalists": "#A6D96A",
-    "New customers": "#4C78A8",
-    "Promising": "#72B7B2",
-    "Need attention": "#E3B505",
-    "About to sleep": "#FDAE61",
-    "At risk": "#F46D43",
-    "Can't lose them": "#D73027",
-    "Hibernating": "#8C6BB1",
+    "Champions": "#08519C",
+    "Loyal": "#2171B5",
+    "Potential loyalists": "#4292C6",
+    "New customers": "#01665E",
+    "Promising": "#35978F",
+    "Need attention": "#8C510A",
+    "About to sleep": "#B35806",
+    "At risk": "#D6604D",
+    "Can't lose them": "#B2182B",
+    "Hibernating": "#8073AC",
     "Lost": "#6C757D",
 }
-# Clusters of a k preview, by revenue rank (1 = most revenue).
-RANK_COLORS = (
-    "#4C78A8",
-    "#F58518",
-    "#54A24B",
-    "#E45756",
-    "#72B7B2",
-    "#B279A2",
-    "#EECA3B",
-    "#FF9DA6",
-    "#9D755D",
-    "#BAB0AC",
-)
+# Clusters of a k preview, by revenue rank (1 = most revenue): the segment palette's colours.
+RANK_COLORS = PALETTE
 
 
 def stage_color(stage: str) -> str:
@@ -719,7 +752,7 @@ def stage_migration_sankey(moves: pd.DataFrame, value: str = "customers") -> go.
             "source": [index_l[s] for s in moves["from_stage"]],
             "target": [index_r[s] for s in moves["to_stage"]],
             "value": moves[value].tolist(),
-            "color": [_fade(stage_color(s)) for s in moves["from_stage"]],
+            "color": [link_color(stage_color(s)) for s in moves["from_stage"]],
             "hovertemplate": f"%{{source.label}} → %{{target.label}}: %{{value:{fmt}}}"
             "<extra></extra>",
         },
@@ -893,7 +926,7 @@ def k_selection_curve(scores: pd.DataFrame, reason: dict[str, Any] | None) -> go
                     "x": passed["k"].to_numpy(),
                     "y": passed[metric].to_numpy(),
                     "mode": "markers",
-                    "marker": {"symbol": "x", "size": 10, "color": "#9AA0A6"},
+                    "marker": {"symbol": "x", "size": 10, "color": OTHER_COLOR},
                     "name": "passed over",
                     "showlegend": False,
                     "customdata": [small[int(k)] for k in passed["k"]],
@@ -910,7 +943,7 @@ def k_selection_curve(scores: pd.DataFrame, reason: dict[str, Any] | None) -> go
                     "x": other_best["k"].to_numpy(),
                     "y": other_best[metric].to_numpy(),
                     "mode": "markers+text",
-                    "marker": {"symbol": "diamond-open", "size": 12, "color": "#F58518"},
+                    "marker": {"symbol": "diamond-open", "size": 12, "color": "#B35806"},
                     "text": ["best in range"],
                     "textposition": "bottom center",
                     "name": "best in range",
@@ -1004,7 +1037,7 @@ def k_preview_bars(previews: pd.DataFrame, selected: int | None = None) -> go.Fi
             "y": 1.0,
             "yanchor": "bottom",
             "showarrow": False,
-            "font": {"size": 11, "color": "#E45756"},
+            "font": {"size": 11, "color": "#B2182B"},
         }
         for k in published
     ]
@@ -1019,7 +1052,7 @@ def k_preview_bars(previews: pd.DataFrame, selected: int | None = None) -> go.Fi
     )
 
 
-CAMPAIGN_COLORS = {"treatment": "#4C78A8", "holdout": OTHER_COLOR}
+CAMPAIGN_COLORS = {"treatment": PALETTE[0], "holdout": OTHER_COLOR}
 
 
 def campaign_cumulative(daily: pd.DataFrame, start: Any) -> go.Figure:

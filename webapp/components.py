@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -18,6 +19,22 @@ def percent(value: float | None, digits: int = 1) -> str:
 
 def integer(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
+
+
+def dom_id(ident: str | dict[str, Any]) -> str:
+    """A component's id as Dash writes it in the page (a dict id as compact JSON, keys sorted)."""
+    if isinstance(ident, dict):
+        return json.dumps(ident, sort_keys=True, separators=(",", ":"))
+    return ident
+
+
+def label(
+    text: Any, target: str | dict[str, Any], *, hidden: bool = False, **kw: Any
+) -> html.Label:
+    """The <label> of control `target` (any id; `hidden`: for screen readers only). A dropdown
+    takes its label into its name too (webapp/assets/a11y.js)."""
+    kw["className"] = " ".join(c for c in (kw.get("className"), "visually-hidden" * hidden) if c)
+    return html.Label(text, htmlFor=dom_id(target), **kw)
 
 
 def empty_state(title: str, body: str) -> dbc.Alert:
@@ -43,6 +60,16 @@ def params_id(chart: str) -> dict[str, str]:
     return {"type": "params", "chart": chart}
 
 
+def summary_id(chart: str) -> str:
+    """The sentence under chart `chart` saying what it shows (webapp/alttext.py)."""
+    return f"{chart}-summary"
+
+
+def table_id(chart: str) -> str:
+    """Where the data table of chart `chart` goes, in its "Data table" disclosure."""
+    return f"{chart}-table"
+
+
 def chart_card(
     key: str,
     title: str,
@@ -56,7 +83,9 @@ def chart_card(
 
     `key` names the chart; the page's callback writes what it drew into the
     {"type": "params", "chart": key} store, and the download callback (webapp/downloads.py)
-    recomputes exactly that frame as CSV or XLSX.
+    recomputes exactly that frame as CSV or XLSX. Under a chart (a figure), its text
+    alternative: a sentence on what it shows and, in a "Data table" disclosure that opens with
+    Enter, the frame it draws (webapp/pagekit.py fills both; they stay hidden while empty).
     """
     buttons = []
     if exportable:
@@ -97,6 +126,21 @@ def chart_card(
             dbc.CardBody(
                 [
                     dcc.Loading(body, type="dot", delay_show=300),  # type: ignore[arg-type]
+                    html.P(id=summary_id(key), className="chart-summary small mb-1 mt-1"),
+                    html.Details(
+                        [
+                            html.Summary("Data table", id=f"{key}-data", className="small"),
+                            # Scrolls when wide: focusable, so the keyboard scrolls it too.
+                            html.Div(
+                                id=table_id(key),
+                                className="chart-table small",
+                                tabIndex="0",
+                                role="region",
+                                **{"aria-label": f"{title}: data table"},  # type: ignore[arg-type]
+                            ),
+                        ],
+                        className="chart-data",
+                    ),
                     html.Div(
                         id={"type": "dl-msg", "chart": key}, className="small text-danger mt-1"
                     ),

@@ -37,6 +37,7 @@ from analytics.exports.spec import (
 from db import snapshots
 from db.models import Snapshot
 from webapp import roles
+from webapp.components import label
 from webapp.nav import NAV_LINK, carries_filters
 from webapp.state import state
 
@@ -225,25 +226,31 @@ def filter_bar(
     init: Initial, segments: bool = True, dates: bool = True, extra: Sequence[Any] = ()
 ) -> html.Div:
     """The controls every analytics page shows, set from the page's URL query; `extra`:
-    controls of the page's own, placed after the segments (see `page_filter_id`)."""
+    controls of the page's own, placed after the segments (see `page_filter_id`), each as
+    (label, control) or a bare control."""
     snap = init.snap
     items = []
     if dates:
         items += [
             dbc.Col(
-                dbc.ButtonGroup(
-                    [
-                        dbc.Button(
-                            label,
-                            id=f"{PRESET}{key}",
-                            size="sm",
-                            outline=True,
-                            color="secondary",
-                            n_clicks=0,
-                        )
-                        for key, label in PRESETS
-                    ],
-                    size="sm",
+                # Named, so a screen reader says what the buttons set ("Date range, 30 days").
+                html.Div(
+                    dbc.ButtonGroup(
+                        [
+                            dbc.Button(
+                                text,
+                                id=f"{PRESET}{key}",
+                                size="sm",
+                                outline=True,
+                                color="secondary",
+                                n_clicks=0,
+                            )
+                            for key, text in PRESETS
+                        ],
+                        size="sm",
+                    ),
+                    role="group",
+                    **{"aria-label": "Date range"},  # type: ignore[arg-type]
                 ),
                 width="auto",
             ),
@@ -256,6 +263,8 @@ def filter_bar(
                     start_date=iso(init.start),
                     end_date=iso(init.end),
                     display_format="YYYY-MM-DD",
+                    start_date_placeholder_text="Start date",
+                    end_date_placeholder_text="End date",
                     first_day_of_week=1,
                     minimum_nights=0,
                     updatemode="bothdates",
@@ -285,19 +294,29 @@ def filter_bar(
         style={} if segments else {"display": "none"},
     )
     items.append(
-        dbc.Col(seg_dropdown, className="" if segments else "d-none", style={"minWidth": "220px"})
+        dbc.Col(
+            [label("Segments", SEGMENTS, hidden=True), seg_dropdown],
+            className="" if segments else "d-none",
+            style={"minWidth": "220px"},
+        )
     )
-    items += [dbc.Col(control, style={"minWidth": "220px"}) for control in extra]
+    for item in extra:
+        text, control = item if isinstance(item, tuple) else (None, item)
+        labelled = [label(text, control.id, hidden=True), control] if text else [control]
+        items.append(dbc.Col(labelled, style={"minWidth": "220px"}))
     items.append(
         dbc.Col(
             html.Div(
-                dcc.Dropdown(
-                    id=SNAPSHOT,
-                    options=snapshot_options(init.snaps),
-                    value=snap.id,
-                    clearable=False,
-                    searchable=False,
-                ),
+                [
+                    label("Snapshot", SNAPSHOT, hidden=True),
+                    dcc.Dropdown(
+                        id=SNAPSHOT,
+                        options=snapshot_options(init.snaps),
+                        value=snap.id,
+                        clearable=False,
+                        searchable=False,
+                    ),
+                ],
                 title="Snapshot: one refit of the segmentation (its as-of date)",
                 style={"width": "270px"},
             ),
@@ -310,7 +329,7 @@ def filter_bar(
             html.Div(
                 [
                     html.Small(as_of_text(snap), id=AS_OF, className="text-muted"),
-                    html.Small(init.note, className="text-warning ms-2"),
+                    html.Small(init.note, className="text-warning-emphasis ms-2"),
                 ],
                 className="mt-1",
             ),
@@ -320,8 +339,9 @@ def filter_bar(
 
 
 def page_header(title: str, lead: str) -> html.Div:
+    """The page's heading (its one <h1>) and what it is for."""
     return html.Div(
-        [html.H2(title, className="h4 mb-0"), html.P(lead, className="text-muted small mb-2")]
+        [html.H1(title, className="h4 mb-0"), html.P(lead, className="text-muted small mb-2")]
     )
 
 

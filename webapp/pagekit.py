@@ -26,9 +26,9 @@ from analytics.exports import get as get_export
 from db.exporter import Forbidden, SnapshotSources
 from db.models import Snapshot
 from db.snapshots import NoSnapshot
-from webapp import roles
+from webapp import alttext, roles
 from webapp.charts import Palette, empty_figure
-from webapp.components import params_id
+from webapp.components import params_id, summary_id, table_id
 from webapp.filters import FILTERS, FilterError, parse_view
 from webapp.state import state
 
@@ -50,6 +50,9 @@ class Kit:
     def __init__(self, view: View) -> None:
         self.view = view
         self.params: dict[str, dict[str, Any] | None] = {}
+        # What each chart draws, for its text alternative: (export or frame kind, frame).
+        self.frames: dict[str, tuple[str, pd.DataFrame]] = {}
+        self._alternatives: dict[tuple[str, int], tuple[str, Any]] = {}
 
     def sources(self, view: View | None = None) -> SnapshotSources:
         return sources((view or self.view).snapshot_id)
@@ -86,7 +89,28 @@ class Kit:
         )
         for chart in charts:
             self.params[chart] = view.params(export)
+            self.frames[chart] = (export, frame)
         return frame
+
+    def shows(self, chart: str, kind: str, frame: pd.DataFrame) -> None:
+        """Chart `chart` draws `frame`, which is no export (`kind` names its sentence in
+        webapp/alttext.py): its text alternative comes from it."""
+        self.frames[chart] = (kind, frame)
+
+    def alternative(self, chart: str) -> tuple[str | None, Any]:
+        """The sentence and the data table of chart `chart`, from the frame it draws (none when
+        it drew no frame: a message, or data the user's role does not get)."""
+        if chart not in self.frames:
+            return None, None
+        kind, frame = self.frames[chart]
+        key = (kind, id(frame))  # charts drawn from one frame share its alternative
+        if key not in self._alternatives:
+            pal = self.palette
+            self._alternatives[key] = (
+                alttext.summary(kind, frame, pal.name),
+                alttext.table(frame, pal.name),
+            )
+        return self._alternatives[key]
 
 
 # What a chart's property shows when the view cannot be drawn.
@@ -131,6 +155,9 @@ def chart_callback(
         if prop is not None:
             outputs[chart] = Output(chart, prop)
         outputs[f"{chart}:params"] = Output(params_id(chart), "data")
+        if prop == "figure":  # a drawn chart: its text alternative (components.chart_card)
+            outputs[f"{chart}:summary"] = Output(summary_id(chart), "children")
+            outputs[f"{chart}:table"] = Output(table_id(chart), "children")
     outputs.update({name: extra.output for name, extra in extras.items()})
     outputs["message"] = Output(message_to or f"{page}-message", "children")
     filter_names = [name for name in inputs if name in FILTERS]
@@ -141,6 +168,8 @@ def chart_callback(
             if prop is not None:
                 out[chart] = BLANK.get(prop, lambda _: None)(text)
             out[f"{chart}:params"] = None
+            if prop == "figure":
+                out[f"{chart}:summary"] = out[f"{chart}:table"] = None
         out.update({name: extra.blank for name, extra in extras.items()})
         out["message"] = message(text, note_color)
         return out
@@ -160,6 +189,8 @@ def chart_callback(
                 if prop is not None:
                     out[chart] = got.get(chart)
                 out[f"{chart}:params"] = kit.params.get(chart)
+                if prop == "figure":
+                    out[f"{chart}:summary"], out[f"{chart}:table"] = kit.alternative(chart)
             for name, extra in extras.items():
                 out[name] = got.get(name, extra.blank)
             return out

@@ -19,7 +19,7 @@ from flask_login import current_user
 from db.models import ROLES
 from db.users import UserError, change_user, create_user, list_users
 from webapp import refit_ui, roles, uploads
-from webapp.components import table_style
+from webapp.components import label, table_style
 from webapp.filters import page_header
 from webapp.state import state
 
@@ -68,22 +68,33 @@ def layout(**query: Any) -> html.Div:
             html.H6("Add a user", className="mt-3"),
             dbc.Row(
                 [
-                    dbc.Col(dbc.Input(id="admin-new-email", placeholder="Email", type="email")),
                     dbc.Col(
-                        dbc.Input(
-                            id="admin-new-password",
-                            placeholder="Password (10+ characters)",
-                            type="password",
-                            autocomplete="new-password",
-                        )
+                        [
+                            label("Email", "admin-new-email", hidden=True),
+                            dbc.Input(id="admin-new-email", placeholder="Email", type="email"),
+                        ]
                     ),
                     dbc.Col(
-                        dcc.Dropdown(
-                            id="admin-new-role",
-                            options=role_options,
-                            value="viewer",
-                            clearable=False,
-                        ),
+                        [
+                            label("Password", "admin-new-password", hidden=True),
+                            dbc.Input(
+                                id="admin-new-password",
+                                placeholder="Password (10+ characters)",
+                                type="password",
+                                autocomplete="new-password",
+                            ),
+                        ]
+                    ),
+                    dbc.Col(
+                        [
+                            label("Role of the new user", "admin-new-role", hidden=True),
+                            dcc.Dropdown(
+                                id="admin-new-role",
+                                options=role_options,
+                                value="viewer",
+                                clearable=False,
+                            ),
+                        ],
                         md=2,
                     ),
                     dbc.Col(dbc.Button("Add", id="admin-add", size="sm"), width="auto"),
@@ -93,9 +104,18 @@ def layout(**query: Any) -> html.Div:
             html.H6("Change a user", className="mt-3"),
             dbc.Row(
                 [
-                    dbc.Col(dcc.Dropdown(id="admin-user", placeholder="User"), md=4),
                     dbc.Col(
-                        dcc.Dropdown(id="admin-role", options=role_options, placeholder="Role"),
+                        [
+                            label("User", "admin-user", hidden=True),
+                            dcc.Dropdown(id="admin-user", placeholder="User"),
+                        ],
+                        md=4,
+                    ),
+                    dbc.Col(
+                        [
+                            label("New role", "admin-role", hidden=True),
+                            dcc.Dropdown(id="admin-role", options=role_options, placeholder="Role"),
+                        ],
                         md=2,
                     ),
                     dbc.Col(

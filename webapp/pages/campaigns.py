@@ -32,7 +32,7 @@ from db import campaigns, jobs, snapshots
 from db.exporter import Forbidden
 from db.models import JobStatus, Trigger
 from webapp import charts, roles
-from webapp.components import chart_card, graph, integer, money, percent
+from webapp.components import chart_card, graph, integer, label, money, percent
 from webapp.filters import (
     FilterError,
     page_header,
@@ -90,24 +90,30 @@ def _list(status: str, search: str) -> html.Div:
     filters = dbc.Row(
         [
             dbc.Col(
-                dcc.Dropdown(
-                    id="campaigns-status",
-                    options=[{"label": s.capitalize(), "value": s} for s in STATUS_CHOICES],
-                    value=status,
-                    clearable=False,
-                    searchable=False,
-                ),
+                [
+                    label("Status", "campaigns-status", hidden=True),
+                    dcc.Dropdown(
+                        id="campaigns-status",
+                        options=[{"label": s.capitalize(), "value": s} for s in STATUS_CHOICES],
+                        value=status,
+                        clearable=False,
+                        searchable=False,
+                    ),
+                ],
                 style={"width": "170px"},
                 width="auto",
             ),
             dbc.Col(
-                dbc.Input(
-                    id="campaigns-search",
-                    value=search,
-                    placeholder="Name contains…",
-                    debounce=True,
-                    maxLength=MAX_SEARCH,
-                ),
+                [
+                    label("Campaign name contains", "campaigns-search", hidden=True),
+                    dbc.Input(
+                        id="campaigns-search",
+                        value=search,
+                        placeholder="Name contains…",
+                        debounce=True,
+                        maxLength=MAX_SEARCH,
+                    ),
+                ],
                 style={"width": "240px"},
                 width="auto",
             ),
@@ -304,6 +310,7 @@ def _range_inputs(available: set[str]) -> tuple[list[Any], list[str]]:
         row = dbc.Col(
             [
                 _label(f.label, f"campaign-{f.name}-min"),
+                label(f"{f.label}: up to", f"campaign-{f.name}-max", hidden=True),
                 dbc.InputGroup(
                     [
                         dbc.Input(
@@ -960,6 +967,7 @@ def results(kit: Kit, campaign: Any = None, refreshed: Any = None) -> dict[str, 
     )
     out["groups"] = _groups_table(got.groups)
     out["campaign-cumulative"] = charts.campaign_cumulative(got.daily, c.start_date)
+    kit.shows("campaign-cumulative", "campaign_daily", got.daily)
     return out
 
 

@@ -25,6 +25,7 @@ from webapp import roles
 from webapp.charts import stage_color
 from webapp.components import (
     chart_card,
+    label,
     money,
     no_snapshot,
     percent,
@@ -128,12 +129,15 @@ def layout(**query: Any) -> html.Div:
     extra: list[Any] = []
     if has_role(MEMBERS_ROLE):
         extra = [
-            dcc.Dropdown(
-                id=STAGE_FILTER,
-                options=[{"label": s, "value": s} for s in STAGES],
-                value=linked_stages(query.get("stage")),
-                multi=True,
-                placeholder="All lifecycle stages",
+            (
+                "Lifecycle stages",
+                dcc.Dropdown(
+                    id=STAGE_FILTER,
+                    options=[{"label": s, "value": s} for s in STAGES],
+                    value=linked_stages(query.get("stage")),
+                    multi=True,
+                    placeholder="All lifecycle stages",
+                ),
             ),
             html.Div(
                 dbc.Checklist(
@@ -193,6 +197,7 @@ def layout(**query: Any) -> html.Div:
             "their segment in every snapshot kept.",
             html.Div(
                 [
+                    label("Customer id", "lookup-id", hidden=True),
                     dbc.InputGroup(
                         [
                             dbc.Input(

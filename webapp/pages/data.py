@@ -36,7 +36,7 @@ from db.sources import (
     test_source,
 )
 from webapp import roles
-from webapp.components import table_style
+from webapp.components import label, table_style
 from webapp.filters import page_header
 from webapp.pagekit import Extra, Kit, chart_callback
 from webapp.state import state
@@ -109,8 +109,17 @@ def _table(table_id: str, columns: tuple[tuple[str, str], ...], **extra: Any) ->
 
 def _field(label: str, component: Any, hint: str | None = None) -> dbc.Row:
     body = [component] + ([dbc.FormText(hint)] if hint else [])
+    target = getattr(component, "id", None)  # the label names its control
     return dbc.Row(
-        [dbc.Label(label, width=4, className="small"), dbc.Col(body, width=8)],
+        [
+            dbc.Label(
+                label,
+                html_for=target if isinstance(target, str) else None,
+                width=4,
+                className="small",
+            ),
+            dbc.Col(body, width=8),
+        ],
         className="mb-2",
     )
 
@@ -137,7 +146,10 @@ def layout(**_query: Any) -> html.Div:
             dbc.Row(
                 [
                     dbc.Col(
-                        dcc.Dropdown(id="data-source", placeholder="Source", clearable=False),
+                        [
+                            label("Source", "data-source", hidden=True),
+                            dcc.Dropdown(id="data-source", placeholder="Source", clearable=False),
+                        ],
                         md=4,
                     ),
                     dbc.Col(
@@ -255,7 +267,13 @@ def layout(**_query: Any) -> html.Div:
             _table("data-batches", BATCH_COLUMNS),
             dbc.Row(
                 [
-                    dbc.Col(dcc.Dropdown(id="data-batch", placeholder="Batch"), md=5),
+                    dbc.Col(
+                        [
+                            label("Batch", "data-batch", hidden=True),
+                            dcc.Dropdown(id="data-batch", placeholder="Batch"),
+                        ],
+                        md=5,
+                    ),
                     dbc.Col(
                         dbc.Button(
                             "Import report",

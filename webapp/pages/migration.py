@@ -22,7 +22,7 @@ from analytics.rfm import GONE as STAGE_GONE
 from analytics.rfm import NEW
 from db import snapshots
 from webapp import charts, roles
-from webapp.components import chart_card, graph, no_snapshot
+from webapp.components import chart_card, graph, label, no_snapshot
 from webapp.filters import (
     FILTERS,
     SNAPSHOT,
@@ -64,7 +64,12 @@ def layout(**query: Any) -> html.Div:
             filter_bar(init, dates=False),
             dbc.Row(
                 [
-                    dbc.Col(html.Small("Compare with the earlier snapshot"), width="auto"),
+                    dbc.Col(
+                        label(
+                            "Compare with the earlier snapshot", "migration-from", className="small"
+                        ),
+                        width="auto",
+                    ),
                     dbc.Col(
                         dcc.Dropdown(
                             id="migration-from",

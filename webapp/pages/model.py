@@ -39,6 +39,7 @@ from webapp.components import (
     predictions_status,
     table_style,
 )
+from webapp.components import label as label_for
 from webapp.filters import (
     FILTERS,
     SNAPSHOT,
@@ -497,6 +498,8 @@ def k_panel(snap: Any) -> Any:
             ),
             dbc.Col(
                 [
+                    label_for("Smallest k", "k-min", hidden=True),
+                    label_for("Largest k", "k-max", hidden=True),
                     dbc.InputGroup(
                         [
                             dbc.Input(id="k-min", value=choice.k_min, **number),
@@ -506,6 +509,7 @@ def k_panel(snap: Any) -> Any:
                         size="sm",
                         style={"maxWidth": "190px"},
                     ),
+                    label_for("Fixed k", "k-fixed", hidden=True),
                     dbc.InputGroup(
                         [
                             dbc.InputGroupText("k ="),

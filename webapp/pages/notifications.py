@@ -42,7 +42,7 @@ from db.notifications import (
 from db.notify import preview
 from db.users import list_users
 from webapp import roles
-from webapp.components import table_style
+from webapp.components import label, table_style
 from webapp.filters import page_header
 from webapp.roles import has_role
 from webapp.state import state
@@ -68,8 +68,8 @@ FAILED_ROWS = [
 ]
 
 
-def _label(text: str) -> html.Label:
-    return html.Label(text, className="small text-muted mb-0")
+def _label(text: str, target: str) -> html.Label:
+    return label(text, target, className="small text-muted mb-0")
 
 
 def _card(title: str, body: Any, note: str | None = None) -> dbc.Card:
@@ -141,7 +141,7 @@ def _digest_card(admin: bool) -> dbc.Card:
     body = [
         html.Div(
             [
-                html.Small("Subscription of", className="me-2"),
+                label("Subscription of", "notif-user", className="small me-2"),
                 dcc.Dropdown(
                     id="notif-user",
                     options=options,
@@ -169,7 +169,7 @@ def _digest_card(admin: bool) -> dbc.Card:
             [
                 dbc.Col(
                     [
-                        _label("Day (weekly)"),
+                        _label("Day (weekly)", "notif-weekday"),
                         dcc.Dropdown(
                             id="notif-weekday",
                             options=[{"label": d, "value": i} for i, d in enumerate(WEEKDAYS)],
@@ -182,7 +182,7 @@ def _digest_card(admin: bool) -> dbc.Card:
                 ),
                 dbc.Col(
                     [
-                        _label("KPIs over the last"),
+                        _label("KPIs over the last", "notif-period"),
                         dcc.Dropdown(
                             id="notif-period",
                             options=[{"label": f"{d} days", "value": d} for d in PERIODS],
@@ -264,7 +264,7 @@ def _rules_card() -> dbc.Card:
             [
                 dbc.Col(
                     [
-                        _label("Rule"),
+                        _label("Rule", "notif-kind"),
                         dcc.Dropdown(
                             id="notif-kind",
                             options=[
@@ -277,7 +277,12 @@ def _rules_card() -> dbc.Card:
                     ],
                     md=7,
                 ),
-                dbc.Col([_label("Name (optional)"), dbc.Input(id="notif-name", maxLength=120)]),
+                dbc.Col(
+                    [
+                        _label("Name (optional)", "notif-name"),
+                        dbc.Input(id="notif-name", maxLength=120),
+                    ]
+                ),
             ],
             className="g-2 mb-2",
         ),
@@ -285,7 +290,7 @@ def _rules_card() -> dbc.Card:
             [
                 dbc.Col(
                     [
-                        _label("KPI"),
+                        _label("KPI", "notif-metric"),
                         dcc.Dropdown(
                             id="notif-metric",
                             options=[{"label": v, "value": k} for k, v in KPI_LABELS.items()],
@@ -298,7 +303,7 @@ def _rules_card() -> dbc.Card:
                 ),
                 dbc.Col(
                     [
-                        _label("Period (days)"),
+                        _label("Period (days)", "notif-days"),
                         dbc.Input(id="notif-days", type="number", min=1, max=366, value=30),
                     ],
                     id="notif-period-fields",
@@ -306,7 +311,7 @@ def _rules_card() -> dbc.Card:
                 ),
                 dbc.Col(
                     [
-                        _label("Segment"),
+                        _label("Segment", "notif-segment"),
                         dcc.Dropdown(id="notif-segment", options=segment_options),
                     ],
                     id="notif-segment-fields",
@@ -315,7 +320,7 @@ def _rules_card() -> dbc.Card:
                 ),
                 dbc.Col(
                     [
-                        _label("Measure"),
+                        _label("Measure", "notif-measure"),
                         dcc.Dropdown(
                             id="notif-measure",
                             options=[{"label": v, "value": k} for k, v in SEGMENT_MEASURES.items()],
@@ -329,7 +334,7 @@ def _rules_card() -> dbc.Card:
                 ),
                 dbc.Col(
                     [
-                        _label("Moves"),
+                        _label("Moves", "notif-direction"),
                         dcc.Dropdown(
                             id="notif-direction",
                             options=[
@@ -343,7 +348,7 @@ def _rules_card() -> dbc.Card:
                 ),
                 dbc.Col(
                     [
-                        _label("By more than (%)"),
+                        _label("By more than (%)", "notif-threshold"),
                         dbc.Input(id="notif-threshold", type="number", min=0, value=20),
                     ],
                     md=3,
@@ -355,7 +360,7 @@ def _rules_card() -> dbc.Card:
             [
                 dbc.Col(
                     [
-                        _label("E-mail to"),
+                        _label("E-mail to", "notif-recipients"),
                         dcc.Dropdown(
                             id="notif-recipients",
                             options=people,
@@ -367,7 +372,9 @@ def _rules_card() -> dbc.Card:
                 ),
                 dbc.Col(
                     [
-                        _label("Webhook URL (optional: Slack, Mattermost, Teams…)"),
+                        _label(
+                            "Webhook URL (optional: Slack, Mattermost, Teams…)", "notif-webhook"
+                        ),
                         dbc.Input(
                             id="notif-webhook", type="url", placeholder="https://hooks.slack.com/…"
                         ),
@@ -381,7 +388,13 @@ def _rules_card() -> dbc.Card:
     ]
     manage = dbc.Row(
         [
-            dbc.Col(dcc.Dropdown(id="notif-rule", placeholder="Rule"), md=5),
+            dbc.Col(
+                [
+                    label("Rule", "notif-rule", hidden=True),
+                    dcc.Dropdown(id="notif-rule", placeholder="Rule"),
+                ],
+                md=5,
+            ),
             dbc.Col(
                 dbc.ButtonGroup(
                     [

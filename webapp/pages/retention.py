@@ -15,7 +15,7 @@ from dash import Input, Output, State, dcc, html
 from analytics.exports import MAX_RETENTION_MONTH
 from db import snapshots
 from webapp import charts, roles
-from webapp.components import chart_card, graph, no_snapshot
+from webapp.components import chart_card, graph, label, no_snapshot
 from webapp.filters import (
     FILTERS,
     SNAPSHOT,
@@ -71,7 +71,10 @@ def layout(**query: Any) -> html.Div:
                     [
                         dbc.Row(
                             [
-                                dbc.Col(html.Small("Heatmap of"), width="auto"),
+                                dbc.Col(
+                                    label("Heatmap of", "retention-of", className="small"),
+                                    width="auto",
+                                ),
                                 dbc.Col(
                                     dcc.Dropdown(
                                         id="retention-of",
@@ -103,7 +106,14 @@ def layout(**query: Any) -> html.Div:
                                 [
                                     dbc.Row(
                                         [
-                                            dbc.Col(html.Small("Month m ="), width="auto"),
+                                            dbc.Col(
+                                                label(
+                                                    "Month m =",
+                                                    "retention-month",
+                                                    className="small",
+                                                ),
+                                                width="auto",
+                                            ),
                                             dbc.Col(
                                                 dbc.Input(
                                                     id="retention-month",

@@ -27,6 +27,7 @@ from webapp.components import (
     chart_card,
     graph,
     info,
+    label,
     money,
     no_snapshot,
     percent,
@@ -69,15 +70,23 @@ def layout(**query: Any) -> html.Div:
             dbc.Row(
                 [
                     dbc.Col(
-                        dcc.Dropdown(
-                            id="rename-segment", placeholder="Segment to rename", clearable=False
-                        ),
+                        [
+                            label("Segment to rename", "rename-segment", hidden=True),
+                            dcc.Dropdown(
+                                id="rename-segment",
+                                placeholder="Segment to rename",
+                                clearable=False,
+                            ),
+                        ],
                         md=4,
                     ),
                     dbc.Col(
-                        dbc.Input(
-                            id="rename-name", placeholder="New name", maxLength=80, type="text"
-                        ),
+                        [
+                            label("New name", "rename-name", hidden=True),
+                            dbc.Input(
+                                id="rename-name", placeholder="New name", maxLength=80, type="text"
+                            ),
+                        ],
                         md=4,
                     ),
                     dbc.Col(dbc.Button("Rename", id="rename-go", size="sm"), width="auto"),

@@ -132,7 +132,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             x_proto=settings.trusted_proxies,
             x_host=settings.trusted_proxies,
         )
-    cache = SnapshotCache()
+    cache = SnapshotCache(directory=settings.snapshot_cache_dir)  # shared by the machine
     server.extensions["custseg"] = AppState(
         settings,
         engine,

@@ -185,4 +185,7 @@ def member_rows(customers: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFr
         out = out.sort_values("customer_id")
     preds = predictions[["customer_id", *PREDICTION_COLUMNS]]
     out = out.merge(rounded(preds), on="customer_id", how="left")
+    for day in ("first_order_day", "last_order_day"):  # kept as Arrow dates: `datetime.date`
+        if isinstance(out[day].dtype, pd.ArrowDtype):
+            out[day] = out[day].astype(object)
     return out.reset_index(drop=True)

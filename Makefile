@@ -52,6 +52,7 @@ lint: $(BIN)/.test-installed
 test: $(BIN)/.test-installed browser lint
 	TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
 	  TEST_MYSQL_URL="$$(.ci/ensure-mariadb)" && export TEST_MYSQL_URL && \
+	  TEST_REDIS_URL="$$(.ci/ensure-redis)" && export TEST_REDIS_URL && \
 	  $(BIN)/pytest $(PYTEST_ARGS)
 
 # A fresh database per run on the PostgreSQL that .ci/ensure-postgres finds (or starts).

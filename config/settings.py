@@ -181,9 +181,18 @@ class Settings(BaseSettings):
         "100 per hour",
         validation_alias=AliasChoices("CUSTSEG_LOGIN_ACCOUNT_LIMIT", "login_account_limit"),
     )
+    # memory://: each process counts for itself. redis://host:6379/0: every worker of every
+    # instance counts together (several instances behind a proxy: docs/DEPLOY.md).
     ratelimit_storage_url: str = Field(
         "memory://",
-        validation_alias=AliasChoices("CUSTSEG_RATELIMIT_STORAGE_URL", "ratelimit_storage_url"),
+        validation_alias=AliasChoices(
+            "CUSTSEG_RATELIMIT_STORAGE_URL", "CUSTSEG_REDIS_URL", "ratelimit_storage_url"
+        ),
+    )
+    # The prefix of the rate-limit keys in that storage (two apps sharing one Redis).
+    ratelimit_key_prefix: str = Field(
+        "custseg",
+        validation_alias=AliasChoices("CUSTSEG_RATELIMIT_KEY_PREFIX", "ratelimit_key_prefix"),
     )
     # Published snapshots' large frames as Arrow files mapped by every worker (one copy per
     # machine, db/snapshot_files.py). None: `<instance_dir>/cache`.

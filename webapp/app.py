@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         MAX_CONTENT_LENGTH=security.MAX_REQUEST_BYTES,
         WTF_CSRF_TIME_LIMIT=3600,
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
+        RATELIMIT_KEY_PREFIX=settings.ratelimit_key_prefix,
         DEBUG=settings.debug,
         TESTING=settings.env == "test",
     )

@@ -291,6 +291,7 @@ class SnapshotFiles:
                         log.warning("snapshot cache file not written: %s", folder, exc_info=True)
                         return value
                     del value  # served from the file from now on, like everyone else's
+                    _give_back_memory()
         return codec.decode(table)
 
     def prune(self, engine: Engine, keep: Iterable[Snapshot]) -> list[Path]:
@@ -314,3 +315,18 @@ class SnapshotFiles:
                 shutil.rmtree(child, ignore_errors=True)
                 removed.append(child)
         return removed
+
+
+def _give_back_memory() -> None:
+    """Return to the system what building a file took (the frames read from the database, the
+    index's temporaries: hundreds of MB at 1M customers), which the allocators would otherwise
+    keep in this process: Arrow's pool, and glibc's heap (`malloc_trim`)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

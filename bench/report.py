@@ -83,6 +83,7 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
             )
         ],
         ("callbacks.cold_ms (slowest page)", "callbacks.cold_max_ms", "ms", ""),
+        ("cold, snapshot files built first", "callbacks.cold_build_ms", "ms", ""),
         ("SQL GROUP BY, month x segment, 1 year (baseline)", "callbacks.baseline_sql_ms", "ms", ""),
         ("Sales callback, same filters (same run)", "callbacks.baseline_app_ms", "ms", ""),
         ("callbacks.speedup_vs_sql", "callbacks.speedup_vs_sql", "x", ">= 50 at L"),
@@ -91,7 +92,10 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
         ("page_load_s (slowest page, warm median)", "page_load.page_load_s", "s", "<= 2 at L"),
         ("slowest page", "page_load.slowest_page", "", ""),
         ("first load after start (slowest page)", "page_load.cold_max_s", "s", ""),
+        ("first load after a restart (files there, slowest)", "page_load.restart_max_s", "s", ""),
         ("gunicorn worker RSS, warm (max)", "page_load.rss_mb_warm", "MB", ""),
+        ("gunicorn worker USS (private), warm (max)", "page_load.uss_mb_warm", "MB", "<= 300 at L"),
+        ("gunicorn worker PSS, warm (max)", "page_load.pss_mb_warm", "MB", ""),
     ],
     "load": [
         ("load.users", "load.users", "", "50"),

@@ -143,13 +143,13 @@ class SnapshotSources:
     def profiles(self) -> pd.DataFrame:
         """Every segment's profile, computed once per snapshot (names: see `segments`)."""
         return self._cached(  # type: ignore[no-any-return]
-            "profiles", lambda: profile_table(self.customers, self.segments)
+            "profiles", lambda: profile_table(self.customers, self.segments), FRAME
         )
 
     @property
     def customer_sample(self) -> pd.DataFrame:
         return self._cached(  # type: ignore[no-any-return]
-            "customer_sample", lambda: sample_customers(self.customers)
+            "customer_sample", lambda: sample_customers(self.customers), FRAME
         )
 
     @property

@@ -9,11 +9,11 @@ One `SnapshotCache` per process, held by the app's state (webapp/state.py) and b
 line; `warm` fills it in the background when a web worker starts and after a publish
 (webapp/warmup.py).
 
-With a `directory` (the app's: `CUSTSEG_CACHE_DIR`), the large kinds (those read with a
-`Codec`: orders, customers, predictions) are not kept in the process: they come from Arrow files
-that the first process of the machine writes and every process memory-maps
-(`db/snapshot_files.py`), so the LRU holds views of shared pages. The small frames derived from
-them (profiles, the customer sample, retention) stay in the LRU as before. Without a directory
+With a `directory` (the app's: `CUSTSEG_CACHE_DIR`), the kinds read with a `Codec` (orders,
+customers, predictions, and the profiles and customer sample, small but seconds to compute at 1M
+customers) are not kept in the process: they come from Arrow files that the first process of the
+machine writes and every process memory-maps (`db/snapshot_files.py`), so the LRU holds views of
+shared pages. The retention table stays in the LRU as before. Without a directory
 (the command line, tests) everything is read into the process.
 """
 

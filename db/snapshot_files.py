@@ -1,7 +1,8 @@
 """A published snapshot's large frames as Arrow IPC files, one copy per machine.
 
 A published snapshot never changes, so what the pages read of it (its orders as an `OrderIndex`,
-its customers, its predictions) is written once into a cache directory
+its customers, its predictions, and the profiles and customer sample computed from them) is
+written once into a cache directory
 (`CUSTSEG_CACHE_DIR`, default `instance/cache`) and memory-mapped by every process that reads it:
 the arrays and the columns the frames are made of are views of the file's pages, which the
 kernel keeps once in its page cache for every gunicorn worker (and every app instance on the
@@ -84,16 +85,22 @@ def table_frame(table: pa.Table) -> pd.DataFrame:
         split_blocks=True,  # one block per column: no consolidation into a copied 2-D block
         types_mapper={pa.date32(): pd.ArrowDtype(pa.date32())}.get,
     )
-    # Text kept as Python objects (e.g. predictions' `unscored_reason`, None when scored) would
-    # come back as `str`, missing values as NaN: give them back as they were.
+    # Columns of Python objects (predictions' `unscored_reason`, None when scored; a profile's
+    # centroid value, None for features outside the model) would come back as `str` or floats,
+    # missing values as NaN: give them back as they were.
     for column in (table.schema.pandas_metadata or {}).get("columns", []):
         name = column.get("name")
-        if column.get("numpy_type") == "object" and name in frame.columns:
-            if pa.types.is_string(table.schema.field(name).type) or pa.types.is_large_string(
-                table.schema.field(name).type
-            ):
-                values = table.column(name).to_numpy(zero_copy_only=False)
-                frame[name] = pd.Series(values, index=frame.index, dtype=object)
+        if column.get("numpy_type") != "object" or name not in frame.columns:
+            continue
+        kind = table.schema.field(name).type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            values = table.column(name).to_numpy(zero_copy_only=False)
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind):
+            values = np.empty(len(frame), dtype=object)
+            values[:] = table.column(name).to_pylist()
+        else:
+            continue
+        frame[name] = pd.Series(values, index=frame.index, dtype=object)
     return frame
 
 

@@ -351,3 +351,33 @@ def test_a_member_page_joins_only_its_own_predictions() -> None:
     expected = whole[whole["customer_id"].isin(page["customer_id"])].reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected)
     assert got.loc[got["customer_id"] == "C00003", "clv_12m"].isna().all()
+
+
+def test_a_large_frame_is_mapped_not_copied(tmp_path: Path) -> None:
+    """Numeric columns of a frame read back from its file are views of the file's pages, even
+    for a frame whose text columns are Arrow arrays in several chunks (as `read_frame` gives
+    them: chunks of COPY concatenated), which made every record batch of the file a chunk that
+    pandas then had to concatenate: a copy of every column in every worker."""
+    n = 100_000
+    parts = [
+        pd.DataFrame(
+            {
+                "customer_id": pd.Series([f"C{i:07d}" for i in range(k, k + n)], dtype="str"),
+                "frequency": np.arange(k, k + n, dtype=np.int64),
+                "monetary": np.linspace(0, 1, n),
+            }
+        )
+        for k in range(0, 4 * n, n)
+    ]
+    frame = pd.concat(parts, ignore_index=True)
+    assert pa.Table.from_pandas(frame).column("customer_id").num_chunks == 4
+    table = FRAME.encode(frame)
+    assert all(table.column(c).num_chunks == 1 for c in table.column_names)
+    path = tmp_path / "frame.arrow"
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    back = FRAME.decode(pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all())
+    for column in ("frequency", "monetary"):
+        values = back[column].to_numpy()
+        assert not values.flags.owndata and not values.flags.writeable, column
+    pd.testing.assert_frame_equal(back, frame)

@@ -49,10 +49,16 @@ class Served:
     def worker_memory_mb(self, kind: str = "rss") -> dict[str, float]:
         """Memory of the master and each worker now, in MB: `rss` (resident, pages shared
         with other processes included), `uss` (private: what the process alone holds, freed
-        when it exits) or `pss` (private plus its share of every shared page)."""
+        when it exits; a mapped file's pages that no other process has touched count here),
+        `pss` (private plus its share of every shared page) or `anon` (anonymous memory: the
+        process's own data, a mapped file's pages never included)."""
         import psutil
 
         def of(p: psutil.Process) -> float:
+            if kind == "anon":  # anonymous memory: the process's own data, never a file's pages
+                with open(f"/proc/{p.pid}/smaps_rollup") as fh:
+                    kb = next(int(line.split()[1]) for line in fh if line.startswith("Anonymous:"))
+                return round(kb / 1024, 1)
             info = p.memory_info() if kind == "rss" else p.memory_full_info()
             return round(getattr(info, kind) / 2**20, 1)
 
@@ -63,7 +69,8 @@ class Served:
         return out
 
     def memory(self) -> dict[str, dict[str, float]]:
-        return {f"{kind}_mb": self.worker_memory_mb(kind) for kind in ("rss", "uss", "pss")}
+        kinds = ("rss", "uss", "pss", "anon")
+        return {f"{kind}_mb": self.worker_memory_mb(kind) for kind in kinds}
 
 
 @contextmanager

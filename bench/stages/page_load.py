@@ -10,7 +10,8 @@ over `loads` warm loads; the first load of each page after gunicorn starts is re
 empty snapshot cache directory (`CUSTSEG_CACHE_DIR`), so that first load includes building the
 snapshot's files once for the machine; `restart_s` is the first load of each page after a
 second start on the same directory (the files are there: a deploy or a crash). Worker memory
-after the warm-up: RSS, and USS (private) and PSS (private plus a share of shared pages).
+after the warm-up: RSS, USS (private), PSS (private plus a share of shared pages) and anonymous
+memory (the worker's own data: a mapped file's pages never count there).
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "rss_mb_warm": rss_warm,
         "uss_mb_warm": memory_warm["uss_mb"],
         "pss_mb_warm": memory_warm["pss_mb"],
+        "anon_mb_warm": memory_warm["anon_mb"],
         "server": server.summary(served),
         "targets": {"page_load_s": 2, "applies_at": "L"},
     }

@@ -7,7 +7,10 @@ COPY analytics analytics
 COPY db db
 COPY config config
 COPY wsgi.py ./
-RUN pip install --no-cache-dir . && useradd --create-home app
+# /var/cache/custseg: the snapshot files (CUSTSEG_CACHE_DIR); a volume mounted there starts as
+# this directory, owned by the app's user.
+RUN pip install --no-cache-dir . && useradd --create-home app \
+    && mkdir -p /var/cache/custseg && chown app:app /var/cache/custseg
 USER app
 EXPOSE 8050
 CMD ["gunicorn", "--bind", "0.0.0.0:8050", "wsgi:server"]

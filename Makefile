@@ -61,6 +61,7 @@ lint: $(BIN)/.test-installed
 test: $(BIN)/.test-installed browser axe lint
 	TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
 	  TEST_MYSQL_URL="$$(.ci/ensure-mariadb)" && export TEST_MYSQL_URL && \
+	  TEST_REDIS_URL="$$(.ci/ensure-redis)" && export TEST_REDIS_URL && \
 	  $(BIN)/pytest -m "not spark" $(PYTEST_ARGS)
 
 # The Spark engine of the refit in local mode against the local engine (tests marked `spark`,

@@ -13,19 +13,27 @@ the segment's last order (every preset of the date filter) or starts before its 
 count is one binary search; only a range inside the data counts its orders with `np.bincount`
 over the segment's own customer codes. `tests/test_orderindex.py` checks every figure against
 the reference on random shops.
+
+An index is a set of flat arrays (`arrays` / `from_arrays`): `db/snapshot_files.py` writes them
+once per machine into an Arrow file that every web worker maps, so the arrays are views of the
+same pages of memory and are never written to after `complete`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analytics.metrics import Kpis
 
 EPOCH = date(1970, 1, 1)
+GRANULARITIES = ("day", "week", "month")
 ROLLUP_COLUMNS = ["orders", "customers", "returns", "gross_revenue", "net_revenue"]
 
 
@@ -89,6 +97,8 @@ class _Values:
     code: np.ndarray
     bounds: np.ndarray  # first position of each month of orders, then len
     keyed: np.ndarray
+
+    ARRAYS = ("sorted_totals", "code", "bounds", "keyed")
 
     @classmethod
     def make(cls, day: np.ndarray, total: np.ndarray) -> _Values:
@@ -282,6 +292,21 @@ class _Block:
         days += [int(self.ret_day[m - 1])] if m > k else []
         return max(days) if days else None
 
+    ARRAYS = (
+        "day",
+        "customer",
+        "total",
+        "running",
+        "ret_day",
+        "ret_customer",
+        "ret_total",
+        "ret_running",
+        "first1",
+        "first2",
+        "last1",
+        "last2",
+    )
+
     def orders(self) -> dict[str, np.ndarray]:
         """Every order of the segment (positive first, then returns), global customer codes."""
         return {
@@ -296,9 +321,8 @@ class _Block:
 @dataclass
 class OrderIndex:
     blocks: list[_Block]  # one per segment with orders, by segment id
-    customer_ids: np.ndarray  # code -> customer id (each segment's customers contiguous)
+    customer_ids: pa.Array  # code -> customer id (each segment's customers contiguous)
     _rollups: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
-    _codes: pd.Index | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, orders: pd.DataFrame) -> OrderIndex:
@@ -329,7 +353,72 @@ class OrderIndex:
                     int(s), int(c0), int(c1 - c0), days[a:b], customer[a:b] - c0, total[a:b]
                 )
             )
-        return cls(blocks=blocks, customer_ids=np.asarray(uniques, dtype=object)[by_segment])
+        ids = pa.array(np.asarray(uniques, dtype=object), type=pa.large_string())
+        return cls(blocks=blocks, customer_ids=ids.take(pa.array(by_segment)))
+
+    # --- as flat arrays (db/snapshot_files.py) ------------------------------------------------
+
+    def complete(self) -> OrderIndex:
+        """Compute now what queries would otherwise compute on first use (the order-value runs
+        of segments large enough to need them, the rollup of each granularity), so that the
+        index never changes after it is written out."""
+        for b in self.blocks:
+            if len(b.day) >= DIRECT and b._values is None:
+                b._values = _Values.make(b.day, b.total)
+        for granularity in GRANULARITIES:
+            self._full_rollup(granularity)
+        return self
+
+    def arrays(self) -> dict[str, np.ndarray | pa.Array]:
+        """Every array of the index by name (`from_arrays` makes the index again)."""
+        out: dict[str, np.ndarray | pa.Array] = {
+            "customer_ids": self.customer_ids,
+            "block.segment_id": np.array([b.segment_id for b in self.blocks], np.int64),
+            "block.first_code": np.array([b.first_code for b in self.blocks], np.int64),
+            "block.n_customers": np.array([b.n_customers for b in self.blocks], np.int64),
+        }
+        for i, b in enumerate(self.blocks):
+            for name in _Block.ARRAYS:
+                out[f"block{i}.{name}"] = getattr(b, name)
+            if b._values is not None:
+                for name in _Values.ARRAYS:
+                    out[f"block{i}.values.{name}"] = getattr(b._values, name)
+        for granularity, table in self._rollups.items():
+            if len(table):  # an empty rollup is made again on use (its columns have no dtype)
+                for col in table.columns:
+                    out[f"rollup.{granularity}.{col}"] = table[col].to_numpy()
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray | pa.Array]) -> OrderIndex:
+        """The index of `arrays` (as `arrays` gave them): numpy arrays are used as they are,
+        so views of a mapped file stay views."""
+
+        def num(name: str) -> np.ndarray:
+            value = arrays[name]
+            assert isinstance(value, np.ndarray), name
+            return value
+
+        blocks = []
+        segment_ids, first_codes = num("block.segment_id"), num("block.first_code")
+        for i, n in enumerate(num("block.n_customers")):
+            parts: list[Any] = [num(f"block{i}.{name}") for name in _Block.ARRAYS]
+            block = _Block(int(segment_ids[i]), int(first_codes[i]), int(n), *parts)
+            if f"block{i}.values.code" in arrays:
+                block._values = _Values(**{k: num(f"block{i}.values.{k}") for k in _Values.ARRAYS})
+            blocks.append(block)
+        ids = arrays["customer_ids"]
+        assert isinstance(ids, pa.Array)
+        index = cls(blocks=blocks, customer_ids=ids)
+        for granularity in GRANULARITIES:
+            if f"rollup.{granularity}.period" in arrays:
+                index._rollups[granularity] = pd.DataFrame(
+                    {
+                        c: num(f"rollup.{granularity}.{c}")
+                        for c in ("period", "segment_id", *ROLLUP_COLUMNS)
+                    }
+                )
+        return index
 
     def _of(self, segments: tuple[int, ...]) -> list[_Block]:
         if not segments:
@@ -511,9 +600,10 @@ class OrderIndex:
 
     def customer_orders(self, customer_id: str) -> pd.DataFrame:
         """One customer's orders, by day and total (day as a timestamp)."""
-        if self._codes is None:
-            self._codes = pd.Index(self.customer_ids)
-        found = self._codes.get_indexer([customer_id])[0] if len(self.customer_ids) else -1
+        # A scan of the ids (a few ms at 1M customers) rather than a hash table of them, which
+        # would cost every worker tens of MB of its own.
+        ids = self.customer_ids
+        found = pc.index(ids, pa.scalar(customer_id, ids.type)).as_py() if len(ids) else -1
         days, totals, segment = np.zeros(0, np.int64), np.zeros(0), 0
         if found >= 0:
             block = next(

@@ -95,6 +95,7 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
             )
         ],
         ("callbacks.cold_ms (slowest page)", "callbacks.cold_max_ms", "ms", ""),
+        ("cold, snapshot files built first", "callbacks.cold_build_ms", "ms", ""),
         ("SQL GROUP BY, month x segment, 1 year (baseline)", "callbacks.baseline_sql_ms", "ms", ""),
         ("Sales callback, same filters (same run)", "callbacks.baseline_app_ms", "ms", ""),
         ("callbacks.speedup_vs_sql", "callbacks.speedup_vs_sql", "x", ">= 50 at L"),
@@ -103,7 +104,11 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
         ("page_load_s (slowest page, warm median)", "page_load.page_load_s", "s", "<= 2 at L"),
         ("slowest page", "page_load.slowest_page", "", ""),
         ("first load after start (slowest page)", "page_load.cold_max_s", "s", ""),
+        ("first load after a restart (files there, slowest)", "page_load.restart_max_s", "s", ""),
         ("gunicorn worker RSS, warm (max)", "page_load.rss_mb_warm", "MB", ""),
+        ("gunicorn worker USS (private), warm (max)", "page_load.uss_mb_warm", "MB", "<= 300 at L"),
+        ("gunicorn worker PSS, warm (max)", "page_load.pss_mb_warm", "MB", ""),
+        ("gunicorn worker anonymous memory, warm (max)", "page_load.anon_mb_warm", "MB", ""),
     ],
     "load": [
         ("load.users", "load.users", "", "50"),
@@ -276,6 +281,13 @@ def main(argv: list[str] | None = None) -> int:
                 "page_load load` against kept databases; the last column is the latest L run):\n\n"
             )
             body += table(dash, tuple(n for n in ROWS if n not in PHASE1))
+        shared = load([RESULTS / f"{s}-arrow{v}.json" for s in ("M", "L") for v in ("-before", "")])
+        if shared:
+            body += (
+                "\n\nHistory: one copy of a snapshot per machine (`--only callbacks page_load`, "
+                "main's code then this branch's, back to back against one kept database):\n\n"
+            )
+            body += table(shared, ("callbacks", "page_load"))
     text = README.read_text()
     if START not in text or END not in text:
         print(f"{README} has no {START} ... {END} markers", file=sys.stderr)

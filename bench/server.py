@@ -44,21 +44,48 @@ class Served:
 
     def worker_rss_mb(self) -> dict[str, float]:
         """Resident memory of the master and each worker now, in MB."""
+        return self.worker_memory_mb("rss")
+
+    def worker_memory_mb(self, kind: str = "rss") -> dict[str, float]:
+        """Memory of the master and each worker now, in MB: `rss` (resident, pages shared
+        with other processes included), `uss` (private: what the process alone holds, freed
+        when it exits; a mapped file's pages that no other process has touched count here),
+        `pss` (private plus its share of every shared page) or `anon` (anonymous memory: the
+        process's own data, a mapped file's pages never included)."""
         import psutil
 
+        def of(p: psutil.Process) -> float:
+            if kind == "anon":  # anonymous memory: the process's own data, never a file's pages
+                with open(f"/proc/{p.pid}/smaps_rollup") as fh:
+                    kb = next(int(line.split()[1]) for line in fh if line.startswith("Anonymous:"))
+                return round(kb / 1024, 1)
+            info = p.memory_info() if kind == "rss" else p.memory_full_info()
+            return round(getattr(info, kind) / 2**20, 1)
+
         master = psutil.Process(self.pid)
-        out = {"master": round(master.memory_info().rss / 2**20, 1)}
+        out = {"master": of(master)}
         for i, child in enumerate(sorted(master.children(), key=lambda c: c.pid)):
-            out[f"worker{i + 1}"] = round(child.memory_info().rss / 2**20, 1)
+            out[f"worker{i + 1}"] = of(child)
         return out
+
+    def memory(self) -> dict[str, dict[str, float]]:
+        kinds = ("rss", "uss", "pss", "anon")
+        return {f"{kind}_mb": self.worker_memory_mb(kind) for kind in kinds}
 
 
 @contextmanager
-def gunicorn(ctx: Context, workers: int = WORKERS, **env: str) -> Iterator[Served]:
-    """Serve the app on a free local port until the block ends; the RSS at the end is kept."""
+def gunicorn(
+    ctx: Context, workers: int = WORKERS, cache_dir: Path | None = None, **env: str
+) -> Iterator[Served]:
+    """Serve the app on a free local port until the block ends; the RSS at the end is kept.
+
+    `cache_dir`: the snapshot files' directory (`CUSTSEG_CACHE_DIR`); default a new, empty one,
+    so the first worker to need a snapshot builds its files, as on a machine after a publish.
+    """
     port = free_port()
     gunicorn_bin = str(Path(sys.executable).with_name("gunicorn"))
     tmp = Path(tempfile.mkdtemp(prefix="custseg-bench-"))
+    env.setdefault("CUSTSEG_CACHE_DIR", str(cache_dir or tmp / "cache"))
     log = tmp / "gunicorn.log"
     argv = [
         gunicorn_bin,

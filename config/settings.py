@@ -208,9 +208,23 @@ class Settings(BaseSettings):
         "100 per hour",
         validation_alias=AliasChoices("CUSTSEG_LOGIN_ACCOUNT_LIMIT", "login_account_limit"),
     )
+    # memory://: each process counts for itself. redis://host:6379/0: every worker of every
+    # instance counts together (several instances behind a proxy: docs/DEPLOY.md).
     ratelimit_storage_url: str = Field(
         "memory://",
-        validation_alias=AliasChoices("CUSTSEG_RATELIMIT_STORAGE_URL", "ratelimit_storage_url"),
+        validation_alias=AliasChoices(
+            "CUSTSEG_RATELIMIT_STORAGE_URL", "CUSTSEG_REDIS_URL", "ratelimit_storage_url"
+        ),
+    )
+    # The prefix of the rate-limit keys in that storage (two apps sharing one Redis).
+    ratelimit_key_prefix: str = Field(
+        "custseg",
+        validation_alias=AliasChoices("CUSTSEG_RATELIMIT_KEY_PREFIX", "ratelimit_key_prefix"),
+    )
+    # Published snapshots' large frames as Arrow files mapped by every worker (one copy per
+    # machine, db/snapshot_files.py). None: `<instance_dir>/cache`.
+    cache_dir: Path | None = Field(
+        None, validation_alias=AliasChoices("CUSTSEG_CACHE_DIR", "cache_dir")
     )
     warm_caches: bool = Field(
         True, validation_alias=AliasChoices("CUSTSEG_WARM_CACHES", "warm_caches")
@@ -378,6 +392,16 @@ class Settings(BaseSettings):
             if not items or (most is not None and len(items) > most):
                 raise ValueError(f"{name} ({value!r}) is not a rate limit such as '5 per minute'")
         return self
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _empty_dir_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def snapshot_cache_dir(self) -> Path:
+        """Where the snapshot files live: CUSTSEG_CACHE_DIR, else the instance folder's cache."""
+        return self.cache_dir if self.cache_dir is not None else self.instance_dir / "cache"
 
     @property
     def is_production(self) -> bool:

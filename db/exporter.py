@@ -29,6 +29,14 @@ from config import Settings
 from db import snapshots
 from db.models import Snapshot
 from db.snapshot_cache import SnapshotCache
+from db.snapshot_files import FRAME, Codec, arrays_table, table_arrays
+
+# The orders index as one file of flat arrays, completed first (order-value runs, the rollups of
+# every granularity) so that no process computes those for itself.
+ORDERS: Codec[OrderIndex] = Codec(
+    lambda index: arrays_table(index.complete().arrays()),
+    lambda table: OrderIndex.from_arrays(table_arrays(table)),
+)
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,8 @@ class SnapshotSources:
         self.engine, self.cache, self.snap = engine, cache, snap
         self.limits = limits or Limits()
 
-    def _cached(self, kind: str, load: Any) -> Any:
-        return self.cache.get(self.engine, self.snap, kind, load)
+    def _cached(self, kind: str, load: Any, codec: Codec[Any] | None = None) -> Any:
+        return self.cache.get(self.engine, self.snap, kind, load, codec)
 
     @cached_property
     def snapshot(self) -> SnapshotInfo:
@@ -95,7 +103,7 @@ class SnapshotSources:
     @property
     def orders(self) -> OrderIndex:
         return self._cached(  # type: ignore[no-any-return]
-            "orders", lambda: OrderIndex.build(snapshots.orders(self.engine, self.snap))
+            "orders", lambda: OrderIndex.build(snapshots.orders(self.engine, self.snap)), ORDERS
         )
 
     @property
@@ -106,7 +114,7 @@ class SnapshotSources:
             frame = snapshots.customers(self.engine, self.snap.id)
             return frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
-        return self._cached("customers", load)  # type: ignore[no-any-return]
+        return self._cached("customers", load, FRAME)  # type: ignore[no-any-return]
 
     @property
     def predictions(self) -> pd.DataFrame:
@@ -126,7 +134,7 @@ class SnapshotSources:
             cols = ["customer_id", "segment_id", *PREDICTION_COLUMNS, "unscored_reason"]
             return frame[cols].sort_values("customer_id", kind="stable").reset_index(drop=True)
 
-        return self._cached("predictions:done", load)  # type: ignore[no-any-return]
+        return self._cached("predictions:done", load, FRAME)  # type: ignore[no-any-return]
 
     @property
     def member_predictions(self) -> np.ndarray:
@@ -150,13 +158,13 @@ class SnapshotSources:
     def profiles(self) -> pd.DataFrame:
         """Every segment's profile, computed once per snapshot (names: see `segments`)."""
         return self._cached(  # type: ignore[no-any-return]
-            "profiles", lambda: profile_table(self.customers, self.segments)
+            "profiles", lambda: profile_table(self.customers, self.segments), FRAME
         )
 
     @property
     def customer_sample(self) -> pd.DataFrame:
         return self._cached(  # type: ignore[no-any-return]
-            "customer_sample", lambda: sample_customers(self.customers)
+            "customer_sample", lambda: sample_customers(self.customers), FRAME
         )
 
     @property
@@ -375,6 +383,10 @@ class Exporter:
         index.aov_distribution(None, None, ())
         for kind in ("customers", "retention", "profiles", "customer_sample"):
             getattr(src, kind)
+
+    def prune(self) -> list[Any]:
+        """Remove the cache files of snapshots no longer published (see `SnapshotCache.prune`)."""
+        return self.cache.prune(self.engine, snapshots.published(self.engine))
 
 
 def _aligned(values: np.ndarray, at: np.ndarray, missing: float | bool) -> np.ndarray:

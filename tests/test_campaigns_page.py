@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from selenium.common.exceptions import ElementClickInterceptedException
 from selenium.webdriver.common.keys import Keys
 from sqlalchemy import Engine
 
@@ -291,9 +292,19 @@ def test_in_a_browser_create_an_audience_from_a_segment_export_it_and_open_its_r
     assert dash_duo.find_element("#campaign-preview-treatment").text == f"{customers - held:,}"
     dash_duo.find_element("h1").click()  # closes the date picker's calendar (the page heading)
     save = dash_duo.find_element("#campaign-save")
-    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", save)
     _wait_for(dash_duo, lambda: save.is_displayed() and save.is_enabled())
-    save.click()
+
+    def click_save() -> bool:
+        # In view, then clicked; again if a late preview answer moved it out from under the
+        # pointer between the scroll and the click.
+        dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", save)
+        try:
+            save.click()
+        except ElementClickInterceptedException:
+            return False
+        return True
+
+    _wait_for(dash_duo, click_save)
     _wait_for(dash_duo, lambda: "campaign=1" in dash_duo.driver.current_url)
     dash_duo.wait_for_text_to_equal("#campaign-treatment", f"{customers - held:,}", timeout=20)
     made = campaigns.get(sqlite_engine, 1)

@@ -43,3 +43,27 @@ def test_wsgi_exposes_server(monkeypatch, tmp_path) -> None:  # type: ignore[no-
     finally:
         sys.modules.pop("wsgi", None)
         get_settings.cache_clear()
+
+
+def test_compose_runs_web_replicas_behind_a_proxy_with_shared_state() -> None:
+    """Stateless web instances (docs/DEPLOY.md): N replicas, no published port of their own, a
+    reverse proxy in front that finds every replica, Redis for the rate limits, and the
+    snapshot files on a volume the replicas of a machine share."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    web, proxy = services["web"], services["proxy"]
+    assert "replicas" in web["deploy"] and "ports" not in web
+    assert any(p.endswith(":80") for p in proxy["ports"])
+    assert "web" in proxy["depends_on"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in proxy["volumes"]}
+    caddyfile = ROOT / mounted["/etc/caddy/Caddyfile"].removeprefix("./")
+    text = caddyfile.read_text()
+    assert "reverse_proxy" in text and "name web" in text and "port 8050" in text
+    env = web["environment"]
+    assert env["CUSTSEG_RATELIMIT_STORAGE_URL"].startswith("redis://redis:")
+    assert "redis" in services and "redis" in web["depends_on"]
+    cache = env["CUSTSEG_CACHE_DIR"]
+    assert any(v.endswith(f":{cache}") for v in web["volumes"])
+    assert env["CUSTSEG_TRUSTED_PROXIES"].startswith("${CUSTSEG_TRUSTED_PROXIES:-1")
+    assert "snapshot-cache" in compose["volumes"]
+    assert cache in (ROOT / "Dockerfile").read_text()  # made for the app's user

@@ -150,6 +150,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         MAX_CONTENT_LENGTH=security.MAX_REQUEST_BYTES,
         WTF_CSRF_TIME_LIMIT=3600,
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
+        RATELIMIT_KEY_PREFIX=settings.ratelimit_key_prefix,
         DEBUG=settings.debug,
         TESTING=settings.env == "test",
     )
@@ -164,7 +165,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             x_proto=settings.trusted_proxies,
             x_host=settings.trusted_proxies,
         )
-    cache = SnapshotCache()
+    cache = SnapshotCache(directory=settings.snapshot_cache_dir)  # shared by the machine
     server.extensions["custseg"] = AppState(
         settings,
         engine,

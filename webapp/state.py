@@ -18,7 +18,7 @@ class AppState:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    cache: SnapshotCache  # this process's snapshot frames (one per process)
+    cache: SnapshotCache  # snapshot frames: large ones mapped from the machine's files
     exporter: Exporter  # every export of every surface goes through it
 
 

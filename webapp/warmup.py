@@ -1,13 +1,16 @@
 """Each web worker reads the latest snapshot's caches in the background, at start and after a
 publish, so the first filter change after either does not wait seconds for them.
 
-The app's `SnapshotCache` keeps what a filter change needs of a snapshot in memory (its orders
-as arrays, its customers, ...); reading them at 1M customers takes seconds. A daemon thread per
-process reads them when the process starts (gunicorn imports `wsgi` in each worker) and again
-when it sees a newer published snapshot (it looks every `CUSTSEG_WARM_INTERVAL` seconds: one
-indexed query). Requests are served meanwhile; one that needs a frame being read waits for that
-read rather than starting its own. Older snapshots' frames leave the cache as usual (LRU), so a
-worker holds about two snapshots' frames at most while a new one is read.
+The app's `SnapshotCache` keeps what a filter change needs of a snapshot (its orders as arrays,
+its customers, ...); building them at 1M customers takes seconds. A daemon thread per process
+reads them when the process starts (gunicorn imports `wsgi` in each worker) and again when it
+sees a newer published snapshot (it looks every `CUSTSEG_WARM_INTERVAL` seconds: one indexed
+query). The large ones come from the machine's Arrow files (db/snapshot_files.py): the first
+worker to get there builds them under a file lock, the others wait and then map them, so a
+snapshot is built once per machine and held once in memory. The thread then removes the files
+of snapshots no longer published. Requests are served meanwhile; one that needs a frame being
+read waits for that read rather than starting its own. Older snapshots' frames leave the cache
+as usual (LRU).
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ def _loop(exporter: Exporter, interval: float) -> None:
                 started = time.perf_counter()
                 exporter.warm(snap)
                 seen = (snap.id, snap.started_at)
+                removed = exporter.prune()  # files of snapshots the refit no longer keeps
                 log.info(
                     "snapshot caches read",
                     extra={
                         "snapshot_id": snap.id,
                         "seconds": round(time.perf_counter() - started, 2),
+                        "files_removed": len(removed),
                     },
                 )
             failing = False

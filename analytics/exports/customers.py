@@ -197,5 +197,11 @@ def member_rows(customers: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFr
     if not out["customer_id"].is_monotonic_increasing:
         out = out.sort_values("customer_id")
     preds = predictions[["customer_id", *PREDICTION_COLUMNS]]
+    if len(out) * 20 < len(preds):  # a page of the member list: its own rows only, not a
+        # join against (and rounding of) every customer's predictions on each page turn
+        preds = preds[preds["customer_id"].isin(out["customer_id"])]
     out = out.merge(rounded(preds), on="customer_id", how="left")
+    for day in ("first_order_day", "last_order_day"):  # kept as Arrow dates: `datetime.date`
+        if isinstance(out[day].dtype, pd.ArrowDtype):
+            out[day] = out[day].astype(object)
     return out.reset_index(drop=True)

@@ -28,9 +28,11 @@ def neutralize(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            s = out[col]
-            is_text = s.map(lambda v: isinstance(v, str))
-            risky = is_text & s.astype(str).str.startswith(FORMULA_PREFIXES)
+            # As objects: Arrow-backed text (the snapshot files) maps to text, not booleans.
+            s = out[col].astype(object)
+            is_text = pd.Series([isinstance(v, str) for v in s], index=s.index, dtype=bool)
+            starts = s.where(is_text, "").astype(str).str.startswith(FORMULA_PREFIXES)
+            risky = is_text & starts.astype(bool)
             if risky.any():
                 out[col] = s.where(~risky, "'" + s.astype(str))
     return out

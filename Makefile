@@ -8,12 +8,13 @@ BIN    := $(VENV)/bin
 PORT   ?= 8050
 SCALE  ?= M
 
-.PHONY: run test test-spark lint bench bench-smoke clean help browser axe
+.PHONY: run test test-models test-spark lint bench bench-smoke clean help browser axe
 
 help:
 	@echo "make run    create .venv, set up the database, import the sample, serve on :$(PORT)"
 	@echo "           (with the scheduler process beside the server; Ctrl-C stops both)"
 	@echo "make test   install test tools, Chromium, axe-core, find PostgreSQL, run lint + the whole suite"
+	@echo "make test-models  the tests that fit the prediction models (CDNOW backtest; ~2 min)"
 	@echo "make test-spark  install .[spark], Java and the JDBC driver, run the Spark engine's tests"
 	@echo "make bench  run the benchmark suite at SCALE=S|M|L (default M; see bench/README.md)"
 
@@ -62,7 +63,14 @@ test: $(BIN)/.test-installed browser axe lint
 	TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
 	  TEST_MYSQL_URL="$$(.ci/ensure-mariadb)" && export TEST_MYSQL_URL && \
 	  TEST_REDIS_URL="$$(.ci/ensure-redis)" && export TEST_REDIS_URL && \
-	  $(BIN)/pytest -m "not spark" $(PYTEST_ARGS)
+	  $(BIN)/pytest -m "not spark and not models" $(PYTEST_ARGS)
+
+# The tests that fit the prediction models on real data (marker `models`: the CDNOW backtest,
+# the prediction stage of a refit; pymc-marketing compiles each model, ~2 minutes in all). CI
+# runs them after `make test`.
+test-models: $(BIN)/.test-installed
+	TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
+	  $(BIN)/pytest -m models $(PYTEST_ARGS)
 
 # The Spark engine of the refit in local mode against the local engine (tests marked `spark`,
 # a few minutes: CI runs it after `make test`). Java and the PostgreSQL JDBC driver come from

@@ -23,6 +23,9 @@ from db.scheduler import Scheduler
 from tests.conftest import CDNOW, export_frame, make_settings
 from tests.refitting import refit
 
+# Each test fits the prediction models (pymc-marketing compiles them): `make test-models`.
+pytestmark = pytest.mark.models
+
 
 @pytest.fixture(scope="module")
 def compile_home(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -90,16 +90,19 @@ def _scored_vs_next_90_days(predictions, cdnow: pd.DataFrame):
     return compare(predicted, _next_days(cdnow, AS_OF, 90))[0]
 
 
+@pytest.mark.models
 def test_cdnow_predicted_orders_of_the_next_90_days_are_within_30_percent(refit, cdnow) -> None:
     summary = _scored_vs_next_90_days(refit[0], cdnow)
     assert summary["actual_orders"] == 718  # positive orders 1997-10-01..12-29 of known buyers
     assert abs(summary["predicted_orders"] / summary["actual_orders"] - 1) <= 0.30
 
 
+@pytest.mark.models
 def test_cdnow_churn_risk_ranks_who_does_not_buy_in_the_next_90_days(refit, cdnow) -> None:
     assert _scored_vs_next_90_days(refit[0], cdnow)["auc"] >= 0.65
 
 
+@pytest.mark.models
 def test_the_purchase_model_serving_is_the_backtests_best_and_says_why(refit) -> None:
     predictions, bt = refit
     assert set(bt.models["model"]) == set(PURCHASE_MODELS)
@@ -113,6 +116,7 @@ def test_the_purchase_model_serving_is_the_backtests_best_and_says_why(refit) ->
     assert meta["models"]["gamma_gamma"]["customers"] < meta["models"][bt.best]["customers"]
 
 
+@pytest.mark.models
 def test_one_time_buyers_get_a_churn_risk_strictly_between_0_and_1(refit, bg_nbd) -> None:
     for predictions in (refit[0], bg_nbd):
         c = predictions.customers
@@ -123,6 +127,7 @@ def test_one_time_buyers_get_a_churn_risk_strictly_between_0_and_1(refit, bg_nbd
         assert one_time["churn_risk"].nunique() > 50
 
 
+@pytest.mark.models
 def test_bg_nbd_churn_risk_of_a_one_time_buyer_matches_a_simulation_of_the_model(bg_nbd) -> None:
     """A one-time buyer under BG/NBD has not dropped out (that only follows a repeat purchase):
     with purchase rate λ ~ Gamma(r, α), the first repeat purchase comes after an exponential
@@ -138,6 +143,7 @@ def test_bg_nbd_churn_risk_of_a_one_time_buyer_matches_a_simulation_of_the_model
     assert customer["churn_risk"] == pytest.approx(simulated, abs=0.004)
 
 
+@pytest.mark.models
 def test_customers_with_only_returns_are_reported_unscored_not_dropped(refit, cdnow) -> None:
     predictions = refit[0]
     past = cdnow[cdnow["ordered_at"] < pd.Timestamp(AS_OF + timedelta(days=1))]
@@ -155,6 +161,7 @@ def test_customers_with_only_returns_are_reported_unscored_not_dropped(refit, cd
     assert predictions.as_dict()["customers_scored"] == len(buyers)
 
 
+@pytest.mark.models
 def test_predictions_are_the_same_for_the_same_data_in_any_row_order(cdnow, bg_nbd) -> None:
     shuffled = cdnow.sample(frac=1.0, random_state=3).reset_index(drop=True)
     again = predict(shuffled, AS_OF, purchase_model=BG_NBD)
@@ -162,6 +169,7 @@ def test_predictions_are_the_same_for_the_same_data_in_any_row_order(cdnow, bg_n
     assert again.models[BG_NBD].params == bg_nbd.models[BG_NBD].params
 
 
+@pytest.mark.models
 def test_clv_is_positive_discounted_and_highest_for_frequent_recent_buyers(bg_nbd) -> None:
     c = bg_nbd.customers.dropna(subset=["clv_12m"])
     assert (c["clv_12m"] > 0).all()
@@ -169,6 +177,7 @@ def test_clv_is_positive_discounted_and_highest_for_frequent_recent_buyers(bg_nb
     assert top["frequency"].median() > c["frequency"].median()
 
 
+@pytest.mark.models
 def test_order_values_in_hundreds_get_a_spend_model_with_a_finite_mean() -> None:
     """Online Retail's orders are worth hundreds of pounds. With pymc-marketing's default
     priors, Gamma-Gamma's q came out at 0.99 at the backtest's cutoff (no finite mean: the

@@ -295,6 +295,8 @@ def customer_scatter(sample: pd.DataFrame, pal: Palette) -> go.Figure:
     traces = []
     for sid in pal.ordered(sample["segment_id"].unique()):
         part = sample[sample["segment_id"] == sid]
+        # Once per segment, as a list: iterating Arrow-backed text boxes every value.
+        text = [html.escape(str(c), quote=False) for c in part["customer_id"].tolist()]
         for col, (x, y) in enumerate(pairs, start=1):
             traces.append(
                 {
@@ -306,7 +308,7 @@ def customer_scatter(sample: pd.DataFrame, pal: Palette) -> go.Figure:
                     "legendgroup": str(sid),
                     "showlegend": col == 1,
                     "marker": {"color": pal.color(sid), "size": 5, "opacity": 0.6},
-                    "text": [html.escape(str(c), quote=False) for c in part["customer_id"]],
+                    "text": text,
                     "hovertemplate": f"customer %{{text}}<br>{FEATURE_LABELS[x]}: %{{x:,}}"
                     f"<br>{FEATURE_LABELS[y]}: %{{y:,.2f}}<extra>%{{fullData.name}}</extra>",
                     "xaxis": f"x{col if col > 1 else ''}",

@@ -633,6 +633,26 @@ def migration_matrix(
     )
 
 
+def _chosen_k(
+    chosen: pd.DataFrame, metric: str, on: dict[str, str], label: str, position: str
+) -> dict[str, Any]:
+    """The star on the chosen k of a k curve (the Model page's scores and k selection)."""
+    return {
+        "type": "scatter",
+        "x": chosen["k"].to_numpy(),
+        "y": chosen[metric].to_numpy(),
+        "mode": "markers+text",
+        "marker": {"color": "#E45756", "size": 13, "symbol": "star"},
+        "text": [label.format(int(k)) for k in chosen["k"]],
+        "textposition": position,
+        "cliponaxis": False,
+        "name": "chosen k",
+        "showlegend": False,
+        "hoverinfo": "skip",
+        **on,
+    }
+
+
 def model_scores(scores: pd.DataFrame) -> go.Figure:
     """Silhouette (higher is better) and inertia (the elbow) against k; the chosen k marked."""
     if scores.empty:
@@ -657,22 +677,7 @@ def model_scores(scores: pd.DataFrame) -> go.Figure:
             }
         )
         if not chosen.empty:
-            traces.append(
-                {
-                    "type": "scatter",
-                    "x": chosen["k"].to_numpy(),
-                    "y": chosen[metric].to_numpy(),
-                    "mode": "markers+text",
-                    "marker": {"color": "#E45756", "size": 13, "symbol": "star"},
-                    "text": [f"chosen k={int(k)}" for k in chosen["k"]],
-                    "textposition": "top right",
-                    "cliponaxis": False,
-                    "name": "chosen k",
-                    "showlegend": False,
-                    "hoverinfo": "skip",
-                    **on,
-                }
-            )
+            traces.append(_chosen_k(chosen, metric, on, "chosen k={}", "top right"))
         axes[f"xaxis{n}"].update(_axis_title("k (number of segments)"), dtick=1)
     return _fig(traces, height=360, margin={"l": 10, "r": 10, "t": 60, "b": 10}, **axes)
 
@@ -955,22 +960,7 @@ def k_selection_curve(scores: pd.DataFrame, reason: dict[str, Any] | None) -> go
                 }
             )
         if not chosen.empty:
-            traces.append(
-                {
-                    "type": "scatter",
-                    "x": chosen["k"].to_numpy(),
-                    "y": chosen[metric].to_numpy(),
-                    "mode": "markers+text",
-                    "marker": {"color": "#E45756", "size": 13, "symbol": "star"},
-                    "text": [f"chosen k = {int(k)}" for k in chosen["k"]],
-                    "textposition": "top center",
-                    "cliponaxis": False,
-                    "name": "chosen k",
-                    "showlegend": False,
-                    "hoverinfo": "skip",
-                    **on,
-                }
-            )
+            traces.append(_chosen_k(chosen, metric, on, "chosen k = {}", "top center"))
         axes[f"xaxis{n}"].update(_axis_title("k (number of segments)"), dtick=1)
     axes.setdefault("annotations", [])
     axes["annotations"] = list(axes["annotations"]) + notes

@@ -58,7 +58,7 @@ def ensure_snapshots(ctx: Context, n: int = 2) -> list[int]:
     custseg = str(Path(sys.executable).with_name("custseg"))
     while len(ids := published_ids(ctx.libpq_url)) < n:
         ctx.log(f"  {len(ids)} published snapshot(s): refitting (untimed) for {n}")
-        run_child([custseg, "refit", "--quiet", "--force"], production_env(ctx))
+        run_child([custseg, "refit", "--quiet", "--force", "--no-files"], production_env(ctx))
     return ids
 
 

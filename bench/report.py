@@ -105,6 +105,13 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
         ("slowest page", "page_load.slowest_page", "", ""),
         ("first load after start (slowest page)", "page_load.cold_max_s", "s", ""),
         ("first load after a restart (files there, slowest)", "page_load.restart_max_s", "s", ""),
+        ("scheduler's files job after a refit (2 snapshots)", "page_load.files_s", "s", ""),
+        (
+            "first load after start, scheduler's files (slowest)",
+            "page_load.scheduled_max_s",
+            "s",
+            "",
+        ),
         ("gunicorn worker RSS, warm (max)", "page_load.rss_mb_warm", "MB", ""),
         ("gunicorn worker USS (private), warm (max)", "page_load.uss_mb_warm", "MB", "<= 300 at L"),
         ("gunicorn worker PSS, warm (max)", "page_load.pss_mb_warm", "MB", ""),

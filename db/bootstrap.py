@@ -81,6 +81,10 @@ def first_snapshots(engine: Engine, settings: Settings, done: Bootstrapped) -> N
             done.refit_skipped = str(exc)
             return
         done.refits.append(outcome)
+        # Its files for the web workers, built by the scheduler process (make run starts it).
+        jobs.enqueue(
+            engine, "files", {"snapshot_id": outcome.snapshot_id}, trigger=Trigger.BOOTSTRAP
+        )
         if settings.predictions:  # the scheduler process attaches them (make run starts it)
             jobs.enqueue(
                 engine, "predict", {"snapshot_id": outcome.snapshot_id}, trigger=Trigger.BOOTSTRAP

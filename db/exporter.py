@@ -9,6 +9,8 @@ role, `analytics/exports/registry.py`), computes the export from the snapshot's 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -27,7 +29,8 @@ from analytics.exports.predictions import high_value_high_risk as at_risk_flags
 from analytics.orderindex import OrderIndex
 from config import Settings
 from db import snapshots
-from db.models import Snapshot
+from db.jobs import JobResult
+from db.models import Job, JobStatus, Snapshot
 from db.snapshot_cache import SnapshotCache
 from db.snapshot_files import FRAME, Codec, arrays_table, table_arrays
 
@@ -63,6 +66,10 @@ def empty_predictions() -> pd.DataFrame:
             "unscored_reason": pd.Series(dtype=object),
         }
     )
+
+
+# What a snapshot keeps as files (besides its predictions, once they are done).
+FILE_KINDS = ("orders", "customers", "profiles", "customer_sample")
 
 
 class Forbidden(PermissionError):
@@ -384,6 +391,20 @@ class Exporter:
         for kind in ("customers", "retention", "profiles", "customer_sample"):
             getattr(src, kind)
 
+    def write_files(self, snap: Snapshot) -> list[str]:
+        """Build `snap`'s files on this machine, as the scheduler does right after a refit
+        publishes it and after its predictions attach, so that no web worker waits for them
+        (db/snapshot_files.py). The kinds written (or found whole); needs a cache directory."""
+        if self.cache.files is None:
+            raise ValueError("no snapshot cache directory (CUSTSEG_CACHE_DIR)")
+        src = SnapshotSources(self.engine, self.cache, snap, self.limits)
+        kinds = list(FILE_KINDS)
+        if str(snap.predictions_status) == "done":
+            kinds.append("predictions")
+        for kind in kinds:
+            getattr(src, kind)
+        return kinds
+
     def prune(self) -> list[Any]:
         """Remove the cache files of snapshots no longer published (see `SnapshotCache.prune`)."""
         return self.cache.prune(self.engine, snapshots.published(self.engine))
@@ -405,3 +426,46 @@ def check_segments(segs: pd.DataFrame, snapshot_id: int, segment_ids: tuple[int,
         raise exports.FilterError(
             f"unknown segment id(s) {unknown} in snapshot {snapshot_id}; known: {sorted(known)}"
         )
+
+
+def write_snapshot_files(
+    engine: Engine, settings: Settings, snap: Snapshot
+) -> tuple[list[str], list[Any], float]:
+    """Build `snap`'s files in the settings' cache directory and remove those of snapshots no
+    longer published: the kinds written (or found whole), the paths removed, the seconds."""
+    started = time.perf_counter()
+    exporter = Exporter.of(engine, SnapshotCache(directory=settings.snapshot_cache_dir), settings)
+    kinds = exporter.write_files(snap)
+    removed = exporter.prune()
+    return kinds, removed, time.perf_counter() - started
+
+
+def files_job(
+    engine: Engine, settings: Settings, job: Job, on_stage: Callable[[str], None]
+) -> JobResult:
+    """The `files` job kind (params snapshot_id): build a published snapshot's files on the
+    scheduler's machine and remove those of snapshots no longer published. Queued by a refit
+    that publishes (before its predictions) and by the predictions when they attach, so a web
+    worker that starts, or sees the new snapshot, maps files instead of building them."""
+    snapshot_id = job.params.get("snapshot_id") if isinstance(job.params, dict) else None
+    if not isinstance(snapshot_id, int) or isinstance(snapshot_id, bool):
+        return JobResult(JobStatus.FAILED, error=f"job parameter snapshot_id={snapshot_id!r}")
+    snap = snapshots.latest_published(engine, snapshot_id)
+    if snap is None:  # pruned or failed meanwhile: nothing to serve
+        return JobResult(
+            JobStatus.SKIPPED,
+            message=f"snapshot {snapshot_id} is not published",
+            snapshot_id=snapshot_id,
+        )
+    on_stage("files")
+    kinds, removed, seconds = write_snapshot_files(engine, settings, snap)
+    return JobResult(
+        JobStatus.DONE,
+        message=f"snapshot {snapshot_id}: files of {', '.join(kinds)} ready",
+        snapshot_id=snapshot_id,
+        details={
+            "duration_s": round(seconds, 3),
+            "directory": str(settings.snapshot_cache_dir),
+            "files_removed": len(removed),
+        },
+    )

@@ -25,6 +25,7 @@ import pandas as pd
 from sqlalchemy import Engine, delete, update
 
 from config import Settings
+from db import jobs
 from db.bulk import bulk_insert
 from db.jobs import JobResult
 from db.models import Job, JobStatus, PredictionStatus, Snapshot, SnapshotPrediction
@@ -159,6 +160,8 @@ def predict_job(
         return JobResult(JobStatus.SKIPPED, message=str(exc), snapshot_id=snapshot_id)
     except Exception as exc:  # noqa: BLE001 - recorded on the snapshot and the job
         return JobResult(JobStatus.FAILED, error=str(exc)[:2000], snapshot_id=snapshot_id)
+    # The predictions' file for the web workers (the Customers page's sort and filters).
+    jobs.enqueue(engine, "files", {"snapshot_id": o.snapshot_id}, trigger=job.trigger)
     return JobResult(
         JobStatus.DONE,
         message=f"predictions attached to snapshot {o.snapshot_id} ({o.purchase_model})",

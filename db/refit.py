@@ -656,7 +656,9 @@ def refit_job(
         return JobResult(JobStatus.SKIPPED, message=str(exc))
     except RefitFailed as exc:
         return JobResult(JobStatus.FAILED, error=str(exc), snapshot_id=exc.snapshot_id)
-    if settings.predictions:  # segments first; predictions attach in their own job
+    # The snapshot's files for the web workers first, then its predictions (their own job).
+    jobs.enqueue(engine, "files", {"snapshot_id": o.snapshot_id}, trigger=job.trigger)
+    if settings.predictions:
         jobs.enqueue(engine, "predict", {"snapshot_id": o.snapshot_id}, trigger=job.trigger)
     from db.notify import notify_after_refit  # digests and alerts: a job of their own
 

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from config import Settings
 from db import jobs
 from db.campaigns import campaign_results_job
+from db.exporter import files_job
 from db.jobs import JobResult
 from db.models import Job, JobStatus, Trigger
 from db.notify import notify_job
@@ -40,6 +41,7 @@ JobFunction = Callable[[Engine, Settings, Job, Callable[[str], None]], JobResult
 
 KINDS: dict[str, JobFunction] = {
     "refit": refit_job,
+    "files": files_job,  # queued by a refit that published and by its predictions: the files
     "predict": predict_job,  # queued by a refit that published: its snapshot's predictions
     "notify": notify_job,  # digests and alerts; queued by a refit that publishes, and daily
     "campaign_results": campaign_results_job,  # queued after imports too (db/importer.py)

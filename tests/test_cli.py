@@ -110,6 +110,9 @@ def test_refit_export_rename_and_scheduler_once(env: str, tmp_path: Path) -> Non
     refit = runner.invoke(main, ["refit", "--k", "3"])
     assert refit.exit_code == 0, refit.output
     assert "snapshot 1 published: as of 2011-12-09, 297 customers, k=3" in refit.output
+    # ... and its files for the web workers, as the scheduler builds them after its refits.
+    files = "snapshot files (orders, customers, profiles, customer_sample) ready in "
+    assert files + str(get_settings().snapshot_cache_dir) in refit.output
     csv_path = tmp_path / "kpis.csv"
     out = runner.invoke(main, ["export", "kpis", "--out", str(csv_path)])
     assert out.exit_code == 0, out.output

@@ -64,6 +64,8 @@ def test_compose_runs_web_replicas_behind_a_proxy_with_shared_state() -> None:
     assert "redis" in services and "redis" in web["depends_on"]
     cache = env["CUSTSEG_CACHE_DIR"]
     assert any(v.endswith(f":{cache}") for v in web["volumes"])
+    # The scheduler writes each new snapshot's files into the volume the web replicas map.
+    assert any(v == f"snapshot-cache:{cache}" for v in services["scheduler"]["volumes"])
     assert env["CUSTSEG_TRUSTED_PROXIES"].startswith("${CUSTSEG_TRUSTED_PROXIES:-1")
     assert "snapshot-cache" in compose["volumes"]
     assert cache in (ROOT / "Dockerfile").read_text()  # made for the app's user

@@ -33,7 +33,9 @@ from db.migrate import upgrade
 from db.models import Job, JobStatus, Snapshot, SnapshotStatus, Trigger
 from db.refit import RefitUnchanged
 from db.scheduler import SCHEDULE, Scheduler
+from db.exporter import ORDERS
 from db.session import make_engine
+from db.snapshot_files import SnapshotFiles
 from tests.conftest import SAMPLE, as_user, bare_settings
 from tests.refitting import refit
 from webapp.cli import main
@@ -88,6 +90,20 @@ def test_a_queued_refit_is_run_by_scheduler_once_and_publishes(cli_env: str) -> 
     with engine.connect() as conn:
         snap = conn.execute(select(Snapshot.status, Snapshot.trigger, Snapshot.k)).one()
     assert tuple(snap) == (SnapshotStatus.PUBLISHED, Trigger.WEB, 3)
+    # Then the snapshot's files for the web workers, in the same run of the queue.
+    files = "job 2 (files, web): done: snapshot 1: files of orders, customers, profiles, "
+    assert files + "customer_sample ready" in result.output
+    folder = get_settings().snapshot_cache_dir
+    kinds = sorted(p.name.split("-")[0] for p in folder.rglob("*.arrow"))
+    assert kinds == ["customer_sample", "customers", "orders", "profiles"]
+
+    def never() -> Any:
+        raise AssertionError("a web worker built a file the scheduler had written")
+
+    mapped = SnapshotFiles(folder).load(
+        engine, snapshots.get_snapshot(engine, 1), "orders", never, ORDERS
+    )
+    assert len(mapped.customer_ids) == 300  # 297 in segments, 3 with only returns
     empty = CliRunner().invoke(main, ["scheduler", "--once"])
     assert empty.exit_code == 0 and "no queued job" in empty.output
 

@@ -383,11 +383,20 @@ def _day(value: str | None, flag: str) -> date | None:
     show_default=True,
     help="Attach the predictions after publishing (CUSTSEG_PREDICTIONS=false: never).",
 )
+@click.option(
+    "--files/--no-files",
+    default=True,
+    show_default=True,
+    help="Write the snapshot's files for this machine's web workers after publishing "
+    "(CUSTSEG_CACHE_DIR); --no-files where no web worker reads them.",
+)
 @click.option("--quiet", "-q", is_flag=True)
 @handled
-def refit_cmd(k_opt: str, as_of: str | None, force: bool, predictions: bool, quiet: bool) -> None:
-    """Segment customers and publish a new snapshot (in the foreground), then attach its
-    predictions."""
+def refit_cmd(
+    k_opt: str, as_of: str | None, force: bool, predictions: bool, files: bool, quiet: bool
+) -> None:
+    """Segment customers and publish a new snapshot (in the foreground), write its files for
+    the web workers, then attach its predictions."""
     from db.refit import RefitFailed, RefitSkipped, RefitUnchanged, refit, refit_settings
 
     k: int | None = None
@@ -425,12 +434,37 @@ def refit_cmd(k_opt: str, as_of: str | None, force: bool, predictions: bool, qui
         )
         return
     _print_outcome(engine, outcome)
+    if files:
+        _write_files(engine, settings, outcome.snapshot_id)
     if predictions and settings.predictions:
-        _predict(engine, settings, outcome.snapshot_id, stage_echo)
+        if _predict(engine, settings, outcome.snapshot_id, stage_echo) and files:
+            _write_files(engine, settings, outcome.snapshot_id)
 
 
-def _predict(engine: Engine, settings: Settings, snapshot_id: int, stage_echo: Any) -> None:
-    """Attach the predictions of a snapshot just published (the segments are already out)."""
+def _write_files(engine: Engine, settings: Settings, snapshot_id: int) -> None:
+    """The snapshot's files for the web workers on this machine (db/snapshot_files.py), as the
+    scheduler builds them after its refits; a failure leaves the workers to build them."""
+    from db.exporter import write_snapshot_files
+    from db.snapshots import get_snapshot
+
+    try:
+        kinds, _, seconds = write_snapshot_files(
+            engine, settings, get_snapshot(engine, snapshot_id)
+        )
+    except Exception as exc:  # noqa: BLE001 - the workers build what is missing themselves
+        click.echo(
+            f"snapshot files not written ({type(exc).__name__}: {exc}); the web app builds them"
+        )
+        return
+    click.echo(
+        f"snapshot files ({', '.join(kinds)}) ready in {settings.snapshot_cache_dir} "
+        f"({seconds:.1f} s)"
+    )
+
+
+def _predict(engine: Engine, settings: Settings, snapshot_id: int, stage_echo: Any) -> bool:
+    """Attach the predictions of a snapshot just published (the segments are already out);
+    whether they were attached."""
     from db.predictions import attach_predictions
 
     click.echo("predictions: fitting (the snapshot is published meanwhile) ...")
@@ -439,7 +473,7 @@ def _predict(engine: Engine, settings: Settings, snapshot_id: int, stage_echo: A
     except Exception as exc:  # noqa: BLE001 - the snapshot stays published without predictions
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         click.echo(f"predictions failed (snapshot {snapshot_id} stays published): {first}")
-        return
+        return False
     unscored = sum(o.unscored.values())
     bt = o.backtest
     quality = ""
@@ -454,6 +488,7 @@ def _predict(engine: Engine, settings: Settings, snapshot_id: int, stage_echo: A
         + (f", {unscored:,} unscored" if unscored else "")
         + f" ({o.purchase_model}, {o.duration_s:.1f} s){quality}"
     )
+    return True
 
 
 def _job_line(job: Job) -> str:

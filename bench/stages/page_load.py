@@ -9,7 +9,9 @@ over `loads` warm loads; the first load of each page after gunicorn starts is re
 (`cold_s`): its worker may be the one that reads the snapshot's caches. gunicorn starts with an
 empty snapshot cache directory (`CUSTSEG_CACHE_DIR`), so that first load includes building the
 snapshot's files once for the machine; `restart_s` is the first load of each page after a
-second start on the same directory (the files are there: a deploy or a crash). Worker memory
+second start on the same directory (the files are there: a deploy or a crash), and
+`scheduled_s` the first load after a start once the scheduler process has written the files
+of the two latest snapshots, as it does after each refit (`files_s`: that job's time). Worker memory
 after the warm-up: RSS, USS (private), PSS (private plus a share of shared pages) and anonymous
 memory (the worker's own data: a mapped file's pages never count there).
 """
@@ -17,6 +19,7 @@ memory (the worker's own data: a mapped file's pages never count there).
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -99,6 +102,28 @@ def load(driver: Any, url: str, path: str, dom: list[float] | None = None) -> fl
     return took
 
 
+def scheduler_writes_files(ctx: Context, cache_dir: Path) -> tuple[float, float]:
+    """Queue a `files` job for the two latest published snapshots and run them as the
+    scheduler does (`custseg scheduler --once`, a child process): wall s and peak RSS MB."""
+    from bench.stages.refit import run_child
+    from db import jobs
+    from db.models import Trigger
+    from db.session import make_engine
+
+    engine = make_engine(ctx.database_url)
+    try:
+        for snapshot_id in appenv.published_ids(ctx.libpq_url)[:2]:
+            jobs.enqueue(engine, "files", {"snapshot_id": snapshot_id}, trigger=Trigger.CLI)
+    finally:
+        engine.dispose()
+    custseg = str(Path(sys.executable).with_name("custseg"))
+    env = appenv.production_env(ctx, CUSTSEG_CACHE_DIR=str(cache_dir))
+    wall, maxrss, polled, out = run_child([custseg, "scheduler", "--once"], env)
+    if out.count("(files, cli): done") != 2:
+        raise RuntimeError(f"the scheduler did not write the files: {out.strip()}")
+    return wall, max(maxrss, polled)
+
+
 @stage("page_load", keys=("page_load_s", "pages", "cold_s"))
 def run(ctx: Context) -> dict[str, Any]:
     """Headless Chromium against gunicorn: navigation to every chart drawn, per page."""
@@ -134,6 +159,22 @@ def run(ctx: Context) -> dict[str, Any]:
             finally:
                 driver.quit()
         ctx.log("  after a restart: " + ", ".join(f"{p} {s:.2f} s" for p, s in restart.items()))
+        # Production's path: after a refit publishes, the scheduler process writes the files
+        # (a `files` job per snapshot), so a worker that starts maps them.
+        shutil.rmtree(cache_dir)
+        files_s, files_rss_mb = scheduler_writes_files(ctx, cache_dir)
+        ctx.log(f"  scheduler wrote the files: {files_s:.1f} s, peak RSS {files_rss_mb:,.0f} MB")
+        with server.gunicorn(ctx, cache_dir=cache_dir) as served:
+            driver = browser()
+            try:
+                login(driver, served.url, email)
+                scheduled = {p: load(driver, served.url, p) for p in PAGES}
+            finally:
+                driver.quit()
+        ctx.log(
+            "  start after the scheduler's files: "
+            + ", ".join(f"{p} {s:.2f} s" for p, s in scheduled.items())
+        )
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
     pages = {p: round(median(v), 3) for p, v in runs.items()}
@@ -146,6 +187,10 @@ def run(ctx: Context) -> dict[str, Any]:
         "cold_max_s": round(max(cold.values()), 3),
         "restart_s": {p: round(v, 3) for p, v in restart.items()},
         "restart_max_s": round(max(restart.values()), 3),
+        "files_s": round(files_s, 3),
+        "files_peak_rss_mb": round(files_rss_mb, 1),
+        "scheduled_s": {p: round(v, 3) for p, v in scheduled.items()},
+        "scheduled_max_s": round(max(scheduled.values()), 3),
         "loads": loads,
         "dom_content_loaded_s": {p: round(median(v), 3) for p, v in dom.items()},
         "runs_s": {p: [round(x, 3) for x in v] for p, v in runs.items()},

@@ -370,26 +370,39 @@ def _cell(column: str, value: Any, name: Names) -> str:
     return str(value)
 
 
+def _formatter(column: str, values: pd.Series, name: Names) -> Callable[[Any], str]:
+    """How the cells of `column` are written: chosen once per column from its dtype (a plain
+    number column is the common case, and the tables are rebuilt on every filter change);
+    `_cell` decides per value for the rest."""
+    dtype = values.dtype
+    if column in SEGMENT_COLUMNS or not (
+        pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype)
+    ):
+        return lambda value: _cell(column, value, name)
+    if pd.api.types.is_integer_dtype(dtype):
+        return lambda value: "–" if pd.isna(value) else f"{int(value):,}"
+    if any(word in column for word in FRACTIONS):
+        return lambda value: "–" if pd.isna(value) else _pct(float(value), 1)
+    return lambda value: "–" if pd.isna(value) else f"{float(value):,.2f}"
+
+
 def table(frame: pd.DataFrame, name: Names, cap: int = ROW_CAP) -> html.Div:
     """`frame` as an HTML table with its column headers (prose and empty columns left out), at
     most `cap` rows, and a line saying how many there are."""
     shown = frame.head(cap)
+    filled = frame.notna().any()
     columns = [
         c
         for c in frame.columns
         if c not in PROSE
         and not (c == "name" and "segment_id" in frame.columns)
-        and frame[c].notna().any()
-        and not (shown[c].dtype == object and shown[c].map(_nested).any())
+        and filled[c]
+        and not (shown[c].dtype == object and any(_nested(v) for v in shown[c].tolist()))
     ]
     head = html.Thead(html.Tr([html.Th(_header(c), scope="col") for c in columns]))
-    rows = shown[columns].to_numpy(dtype=object).tolist()
-    body = html.Tbody(
-        [
-            html.Tr([html.Td(_cell(c, v, name)) for c, v in zip(columns, row, strict=True)])
-            for row in rows
-        ]
-    )
+    cells = [list(map(_formatter(c, shown[c], name), shown[c].tolist())) for c in columns]
+    rows = zip(*cells, strict=True) if cells else ([] for _ in range(len(shown)))
+    body = html.Tbody([html.Tr([html.Td(text) for text in row]) for row in rows])
     note = (
         f"All {len(frame):,} rows."
         if len(frame) <= cap

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from analytics.rfm import STAGES
@@ -64,19 +64,20 @@ def _frame(engine: Engine, stmt: Any) -> pd.DataFrame:
 
 
 def segments(engine: Engine, snapshot_id: int) -> pd.DataFrame:
-    """Profiles, with analysts' names (segment_labels) over the generated ones."""
+    """Profiles, with analysts' names (segment_labels) over the generated ones. One query:
+    every page's filter change reads it."""
     s = SnapshotSegment
-    frame = _frame(
-        engine, select(s).where(s.snapshot_id == snapshot_id).order_by(s.gross_revenue.desc())
+    columns = [
+        func.coalesce(SegmentLabel.name, c).label("name") if c.key == "name" else c
+        for c in s.__table__.columns
+    ]
+    stmt = (
+        select(*columns)
+        .outerjoin(SegmentLabel, SegmentLabel.segment_id == s.segment_id)
+        .where(s.snapshot_id == snapshot_id)
+        .order_by(s.gross_revenue.desc())
     )
-    frame.columns = [c.split(".")[-1] for c in frame.columns]
-    labels = _frame(engine, select(SegmentLabel.segment_id, SegmentLabel.name))
-    if not labels.empty and not frame.empty:
-        names = dict(zip(labels["segment_id"], labels["name"], strict=True))
-        frame["name"] = [
-            names.get(i, n) for i, n in zip(frame["segment_id"], frame["name"], strict=True)
-        ]
-    return frame
+    return _frame(engine, stmt)
 
 
 def published(engine: Engine) -> list[Snapshot]:

@@ -16,7 +16,7 @@ help:
 	@echo "make test   install test tools, Chromium, axe-core, find PostgreSQL, run lint + the whole suite"
 	@echo "make test-models  the tests that fit the prediction models (CDNOW backtest; ~2 min)"
 	@echo "make test-spark  install .[spark], Java and the JDBC driver, run the Spark engine's tests"
-	@echo "make bench  run the benchmark suite at SCALE=S|M|L (default M; see bench/README.md)"
+	@echo "make bench  run the benchmark suite at SCALE=S|M|L|XL (default M; see bench/README.md)"
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: no Python 3.12 found (tried $(PY312_CANDIDATES));" \

@@ -1,4 +1,4 @@
-"""python -m bench --scale S|M|L [--only STAGE ...] --out FILE.json"""
+"""python -m bench --scale S|M|L|XL [--only STAGE ...] --out FILE.json"""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bench.database import DEFAULT_SERVER, fresh_database, has_transactions
 from bench.harness import REGISTRY, Context, run, write_json
 from bench.stages import OPTIONAL, ORDER
 
-DEFAULT_REPEAT = {"S": 3, "M": 3, "L": 2}
+DEFAULT_REPEAT = {"S": 3, "M": 3, "L": 2, "XL": 1}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,7 +17,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).resolve().parent / ".data"
 SAMPLE = ROOT / "tests" / "data" / "online_retail_sample.csv"
-CUSTOMERS = {"M": 100_000, "L": 1_000_000}
+CUSTOMERS = {"M": 100_000, "L": 1_000_000, "XL": 3_000_000}
 SCALES = ("S", *CUSTOMERS)
 
 

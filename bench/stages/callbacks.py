@@ -54,8 +54,8 @@ FROM o JOIN snapshot_customers c ON c.customer_id = o.customer_id AND c.snapshot
 WHERE cardinality(%(segs)s::int[]) = 0 OR c.segment_id = ANY(%(segs)s::int[])
 GROUP BY 1, 2 ORDER BY 1, 2
 """
-WARM_REPEAT = {"S": 1, "M": 3, "L": 3}
-SQL_REPEAT = {"S": 3, "M": 11, "L": 7}
+WARM_REPEAT = {"S": 1, "M": 3, "L": 3, "XL": 2}
+SQL_REPEAT = {"S": 3, "M": 11, "L": 7, "XL": 3}
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -33,7 +33,7 @@ VENV = ROOT / "bench" / ".venv-locust"
 LOCUST_SPEC = "locust>=2.20,<3"
 USERS = 50
 SPAWN_RATE = 10  # users per second: all 50 in 5 s
-RUN_TIME = {"S": "20s", "M": "60s", "L": "60s"}
+RUN_TIME = {"S": "20s", "M": "60s", "L": "60s", "XL": "60s"}
 
 
 def locust_bin(ctx: Context) -> Path:

@@ -30,7 +30,7 @@ from bench.harness import Context, median, stage
 
 PAGES = ("/", "/segments", "/retention", "/sales", "/migration", "/customers", "/model")
 EXTRA_READY = {"/customers": "#members-table td.dash-cell"}
-LOADS = {"S": 2, "M": 5, "L": 5}
+LOADS = {"S": 2, "M": 5, "L": 5, "XL": 3}
 TIMEOUT_S = 60
 
 READY_JS = """

@@ -14,7 +14,9 @@ Layout: `<dir>/v<FORMAT>/<database>/snapshot-<id>-<started>/<kind>-<size>-<crc32
 snapshot's start time, so a database created again under the same URL (its snapshot ids start
 at 1 again) never reads another's files; `FORMAT` changes whenever what a file holds changes.
 
-A file is built by the first process that needs it, under an exclusive lock (`fcntl.flock` on
+The scheduler writes a snapshot's files right after a refit publishes it (the `files` job,
+`db/exporter.py`); otherwise a file is built by the first process that needs it. Either way
+under an exclusive lock (`fcntl.flock` on
 `<kind>.lock` beside it): the others wait for it, then map it. It is written to a temporary file and
 renamed into place, so a file under its final name was written whole; its name
 carries its size and the CRC-32 of its bytes, which every process checks when it opens it. A

@@ -5,7 +5,8 @@ The app's `SnapshotCache` keeps what a filter change needs of a snapshot (its or
 its customers, ...); building them at 1M customers takes seconds. A daemon thread per process
 reads them when the process starts (gunicorn imports `wsgi` in each worker) and again when it
 sees a newer published snapshot (it looks every `CUSTSEG_WARM_INTERVAL` seconds: one indexed
-query). The large ones come from the machine's Arrow files (db/snapshot_files.py): the first
+query). The large ones come from the machine's Arrow files (db/snapshot_files.py), which the
+scheduler writes right after a refit publishes; where it has not (another machine), the first
 worker to get there builds them under a file lock, the others wait and then map them, so a
 snapshot is built once per machine and held once in memory. The thread then removes the files
 of snapshots no longer published. Requests are served meanwhile; one that needs a frame being

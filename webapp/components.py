@@ -155,6 +155,19 @@ def chart_card(
     )
 
 
+def choice(
+    ident: str, options: dict[str, str], value: Any, class_name: str = "small"
+) -> dbc.RadioItems:
+    """A row of radio buttons choosing what a chart shows (value -> label)."""
+    return dbc.RadioItems(
+        id=ident,
+        options=[{"label": text, "value": key} for key, text in options.items()],
+        value=value,
+        inline=True,
+        className=class_name,
+    )
+
+
 def graph(graph_id: str, height: int | None = None) -> dcc.Graph:
     style = {"height": f"{height}px"} if height else {}
     return dcc.Graph(

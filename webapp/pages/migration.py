@@ -22,7 +22,7 @@ from analytics.rfm import GONE as STAGE_GONE
 from analytics.rfm import NEW
 from db import snapshots
 from webapp import charts, roles
-from webapp.components import chart_card, graph, label, no_snapshot
+from webapp.components import chart_card, choice, graph, label, no_snapshot
 from webapp.filters import (
     FILTERS,
     SNAPSHOT,
@@ -82,29 +82,19 @@ def layout(**query: Any) -> html.Div:
                         md=3,
                     ),
                     dbc.Col(
-                        dbc.RadioItems(
-                            id="migration-between",
-                            options=[
-                                {"label": "Segments", "value": "segments"},
-                                {"label": "Lifecycle stages", "value": "stages"},
-                            ],
-                            value="segments",
-                            inline=True,
-                            className="small",
+                        choice(
+                            "migration-between",
+                            {"segments": "Segments", "stages": "Lifecycle stages"},
+                            "segments",
                         ),
                         width="auto",
                         className="border-end pe-3",
                     ),
                     dbc.Col(
-                        dbc.RadioItems(
-                            id="migration-measure",
-                            options=[
-                                {"label": "Customers", "value": "customers"},
-                                {"label": "Revenue", "value": "gross_revenue"},
-                            ],
-                            value="customers",
-                            inline=True,
-                            className="small",
+                        choice(
+                            "migration-measure",
+                            {"customers": "Customers", "gross_revenue": "Revenue"},
+                            "customers",
                         ),
                         width="auto",
                     ),

@@ -31,6 +31,7 @@ from webapp import charts, refit_ui, roles
 from webapp.components import (
     PREDICTION_LABELS,
     chart_card,
+    choice,
     graph,
     info,
     money,
@@ -261,15 +262,10 @@ def predictions_section(export: bool) -> html.Div:
             html.Div(
                 [
                     html.Small("Deciles and calibration in", className="text-muted me-2"),
-                    dbc.RadioItems(
-                        id="model-backtest-measure",
-                        options=[
-                            {"label": "orders", "value": "orders"},
-                            {"label": "revenue", "value": "revenue"},
-                        ],
-                        value="orders",
-                        inline=True,
-                        className="small",
+                    choice(
+                        "model-backtest-measure",
+                        {"orders": "orders", "revenue": "revenue"},
+                        "orders",
                     ),
                 ],
                 className="d-flex align-items-center mb-1",

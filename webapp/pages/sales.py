@@ -10,7 +10,7 @@ from dash import Input, html
 
 from analytics.exports import GRANULARITIES
 from webapp import charts
-from webapp.components import chart_card, graph, no_snapshot
+from webapp.components import chart_card, choice, graph, no_snapshot
 from webapp.filters import FILTERS, filter_bar, initial, page_header, parse_choice
 from webapp.pagekit import Kit, chart_callback
 from webapp.roles import has_role
@@ -42,12 +42,11 @@ def layout(**query: Any) -> html.Div:
                 "revenue (in the download, where customers with only returns are segment 0).",
                 html.Div(
                     [
-                        dbc.RadioItems(
-                            id="sales-granularity",
-                            options=[{"label": g.title(), "value": g} for g in GRANULARITIES],
-                            value="month",
-                            inline=True,
-                            className="small mb-1",
+                        choice(
+                            "sales-granularity",
+                            {g: g.title() for g in GRANULARITIES},
+                            "month",
+                            "small mb-1",
                         ),
                         graph("sales-time"),
                     ]

@@ -25,6 +25,7 @@ from webapp import charts, roles
 from webapp.components import (
     PREDICTION_LABELS,
     chart_card,
+    choice,
     graph,
     info,
     label,
@@ -156,15 +157,11 @@ def layout(**query: Any) -> html.Div:
                 "above) and its suggested action; hover the ? for the numbers behind it.",
                 html.Div(
                     [
-                        dbc.RadioItems(
-                            id="segments-stage-measure",
-                            options=[
-                                {"label": "Shade by customers", "value": "customers"},
-                                {"label": "by revenue", "value": "gross_revenue"},
-                            ],
-                            value="customers",
-                            inline=True,
-                            className="small mb-1",
+                        choice(
+                            "segments-stage-measure",
+                            {"customers": "Shade by customers", "gross_revenue": "by revenue"},
+                            "customers",
+                            "small mb-1",
                         ),
                         html.Div(id="segments-stages-message"),
                         html.Div(id="segments-stages"),

@@ -106,6 +106,19 @@ def load(driver: Any, url: str, path: str, dom: list[float] | None = None) -> fl
     return took
 
 
+def first_loads(ctx: Context, cache_dir: Path, email: str, what: str) -> dict[str, float]:
+    """Start gunicorn on `cache_dir`, log in and load each page once: seconds per page."""
+    with server.gunicorn(ctx, cache_dir=cache_dir) as served:
+        driver = browser()
+        try:
+            login(driver, served.url, email)
+            firsts = {p: load(driver, served.url, p) for p in PAGES}
+        finally:
+            driver.quit()
+    ctx.log(f"  {what}: " + ", ".join(f"{p} {s:.2f} s" for p, s in firsts.items()))
+    return firsts
+
+
 def scheduler_writes_files(ctx: Context, cache_dir: Path) -> tuple[float, float]:
     """Queue a `files` job for the two latest published snapshots and run them as the
     scheduler does (`custseg scheduler --once`, a child process): wall s and peak RSS MB."""
@@ -155,30 +168,13 @@ def run(ctx: Context) -> dict[str, Any]:
             finally:
                 driver.quit()
         # A restart (a deploy, a crash) on the same machine: the snapshot files are there.
-        with server.gunicorn(ctx, cache_dir=cache_dir) as served:
-            driver = browser()
-            try:
-                login(driver, served.url, email)
-                restart = {p: load(driver, served.url, p) for p in PAGES}
-            finally:
-                driver.quit()
-        ctx.log("  after a restart: " + ", ".join(f"{p} {s:.2f} s" for p, s in restart.items()))
+        restart = first_loads(ctx, cache_dir, email, "after a restart")
         # Production's path: after a refit publishes, the scheduler process writes the files
         # (a `files` job per snapshot), so a worker that starts maps them.
         shutil.rmtree(cache_dir)
         files_s, files_rss_mb = scheduler_writes_files(ctx, cache_dir)
         ctx.log(f"  scheduler wrote the files: {files_s:.1f} s, peak RSS {files_rss_mb:,.0f} MB")
-        with server.gunicorn(ctx, cache_dir=cache_dir) as served:
-            driver = browser()
-            try:
-                login(driver, served.url, email)
-                scheduled = {p: load(driver, served.url, p) for p in PAGES}
-            finally:
-                driver.quit()
-        ctx.log(
-            "  start after the scheduler's files: "
-            + ", ".join(f"{p} {s:.2f} s" for p, s in scheduled.items())
-        )
+        scheduled = first_loads(ctx, cache_dir, email, "start after the scheduler's files")
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
     pages = {p: round(median(v), 3) for p, v in runs.items()}

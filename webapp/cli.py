@@ -555,6 +555,24 @@ def _export_list() -> str:
     return "\n".join(lines)
 
 
+def file_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--format csv|xlsx and --out FILE of the commands that write an export's file."""
+
+    def add(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "--out",
+            type=click.Path(dir_okay=False, path_type=Path),
+            required=required,
+            default=None,
+            help="Output file ('-' for standard output, CSV only).",
+        )(command)
+        return click.option(
+            "--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True
+        )(command)
+
+    return add
+
+
 @main.command("export")
 @click.argument("chart", required=False, type=click.Choice(list(EXPORTS)))
 @click.option("--list", "show_list", is_flag=True, help="List every export and exit.")
@@ -595,15 +613,7 @@ def _export_list() -> str:
     help="members: only customers at high churn risk (CUSTSEG_HIGH_RISK) among the most "
     "valuable (the top CUSTSEG_HIGH_VALUE_SHARE by 12-month CLV).",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Output file ('-' for standard output, CSV only).",
-)
+@file_options(required=False)
 @handled
 def export_cmd(
     chart: str | None,
@@ -1229,15 +1239,7 @@ def campaign_list(status: str | None, as_json: bool) -> None:
 
 @campaign.command("export")
 @click.argument("campaign_id", type=DB_ID)
-@click.option(
-    "--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Output file ('-' for standard output, CSV only).",
-)
+@file_options(required=True)
 @handled
 def campaign_export(campaign_id: int, fmt: str, out: Path) -> None:
     """Write a campaign's treatment list for the sending tool (never its holdout), with its

@@ -187,7 +187,7 @@ def users(engine: Engine) -> dict[str, int]:
 
 def refit_job(engine: Engine, settings: Settings, **params: Any) -> list[Any]:
     """Queue a refit as "Refit now" does and let the scheduler run the queue (the refit, then
-    the notify job it queues); the jobs it ran."""
+    the files and notify jobs it queues); the jobs it ran."""
     jobs.enqueue(engine, "refit", {"k": 5, **params}, trigger=Trigger.WEB)
     return Scheduler(engine, settings).drain()
 
@@ -275,6 +275,7 @@ def test_a_refit_with_a_shrunk_segment_sends_digests_and_fires_the_alert_once(
         ran = refit_job(engine, settings)
         assert [(j.kind, j.status) for j in ran] == [
             ("refit", JobStatus.DONE),
+            ("files", JobStatus.DONE),
             ("notify", JobStatus.DONE),
         ]
         second = snapshots.get_snapshot(engine)
@@ -315,6 +316,7 @@ def test_a_refit_with_a_shrunk_segment_sends_digests_and_fires_the_alert_once(
         ran = refit_job(engine, settings, force=True)
         assert [(j.kind, j.status) for j in ran] == [
             ("refit", JobStatus.DONE),
+            ("files", JobStatus.DONE),
             ("notify", JobStatus.DONE),
         ]
         again = [m for _, m in inbox.parsed()[before:]]
@@ -510,6 +512,7 @@ def test_a_failing_smtp_server_is_retried_and_logged_and_the_refit_still_publish
         ran = refit_job(sqlite_engine, settings)
     assert [(j.kind, j.status) for j in ran] == [
         ("refit", JobStatus.DONE),
+        ("files", JobStatus.DONE),
         ("notify", JobStatus.DONE),
     ]
     assert snapshots.get_snapshot(sqlite_engine).id == 2
@@ -540,9 +543,10 @@ def test_an_smtp_server_that_is_down_fails_the_delivery_visibly_not_the_refit(
     ran = refit_job(sqlite_engine, settings)
     assert [(j.kind, j.status) for j in ran] == [
         ("refit", JobStatus.DONE),
+        ("files", JobStatus.DONE),
         ("notify", JobStatus.DONE),
     ]
-    assert "0 sent, 1 failed" in (ran[1].message or "")
+    assert "0 sent, 1 failed" in (ran[2].message or "")
     with Session(sqlite_engine) as db:
         (row,) = db.scalars(select(Delivery))
     assert row.status == DeliveryStatus.FAILED and row.attempts == 3
@@ -603,7 +607,7 @@ def test_a_webhook_to_a_host_outside_the_allow_list_is_refused(
         )
         import_file(sqlite_engine, back)
         ran = refit_job(sqlite_engine, elsewhere)
-        assert [j.status for j in ran] == [JobStatus.DONE, JobStatus.DONE]
+        assert [j.status for j in ran] == [JobStatus.DONE] * 3  # refit, files, notify
         assert posts == []  # nothing reached the receiver
     with Session(sqlite_engine) as db:
         (row,) = db.scalars(select(Delivery))

@@ -37,6 +37,12 @@ def label(
     return html.Label(text, htmlFor=dom_id(target), **kw)
 
 
+def field(text: Any, target: str | dict[str, Any], control: Any, **col: Any) -> dbc.Col:
+    """A form control under its small label, as a column of a `dbc.Row` (`col`: md=, id=,
+    style=, ...)."""
+    return dbc.Col([label(text, target, className="small text-muted mb-0"), control], **col)
+
+
 def empty_state(title: str, body: str) -> dbc.Alert:
     return dbc.Alert(
         [html.H5(title, className="alert-heading"), html.P(body, className="mb-0")],

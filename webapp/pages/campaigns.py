@@ -32,7 +32,7 @@ from db import campaigns, jobs, snapshots
 from db.exporter import Forbidden
 from db.models import JobStatus, Trigger
 from webapp import charts, roles
-from webapp.components import chart_card, graph, integer, label, money, percent
+from webapp.components import chart_card, field, graph, integer, label, money, percent
 from webapp.filters import (
     FilterError,
     page_header,
@@ -298,8 +298,8 @@ def _log(frame: pd.DataFrame, with_name: bool = False) -> Any:
 # --- a new campaign ----------------------------------------------------------------------------
 
 
-def _label(text: str, target: str) -> dbc.Label:
-    return dbc.Label(text, html_for=target, className="small text-muted mb-0")
+def _label(text: str, target: str) -> html.Label:
+    return label(text, target, className="small text-muted mb-0")
 
 
 def _range_inputs(available: set[str]) -> tuple[list[Any], list[str]]:
@@ -369,28 +369,26 @@ def _new_campaign() -> dbc.Card:
     body = [
         dbc.Row(
             [
-                dbc.Col(
-                    [
-                        _label("Name", "campaign-name"),
-                        dbc.Input(
-                            id="campaign-name",
-                            maxLength=calc.MAX_NAME,
-                            placeholder="e.g. Spring win-back",
-                        ),
-                    ],
+                field(
+                    "Name",
+                    "campaign-name",
+                    dbc.Input(
+                        id="campaign-name",
+                        maxLength=calc.MAX_NAME,
+                        placeholder="e.g. Spring win-back",
+                    ),
                     md=6,
                 ),
-                dbc.Col(
-                    [
-                        _label("Audience drawn from snapshot", "campaign-snapshot"),
-                        dcc.Dropdown(
-                            id="campaign-snapshot",
-                            options=snapshot_options(snaps),
-                            value=snaps[0].id,
-                            clearable=False,
-                            searchable=False,
-                        ),
-                    ],
+                field(
+                    "Audience drawn from snapshot",
+                    "campaign-snapshot",
+                    dcc.Dropdown(
+                        id="campaign-snapshot",
+                        options=snapshot_options(snaps),
+                        value=snaps[0].id,
+                        clearable=False,
+                        searchable=False,
+                    ),
                     md=6,
                 ),
             ],
@@ -399,23 +397,21 @@ def _new_campaign() -> dbc.Card:
         html.Div("Rule: customers meeting every condition given", className="small fw-semibold"),
         dbc.Row(
             [
-                dbc.Col(
-                    [
-                        _label("Segments", "campaign-segments"),
-                        dcc.Dropdown(id="campaign-segments", multi=True, placeholder="Any segment"),
-                    ],
+                field(
+                    "Segments",
+                    "campaign-segments",
+                    dcc.Dropdown(id="campaign-segments", multi=True, placeholder="Any segment"),
                     md=6,
                 ),
-                dbc.Col(
-                    [
-                        _label("Lifecycle stages", "campaign-stages"),
-                        dcc.Dropdown(
-                            id="campaign-stages",
-                            options=[{"label": s, "value": s} for s in STAGES],
-                            multi=True,
-                            placeholder="Any stage",
-                        ),
-                    ],
+                field(
+                    "Lifecycle stages",
+                    "campaign-stages",
+                    dcc.Dropdown(
+                        id="campaign-stages",
+                        options=[{"label": s, "value": s} for s in STAGES],
+                        multi=True,
+                        placeholder="Any stage",
+                    ),
                     md=6,
                 ),
             ],
@@ -425,48 +421,45 @@ def _new_campaign() -> dbc.Card:
         missing_note,
         dbc.Row(
             [
-                dbc.Col(
-                    [
-                        _label("Holdout (%)", "campaign-holdout"),
-                        dbc.Input(
-                            id="campaign-holdout",
-                            type="number",
-                            value=round(calc.DEFAULT_HOLDOUT * 100),
-                            min=calc.MIN_HOLDOUT * 100,
-                            max=calc.MAX_HOLDOUT * 100,
-                            step=1,
-                        ),
-                    ],
+                field(
+                    "Holdout (%)",
+                    "campaign-holdout",
+                    dbc.Input(
+                        id="campaign-holdout",
+                        type="number",
+                        value=round(calc.DEFAULT_HOLDOUT * 100),
+                        min=calc.MIN_HOLDOUT * 100,
+                        max=calc.MAX_HOLDOUT * 100,
+                        step=1,
+                    ),
                     xs=4,
                     md=2,
                 ),
-                dbc.Col(
-                    [
-                        _label("Start", "campaign-start"),
-                        html.Div(
-                            dcc.DatePickerSingle(
-                                id="campaign-start",
-                                date=today,
-                                display_format="YYYY-MM-DD",
-                                first_day_of_week=1,
-                            )
-                        ),
-                    ],
+                field(
+                    "Start",
+                    "campaign-start",
+                    html.Div(
+                        dcc.DatePickerSingle(
+                            id="campaign-start",
+                            date=today,
+                            display_format="YYYY-MM-DD",
+                            first_day_of_week=1,
+                        )
+                    ),
                     width="auto",
                 ),
-                dbc.Col(
-                    [
-                        _label("End (optional)", "campaign-end"),
-                        html.Div(
-                            dcc.DatePickerSingle(
-                                id="campaign-end",
-                                display_format="YYYY-MM-DD",
-                                first_day_of_week=1,
-                                clearable=True,
-                                placeholder="open",
-                            )
-                        ),
-                    ],
+                field(
+                    "End (optional)",
+                    "campaign-end",
+                    html.Div(
+                        dcc.DatePickerSingle(
+                            id="campaign-end",
+                            display_format="YYYY-MM-DD",
+                            first_day_of_week=1,
+                            clearable=True,
+                            placeholder="open",
+                        )
+                    ),
                     width="auto",
                 ),
             ],

@@ -42,7 +42,7 @@ from db.notifications import (
 from db.notify import preview
 from db.users import list_users
 from webapp import roles
-from webapp.components import label, table_style
+from webapp.components import field, label, table_style
 from webapp.filters import page_header
 from webapp.roles import has_role
 from webapp.state import state
@@ -167,30 +167,28 @@ def _digest_card(admin: bool) -> dbc.Card:
         ),
         dbc.Row(
             [
-                dbc.Col(
-                    [
-                        _label("Day (weekly)", "notif-weekday"),
-                        dcc.Dropdown(
-                            id="notif-weekday",
-                            options=[{"label": d, "value": i} for i, d in enumerate(WEEKDAYS)],
-                            value=0,
-                            clearable=False,
-                            searchable=False,
-                        ),
-                    ],
+                field(
+                    "Day (weekly)",
+                    "notif-weekday",
+                    dcc.Dropdown(
+                        id="notif-weekday",
+                        options=[{"label": d, "value": i} for i, d in enumerate(WEEKDAYS)],
+                        value=0,
+                        clearable=False,
+                        searchable=False,
+                    ),
                     sm=5,
                 ),
-                dbc.Col(
-                    [
-                        _label("KPIs over the last", "notif-period"),
-                        dcc.Dropdown(
-                            id="notif-period",
-                            options=[{"label": f"{d} days", "value": d} for d in PERIODS],
-                            value=30,
-                            clearable=False,
-                            searchable=False,
-                        ),
-                    ],
+                field(
+                    "KPIs over the last",
+                    "notif-period",
+                    dcc.Dropdown(
+                        id="notif-period",
+                        options=[{"label": f"{d} days", "value": d} for d in PERIODS],
+                        value=30,
+                        clearable=False,
+                        searchable=False,
+                    ),
                     sm=4,
                 ),
             ],
@@ -262,95 +260,79 @@ def _rules_card() -> dbc.Card:
     form = [
         dbc.Row(
             [
-                dbc.Col(
-                    [
-                        _label("Rule", "notif-kind"),
-                        dcc.Dropdown(
-                            id="notif-kind",
-                            options=[
-                                {"label": k.label, "value": k.name} for k in RULE_KINDS.values()
-                            ],
-                            value="kpi_change",
-                            clearable=False,
-                            searchable=False,
-                        ),
-                    ],
+                field(
+                    "Rule",
+                    "notif-kind",
+                    dcc.Dropdown(
+                        id="notif-kind",
+                        options=[{"label": k.label, "value": k.name} for k in RULE_KINDS.values()],
+                        value="kpi_change",
+                        clearable=False,
+                        searchable=False,
+                    ),
                     md=7,
                 ),
-                dbc.Col(
-                    [
-                        _label("Name (optional)", "notif-name"),
-                        dbc.Input(id="notif-name", maxLength=120),
-                    ]
-                ),
+                field("Name (optional)", "notif-name", dbc.Input(id="notif-name", maxLength=120)),
             ],
             className="g-2 mb-2",
         ),
         dbc.Row(
             [
-                dbc.Col(
-                    [
-                        _label("KPI", "notif-metric"),
-                        dcc.Dropdown(
-                            id="notif-metric",
-                            options=[{"label": v, "value": k} for k, v in KPI_LABELS.items()],
-                            value="gross_revenue",
-                            clearable=False,
-                        ),
-                    ],
+                field(
+                    "KPI",
+                    "notif-metric",
+                    dcc.Dropdown(
+                        id="notif-metric",
+                        options=[{"label": v, "value": k} for k, v in KPI_LABELS.items()],
+                        value="gross_revenue",
+                        clearable=False,
+                    ),
                     id="notif-kpi-fields",
                     md=4,
                 ),
-                dbc.Col(
-                    [
-                        _label("Period (days)", "notif-days"),
-                        dbc.Input(id="notif-days", type="number", min=1, max=366, value=30),
-                    ],
+                field(
+                    "Period (days)",
+                    "notif-days",
+                    dbc.Input(id="notif-days", type="number", min=1, max=366, value=30),
                     id="notif-period-fields",
                     md=2,
                 ),
-                dbc.Col(
-                    [
-                        _label("Segment", "notif-segment"),
-                        dcc.Dropdown(id="notif-segment", options=segment_options),
-                    ],
+                field(
+                    "Segment",
+                    "notif-segment",
+                    dcc.Dropdown(id="notif-segment", options=segment_options),
                     id="notif-segment-fields",
                     md=4,
                     style=hidden,
                 ),
-                dbc.Col(
-                    [
-                        _label("Measure", "notif-measure"),
-                        dcc.Dropdown(
-                            id="notif-measure",
-                            options=[{"label": v, "value": k} for k, v in SEGMENT_MEASURES.items()],
-                            value="customers",
-                            clearable=False,
-                        ),
-                    ],
+                field(
+                    "Measure",
+                    "notif-measure",
+                    dcc.Dropdown(
+                        id="notif-measure",
+                        options=[{"label": v, "value": k} for k, v in SEGMENT_MEASURES.items()],
+                        value="customers",
+                        clearable=False,
+                    ),
                     id="notif-measure-fields",
                     md=2,
                     style=hidden,
                 ),
-                dbc.Col(
-                    [
-                        _label("Moves", "notif-direction"),
-                        dcc.Dropdown(
-                            id="notif-direction",
-                            options=[
-                                {"label": DIRECTION_LABELS[d], "value": d} for d in DIRECTIONS
-                            ],
-                            value="either",
-                            clearable=False,
-                        ),
-                    ],
+                field(
+                    "Moves",
+                    "notif-direction",
+                    dcc.Dropdown(
+                        id="notif-direction",
+                        options=[{"label": DIRECTION_LABELS[d], "value": d} for d in DIRECTIONS],
+                        value="either",
+                        clearable=False,
+                    ),
                     md=3,
                 ),
-                dbc.Col(
-                    [
-                        _label("By more than (%)", "notif-threshold"),
-                        dbc.Input(id="notif-threshold", type="number", min=0, value=20),
-                    ],
+                field(
+                    "By more than (%)",
+                    "notif-threshold",
+                    dbc.Input(id="notif-threshold", type="number", min=0, value=20),
                     md=3,
                 ),
             ],
@@ -358,27 +340,23 @@ def _rules_card() -> dbc.Card:
         ),
         dbc.Row(
             [
-                dbc.Col(
-                    [
-                        _label("E-mail to", "notif-recipients"),
-                        dcc.Dropdown(
-                            id="notif-recipients",
-                            options=people,
-                            value=[int(current_user.id)],
-                            multi=True,
-                        ),
-                    ],
+                field(
+                    "E-mail to",
+                    "notif-recipients",
+                    dcc.Dropdown(
+                        id="notif-recipients",
+                        options=people,
+                        value=[int(current_user.id)],
+                        multi=True,
+                    ),
                     md=6,
                 ),
-                dbc.Col(
-                    [
-                        _label(
-                            "Webhook URL (optional: Slack, Mattermost, Teams…)", "notif-webhook"
-                        ),
-                        dbc.Input(
-                            id="notif-webhook", type="url", placeholder="https://hooks.slack.com/…"
-                        ),
-                    ],
+                field(
+                    "Webhook URL (optional: Slack, Mattermost, Teams…)",
+                    "notif-webhook",
+                    dbc.Input(
+                        id="notif-webhook", type="url", placeholder="https://hooks.slack.com/…"
+                    ),
                     md=6,
                 ),
             ],

@@ -403,6 +403,17 @@ class Exporter:
             kinds.append("predictions")
         for kind in kinds:
             getattr(src, kind)
+        # The cache keeps a frame in memory, with a warning, where it cannot write its file (a
+        # read-only or full directory): that is a failure here, where the file is the point.
+        stored = {"predictions": "predictions:done"}
+        missing = [
+            k for k in kinds if self.cache.files.path(self.engine, snap, stored.get(k, k)) is None
+        ]
+        if missing:
+            raise OSError(
+                f"snapshot {snap.id}: files of {', '.join(missing)} not written in "
+                f"{self.cache.files.directory} (see the warning logged)"
+            )
         return kinds
 
     def prune(self) -> list[Any]:

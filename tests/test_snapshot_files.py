@@ -381,3 +381,36 @@ def test_a_large_frame_is_mapped_not_copied(tmp_path: Path) -> None:
         values = back[column].to_numpy()
         assert not values.flags.owndata and not values.flags.writeable, column
     pd.testing.assert_frame_equal(back, frame)
+
+
+def test_the_scheduler_writes_a_snapshots_files_or_fails_saying_where(
+    shop: Engine, tmp_path: Path
+) -> None:
+    """The `files` job a refit queues: every file of the snapshot under the directory, which a
+    worker then maps without building; in a directory it cannot write, the job fails and names
+    it (the web workers keep building in memory)."""
+    from db import jobs
+    from db.models import JobStatus, Trigger
+    from db.scheduler import Scheduler
+    from tests.conftest import bare_settings
+
+    latest = snapshots.latest_published(shop)
+    assert latest is not None
+    jobs.enqueue(shop, "files", {"snapshot_id": latest.id}, trigger=Trigger.WEB)
+    [done] = Scheduler(shop, bare_settings(cache_dir=tmp_path / "cache")).drain()
+    assert done.status == JobStatus.DONE, done.error
+    assert done.message == (
+        f"snapshot {latest.id}: files of orders, customers, profiles, customer_sample ready"
+    )
+    files = SnapshotFiles(tmp_path / "cache")
+    for kind in ("orders", "customers", "profiles", "customer_sample"):
+        assert files.path(shop, latest, kind) is not None, kind
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory should be")
+    jobs.enqueue(shop, "files", {"snapshot_id": latest.id}, trigger=Trigger.WEB)
+    [failed] = Scheduler(shop, bare_settings(cache_dir=blocker)).drain()
+    assert failed.status == JobStatus.FAILED
+    assert f"files of orders, customers, profiles, customer_sample not written in {blocker}" in (
+        failed.error or ""
+    )

@@ -27,13 +27,13 @@ from werkzeug.exceptions import Forbidden
 from config import Settings
 from config.settings import get_settings
 from db import jobs, snapshots
+from db.exporter import ORDERS
 from db.importer import import_file
 from db.jobs import JobResult
 from db.migrate import upgrade
 from db.models import Job, JobStatus, Snapshot, SnapshotStatus, Trigger
 from db.refit import RefitUnchanged
 from db.scheduler import SCHEDULE, Scheduler
-from db.exporter import ORDERS
 from db.session import make_engine
 from db.snapshot_files import SnapshotFiles
 from tests.conftest import SAMPLE, as_user, bare_settings

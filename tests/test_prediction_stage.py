@@ -136,3 +136,7 @@ def test_a_refit_job_queues_the_prediction_job_of_its_snapshot(
     snap = snapshots.get_snapshot(sqlite_engine)
     assert snap.predictions_status == PredictionStatus.DONE
     assert not export_frame(sqlite_engine, "predictions", Filters())[0].empty
+    # The snapshot's files after the refit, then once more with its predictions.
+    files = [j.message for j in reversed(jobs.recent(sqlite_engine)) if j.kind == "files"]
+    ready = f"snapshot {snap.id}: files of orders, customers, profiles, customer_sample"
+    assert files == [f"{ready} ready", f"{ready}, predictions ready"]

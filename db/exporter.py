@@ -68,8 +68,10 @@ def empty_predictions() -> pd.DataFrame:
     )
 
 
-# What a snapshot keeps as files (besides its predictions, once they are done).
+# What a snapshot keeps as files (besides its predictions, once they are done), and the cache
+# key of its predictions (read once they are done: they change once, from pending to done).
 FILE_KINDS = ("orders", "customers", "profiles", "customer_sample")
+PREDICTIONS_KIND = "predictions:done"
 
 
 class Forbidden(PermissionError):
@@ -141,7 +143,7 @@ class SnapshotSources:
             cols = ["customer_id", "segment_id", *PREDICTION_COLUMNS, "unscored_reason"]
             return frame[cols].sort_values("customer_id", kind="stable").reset_index(drop=True)
 
-        return self._cached("predictions:done", load, FRAME)  # type: ignore[no-any-return]
+        return self._cached(PREDICTIONS_KIND, load, FRAME)  # type: ignore[no-any-return]
 
     @property
     def member_predictions(self) -> np.ndarray:
@@ -405,7 +407,7 @@ class Exporter:
             getattr(src, kind)
         # The cache keeps a frame in memory, with a warning, where it cannot write its file (a
         # read-only or full directory): that is a failure here, where the file is the point.
-        stored = {"predictions": "predictions:done"}
+        stored = {"predictions": PREDICTIONS_KIND}
         missing = [
             k for k in kinds if self.cache.files.path(self.engine, snap, stored.get(k, k)) is None
         ]

@@ -295,6 +295,28 @@ class KSelection:
     sample_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     sample_labels: dict[int, np.ndarray] = field(default_factory=dict)  # each k's, on the sample
 
+    @classmethod
+    def of(
+        cls,
+        made: KChoiceMade,
+        fits: dict[int, SampleFit],
+        labels: np.ndarray,
+        centers: np.ndarray,
+        sample_index: np.ndarray,
+    ) -> KSelection:
+        """The selection of `made.k` with every k's sample fits, whichever engine made them:
+        `labels` and `centers` of all customers (the sample's when it is all of them)."""
+        return cls(
+            made.k,
+            labels,
+            centers,
+            made.scores,
+            {kk: f.centers for kk, f in fits.items()},
+            made.reason,
+            sample_index,
+            {kk: f.labels for kk, f in fits.items()},
+        )
+
 
 @dataclass
 class SampleFit:
@@ -501,16 +523,7 @@ def fit_kmeans(
     if len(idx) < n:
         final = KMeans(n_clusters=chosen, init=centers, n_init=1, random_state=seed).fit(x)
         labels, centers = final.labels_.astype(int), final.cluster_centers_
-    return KSelection(
-        chosen,
-        labels,
-        centers,
-        made.scores,
-        {kk: f.centers for kk, f in fits.items()},
-        made.reason,
-        idx,
-        {kk: f.labels for kk, f in fits.items()},
-    )
+    return KSelection.of(made, fits, labels, centers, idx)
 
 
 def explain_selection(reason: dict[str, Any], source: str | None = None) -> str:

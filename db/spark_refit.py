@@ -751,16 +751,7 @@ def _cluster(
         labels = got.set_index("customer_id")["label"].reindex(feats.index).to_numpy(np.int64)
         points.unpersist()
     made.reason["source"] = settings.k_source
-    return KSelection(
-        chosen,
-        labels,
-        centers,
-        made.scores,
-        {kk: f.centers for kk, f in fits.items()},
-        made.reason,
-        idx,
-        {kk: f.labels for kk, f in fits.items()},
-    )
+    return KSelection.of(made, fits, labels, centers, idx)
 
 
 # --- predictions --------------------------------------------------------------------------

@@ -303,6 +303,15 @@ def export_frame(
     return Exporter(engine, SnapshotCache()).export(name, f, snapshot_id, **kw)  # type: ignore[arg-type]
 
 
+def frame(engine: Engine, name: str, role: str | None = None, **filters: object):  # type: ignore[no-untyped-def]
+    """The frame of export `name` as `role` sees it (None: the command line), its filters (and
+    `snapshot`) given by name."""
+    from analytics.exports import Filters
+
+    snapshot = filters.pop("snapshot", None)
+    return export_frame(engine, name, Filters(**filters), snapshot, role=role)[0]  # type: ignore[arg-type]
+
+
 def view(
     start: object = None, end: object = None, segments: object = None, snapshot: object = None
 ) -> dict[str, object]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -132,6 +133,33 @@ def csp_violations(dash_duo: Any) -> list[str]:
     """Console errors that say the Content-Security-Policy blocked something."""
     words = ("Content Security Policy", "Content-Security-Policy", "unsafe-eval", "Refused to")
     return [m for m in browser_errors(dash_duo) if any(w in m for w in words)]
+
+
+# --- component trees, as a page callback returns them -----------------------------------------
+
+
+def walk(node: Any) -> Iterator[Any]:
+    """Every component of a layout tree."""
+    if node is None or isinstance(node, str | int | float):
+        return
+    if isinstance(node, list | tuple):
+        for child in node:
+            yield from walk(child)
+        return
+    yield node
+    yield from walk(getattr(node, "children", None))
+
+
+def text_of(node: Any, sep: str = "") -> str:
+    """The visible text of a component tree, its pieces joined by `sep` (a screen reader reads
+    them in this order)."""
+    if node is None:
+        return ""
+    if isinstance(node, str | int | float):
+        return str(node)
+    if isinstance(node, list | tuple):
+        return sep.join(text_of(c, sep) for c in node)
+    return text_of(getattr(node, "children", None), sep)
 
 
 # --- a browser's view of a page, without a browser --------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -118,6 +118,36 @@ def logout(client: Any) -> Any:
     """Log out as the navbar does: POST /logout with the CSRF token of the confirm form."""
     token = form_token(client.get("/logout").get_data(as_text=True))
     return client.post("/logout", data={"csrf_token": token})
+
+
+def submit_login(dash_duo: Any, email: str, path: str = "/login") -> None:
+    """In the browser: open `path` signed out (the login form) and log in as `email`."""
+    from tests.conftest import PASSWORD
+
+    dash_duo.driver.get(dash_duo.server.url + path)
+    dash_duo.wait_for_element("#email", timeout=10).send_keys(email)
+    dash_duo.find_element("#password").send_keys(PASSWORD)
+    dash_duo.find_element("#login-submit").click()
+
+
+def browser_login(dash_duo: Any, email: str) -> None:
+    """In the browser: log in as `email` and wait for the first page (its filter bar)."""
+    submit_login(dash_duo, email)
+    dash_duo.wait_for_element("#f-snapshot", timeout=20)
+
+
+def wait_until(fn: Callable[[], Any], timeout: float = 20) -> Any:
+    """The first true value of `fn()`, asked every 0.2 s; an AssertionError after `timeout`."""
+    import time
+
+    deadline = time.time() + timeout
+    value = None
+    while time.time() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out (last: {value!r})")
 
 
 def browser_errors(dash_duo: Any) -> list[str]:

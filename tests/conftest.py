@@ -176,6 +176,15 @@ def add_user(engine: Engine, email: str, role: str = "viewer", password: str = P
         )
 
 
+def import_rejection(engine: Engine, path: Path, **options: object) -> str:
+    """The message of the ImportRejected that importing `path` (with `options`) raises."""
+    from db.importer import ImportRejected, import_file
+
+    with pytest.raises(ImportRejected) as info:
+        import_file(engine, path, **options)  # type: ignore[arg-type]
+    return str(info.value)
+
+
 def forget_page_duplicates() -> None:
     """A test that imports `webapp.pages.x` registers that page a second time under this name;
     Dash would then refuse every later app for duplicate paths. And an app a test made but never

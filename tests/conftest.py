@@ -185,6 +185,23 @@ def import_rejection(engine: Engine, path: Path, **options: object) -> str:
     return str(info.value)
 
 
+def fail_at_call(
+    monkeypatch: pytest.MonkeyPatch, target: object, name: str, n: int, error: Exception
+) -> None:
+    """Make `target.name` raise `error` at its `n`-th call; the other calls go through."""
+    real = getattr(target, name)
+    calls = 0
+
+    def failing(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, failing)
+
+
 def forget_page_duplicates() -> None:
     """A test that imports `webapp.pages.x` registers that page a second time under this name;
     Dash would then refuse every later app for duplicate paths. And an app a test made but never

@@ -11,7 +11,7 @@ from analytics.metrics import kpis
 from db.importer import ImportRejected, import_file
 from db.models import ImportBatch, Transaction
 from db.queries import load_orders
-from tests.conftest import CDNOW, RAW, SAMPLE, import_rejection
+from tests.conftest import CDNOW, RAW, SAMPLE, fail_at_call, import_rejection
 
 
 def counts(engine: Engine) -> tuple[int, int]:
@@ -148,16 +148,7 @@ def test_a_failure_mid_import_leaves_the_database_as_it_was(
 
     import_file(engine, CDNOW)
     before = counts(engine)
-    calls = {"n": 0}
-    real = importer.write_lines
-
-    def failing(conn, batch_id, lines):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("disk full")
-        real(conn, batch_id, lines)
-
-    monkeypatch.setattr(importer, "write_lines", failing)
+    fail_at_call(monkeypatch, importer, "write_lines", 2, RuntimeError("disk full"))
     with pytest.raises(RuntimeError):
         import_file(engine, SAMPLE, chunk_lines=5_000)
     assert counts(engine) == before

@@ -202,6 +202,21 @@ def fail_at_call(
     monkeypatch.setattr(target, name, failing)
 
 
+def command_line_env(
+    monkeypatch: pytest.MonkeyPatch, url: str, instance_dir: Path, **more: str
+) -> None:
+    """The environment `custseg` commands read: a development instance on `url` with its files
+    in `instance_dir`, and the variables `more`; the settings are read again."""
+    from config.settings import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("CUSTSEG_ENV", "development")
+    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(instance_dir))
+    for name, value in more.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+
 def forget_page_duplicates() -> None:
     """A test that imports `webapp.pages.x` registers that page a second time under this name;
     Dash would then refuse every later app for duplicate paths. And an app a test made but never

@@ -17,7 +17,7 @@ from db.batches import NoSuchBatch, list_batches, remove_batch
 from db.importer import ImportRejected, import_file
 from db.models import ImportBatch, Transaction
 from db.queries import load_orders
-from tests.conftest import CDNOW, DATA, SAMPLE, import_rejection
+from tests.conftest import CDNOW, DATA, SAMPLE, command_line_env, import_rejection
 
 HEADER = "customer_id,order_id,ordered_at,amount,category,country\n"
 SAMPLE_KPIS = (297, 1_286, 275, 762_694.99, 734_776.06)
@@ -429,10 +429,7 @@ def test_removing_the_sample_after_importing_a_shop_leaves_exactly_the_shops_kpi
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_engine: Engine) -> Engine:
     from config.settings import get_settings
 
-    monkeypatch.setenv("DATABASE_URL", str(sqlite_engine.url))
-    monkeypatch.setenv("CUSTSEG_ENV", "development")
-    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path))
-    get_settings.cache_clear()
+    command_line_env(monkeypatch, str(sqlite_engine.url), tmp_path)
     yield sqlite_engine
     get_settings.cache_clear()
 

@@ -29,6 +29,7 @@ from tests.conftest import (
     PASSWORD,
     SAMPLE,
     add_user,
+    command_line_env,
     forget_page_duplicates,
     import_rejection,
     login,
@@ -971,10 +972,7 @@ def test_export_command_refuses_injection_in_its_filters(
     from webapp.cli import main
 
     _, engine, _ = shop
-    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("CUSTSEG_ENV", "development")
-    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path))
-    get_settings.cache_clear()
+    command_line_env(monkeypatch, engine.url.render_as_string(hide_password=False), tmp_path)
     before = table_counts(engine)
     runner = CliRunner()
     out = str(tmp_path / "x.csv")
@@ -1128,10 +1126,7 @@ def test_provenance_values_are_inert_through_custseg_export(
     # The check can fail: written as given, each value would leave a formula cell.
     assert all(formula_cells(f"# filter_customer: {v}") for v in HOSTILE_PROVENANCE[6:])
     assert all(formula_cells(v) for v in HOSTILE_PROVENANCE)
-    monkeypatch.setenv("DATABASE_URL", str(engine.url))
-    monkeypatch.setenv("CUSTSEG_ENV", "development")
-    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path))
-    get_settings.cache_clear()
+    command_line_env(monkeypatch, str(engine.url), tmp_path)
     runner = CliRunner()
     try:
         for i, customer in enumerate(HOSTILE_PROVENANCE):
@@ -1227,10 +1222,7 @@ def test_hostile_customer_ids_come_out_of_the_member_export_inert(
     )
     import_file(sqlite_engine, path)
     refit(sqlite_engine, k=2)
-    monkeypatch.setenv("DATABASE_URL", str(sqlite_engine.url))
-    monkeypatch.setenv("CUSTSEG_ENV", "development")
-    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path))
-    get_settings.cache_clear()
+    command_line_env(monkeypatch, str(sqlite_engine.url), tmp_path)
     try:
         runner = CliRunner()
         csv_out, xlsx_out = tmp_path / "m.csv", tmp_path / "m.xlsx"
@@ -1258,11 +1250,7 @@ def test_export_row_cap_refuses_with_a_clear_message(
     from webapp.cli import main
 
     _, engine, _ = shop
-    monkeypatch.setenv("DATABASE_URL", str(engine.url))
-    monkeypatch.setenv("CUSTSEG_ENV", "development")
-    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path))
-    monkeypatch.setenv("CUSTSEG_EXPORT_ROW_CAP", "100")
-    get_settings.cache_clear()
+    command_line_env(monkeypatch, str(engine.url), tmp_path, CUSTSEG_EXPORT_ROW_CAP="100")
     out = tmp_path / "members.csv"
     try:
         result = CliRunner().invoke(main, ["export", "members", "--out", str(out)])

@@ -210,16 +210,21 @@ def _scrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+def add_deactivated_user(engine: Engine, email: str) -> None:
+    """An analyst account an admin has deactivated (its password is still the right one)."""
+    from db.session import session_scope
+
+    add_user(engine, email, "analyst")
+    with session_scope(engine) as db:
+        gone = db.scalar(select(User).where(User.email == email))
+        gone.active = False  # type: ignore[union-attr]
+
+
 def test_every_login_attempt_computes_exactly_one_password_hash(
     tmp_path: Path, sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from db.session import session_scope
-
     app = build_app(tmp_path, sqlite_engine)
-    add_user(sqlite_engine, "gone@example.com", "analyst")
-    with session_scope(sqlite_engine) as db:
-        gone = db.scalar(select(User).where(User.email == "gone@example.com"))
-        gone.active = False  # type: ignore[union-attr]
+    add_deactivated_user(sqlite_engine, "gone@example.com")
     calls = _scrypt_calls(monkeypatch)
     for email, attempt, status in (
         ("viewer@example.com", _fail_login, 401),  # known account, wrong password
@@ -237,13 +242,8 @@ def test_every_login_attempt_computes_exactly_one_password_hash(
 def test_unknown_deactivated_and_wrong_password_get_the_same_answer(
     tmp_path: Path, sqlite_engine: Engine
 ) -> None:
-    from db.session import session_scope
-
     app = build_app(tmp_path, sqlite_engine)
-    add_user(sqlite_engine, "gone@example.com", "analyst")
-    with session_scope(sqlite_engine) as db:
-        gone = db.scalar(select(User).where(User.email == "gone@example.com"))
-        gone.active = False  # type: ignore[union-attr]
+    add_deactivated_user(sqlite_engine, "gone@example.com")
     app.server.test_client().get("/health")  # Dash's first-request setup touches the session
 
     def answer(email: str, attempt: Any, addr: str) -> tuple[int, str, list[tuple[str, str]]]:

@@ -53,6 +53,12 @@ def _response(resp: Any) -> dict[str, Any]:
     return resp.get_json()["response"]  # type: ignore[no-any-return]
 
 
+def _click(client: Any, output: str, button: str, campaign_id: int) -> dict[str, Any]:
+    """Click `button` ("id.n_clicks") on the page of campaign `campaign_id`: the answer of the
+    callback that writes `output`."""
+    return _response(post_callback(client, output, {button: 1}, {"campaign-id.data": campaign_id}))
+
+
 def _text(node: Any) -> str:
     """The visible text of a component tree as Dash sends it."""
     if isinstance(node, str | int | float):
@@ -171,14 +177,7 @@ def test_an_analyst_exports_the_treatment_list_refreshes_and_deletes(
     made = _create(sqlite_engine, segment)
     members = campaigns.members(sqlite_engine, made.id)
     login(client, "analyst@example.com")
-    got = _response(
-        post_callback(
-            client,
-            "campaign-download.data",
-            {"campaign-export-csv.n_clicks": 1},
-            {"campaign-id.data": made.id},
-        )
-    )
+    got = _click(client, "campaign-download.data", "campaign-export-csv.n_clicks", made.id)
     sent = got["campaign-download"]["data"]
     assert sent["filename"] == f"campaign{made.id}_treatment.csv"
     import base64
@@ -187,14 +186,7 @@ def test_an_analyst_exports_the_treatment_list_refreshes_and_deletes(
     listed = pd.read_csv(io.StringIO(text), comment="#", dtype={"customer_id": str})
     assert set(listed["customer_id"]) == set(members.loc[~members["holdout"], "customer_id"])
     assert "# exported_by: analyst@example.com" in text
-    queued = _response(
-        post_callback(
-            client,
-            "campaign-job.data",
-            {"campaign-refresh.n_clicks": 1},
-            {"campaign-id.data": made.id},
-        )
-    )
+    queued = _click(client, "campaign-job.data", "campaign-refresh.n_clicks", made.id)
     assert queued["campaign-poll"]["disabled"] is False
     job_id = queued["campaign-job"]["data"]
     Scheduler(sqlite_engine, bare_settings()).drain()
@@ -209,14 +201,7 @@ def test_an_analyst_exports_the_treatment_list_refreshes_and_deletes(
     )
     assert polled["campaign-refreshed"]["data"] == 1
     assert "Results updated" in json.dumps(polled)
-    gone = _response(
-        post_callback(
-            client,
-            "campaigns-go.href@",
-            {"campaign-delete.submit_n_clicks": 1},
-            {"campaign-id.data": made.id},
-        )
-    )
+    gone = _click(client, "campaigns-go.href@", "campaign-delete.submit_n_clicks", made.id)
     assert gone["campaigns-go"]["href"] == "/campaigns"
     assert campaigns.events(sqlite_engine)["action"].tolist() == ["delete", "export", "create"]
 

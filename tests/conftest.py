@@ -176,6 +176,47 @@ def add_user(engine: Engine, email: str, role: str = "viewer", password: str = P
         )
 
 
+def import_rejection(engine: Engine, path: Path, **options: object) -> str:
+    """The message of the ImportRejected that importing `path` (with `options`) raises."""
+    from db.importer import ImportRejected, import_file
+
+    with pytest.raises(ImportRejected) as info:
+        import_file(engine, path, **options)  # type: ignore[arg-type]
+    return str(info.value)
+
+
+def fail_at_call(
+    monkeypatch: pytest.MonkeyPatch, target: object, name: str, n: int, error: Exception
+) -> None:
+    """Make `target.name` raise `error` at its `n`-th call; the other calls go through."""
+    real = getattr(target, name)
+    calls = 0
+
+    def failing(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, failing)
+
+
+def command_line_env(
+    monkeypatch: pytest.MonkeyPatch, url: str, instance_dir: Path, **more: str
+) -> None:
+    """The environment `custseg` commands read: a development instance on `url` with its files
+    in `instance_dir`, and the variables `more`; the settings are read again."""
+    from config.settings import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("CUSTSEG_ENV", "development")
+    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(instance_dir))
+    for name, value in more.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+
 def forget_page_duplicates() -> None:
     """A test that imports `webapp.pages.x` registers that page a second time under this name;
     Dash would then refuse every later app for duplicate paths. And an app a test made but never
@@ -301,6 +342,15 @@ def export_frame(
 
     f = filters if filters is not None else Filters()
     return Exporter(engine, SnapshotCache()).export(name, f, snapshot_id, **kw)  # type: ignore[arg-type]
+
+
+def frame(engine: Engine, name: str, role: str | None = None, **filters: object):  # type: ignore[no-untyped-def]
+    """The frame of export `name` as `role` sees it (None: the command line), its filters (and
+    `snapshot`) given by name."""
+    from analytics.exports import Filters
+
+    snapshot = filters.pop("snapshot", None)
+    return export_frame(engine, name, Filters(**filters), snapshot, role=role)[0]  # type: ignore[arg-type]
 
 
 def view(

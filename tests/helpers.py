@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -119,6 +120,36 @@ def logout(client: Any) -> Any:
     return client.post("/logout", data={"csrf_token": token})
 
 
+def submit_login(dash_duo: Any, email: str, path: str = "/login") -> None:
+    """In the browser: open `path` signed out (the login form) and log in as `email`."""
+    from tests.conftest import PASSWORD
+
+    dash_duo.driver.get(dash_duo.server.url + path)
+    dash_duo.wait_for_element("#email", timeout=10).send_keys(email)
+    dash_duo.find_element("#password").send_keys(PASSWORD)
+    dash_duo.find_element("#login-submit").click()
+
+
+def browser_login(dash_duo: Any, email: str) -> None:
+    """In the browser: log in as `email` and wait for the first page (its filter bar)."""
+    submit_login(dash_duo, email)
+    dash_duo.wait_for_element("#f-snapshot", timeout=20)
+
+
+def wait_until(fn: Callable[[], Any], timeout: float = 20) -> Any:
+    """The first true value of `fn()`, asked every 0.2 s; an AssertionError after `timeout`."""
+    import time
+
+    deadline = time.time() + timeout
+    value = None
+    while time.time() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out (last: {value!r})")
+
+
 def browser_errors(dash_duo: Any) -> list[str]:
     """The browser console's errors since the last call (Chromium)."""
     return [
@@ -132,6 +163,33 @@ def csp_violations(dash_duo: Any) -> list[str]:
     """Console errors that say the Content-Security-Policy blocked something."""
     words = ("Content Security Policy", "Content-Security-Policy", "unsafe-eval", "Refused to")
     return [m for m in browser_errors(dash_duo) if any(w in m for w in words)]
+
+
+# --- component trees, as a page callback returns them -----------------------------------------
+
+
+def walk(node: Any) -> Iterator[Any]:
+    """Every component of a layout tree."""
+    if node is None or isinstance(node, str | int | float):
+        return
+    if isinstance(node, list | tuple):
+        for child in node:
+            yield from walk(child)
+        return
+    yield node
+    yield from walk(getattr(node, "children", None))
+
+
+def text_of(node: Any, sep: str = "") -> str:
+    """The visible text of a component tree, its pieces joined by `sep` (a screen reader reads
+    them in this order)."""
+    if node is None:
+        return ""
+    if isinstance(node, str | int | float):
+        return str(node)
+    if isinstance(node, list | tuple):
+        return sep.join(text_of(c, sep) for c in node)
+    return text_of(getattr(node, "children", None), sep)
 
 
 # --- a browser's view of a page, without a browser --------------------------------------------

@@ -12,20 +12,10 @@ import pytest
 from analytics.aggregates import GONE
 from analytics.exports import Filters
 from tests.conftest import as_user, export_frame, login, page, view
+from tests.helpers import text_of
 from webapp import alttext
 
 FULL = view("2010-12-01", "2011-12-09")
-
-
-def _text(node: Any) -> str:
-    """The text of a Dash component tree, as a screen reader would read it in order."""
-    if node is None:
-        return ""
-    if isinstance(node, str | int | float):
-        return str(node)
-    if isinstance(node, list | tuple):
-        return " ".join(_text(n) for n in node)
-    return _text(getattr(node, "children", None))
 
 
 def _rows(table: Any) -> list[list[str]]:
@@ -174,7 +164,7 @@ def test_a_card_holds_the_sentence_and_a_data_table_disclosure(chart: str) -> No
     ids = [getattr(c, "id", None) for c in body]
     assert f"{chart}-summary" in ids
     details = next(c for c in body if isinstance(c, html.Details))
-    assert _text(details.children[0]) == "Data table"
+    assert text_of(details.children[0], " ") == "Data table"
     region = details.children[1]
     assert region.id == f"{chart}-table" and region.tabIndex == "0"
     assert getattr(region, "aria-label") == "Title: data table"

@@ -6,8 +6,8 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from db.importer import import_file
-from tests.conftest import PASSWORD, SAMPLE, serve
-from tests.helpers import csp_violations
+from tests.conftest import SAMPLE, serve
+from tests.helpers import browser_login, csp_violations, submit_login, wait_until
 from tests.refitting import refit
 
 pytestmark = pytest.mark.browser
@@ -17,10 +17,7 @@ def test_login_through_the_form_and_see_the_sample_kpis(dash_duo, app, sqlite_en
     import_file(sqlite_engine, SAMPLE)
     refit(sqlite_engine, k_max=4)
     serve(dash_duo, app)
-    dash_duo.driver.get(dash_duo.server.url + "/")
-    dash_duo.wait_for_element("#email", timeout=10).send_keys("viewer@example.com")
-    dash_duo.find_element("#password").send_keys(PASSWORD)
-    dash_duo.find_element("#login-submit").click()
+    submit_login(dash_duo, "viewer@example.com", path="/")
     dash_duo.wait_for_text_to_equal("#kpi-customers", "297", timeout=20)
     assert dash_duo.find_element("#kpi-orders").text == "1,286"
     assert dash_duo.find_element("#kpi-returns").text == "275"
@@ -43,26 +40,6 @@ const gd = document.querySelector('#sales-time .js-plotly-plot');
 return gd._fullData.filter(t => (t.yaxis || 'y') === 'y')
   .reduce((s, t) => s + Array.from(t.y).reduce((a, b) => a + b, 0), 0);
 """
-
-
-def _login(dash_duo, email: str) -> None:  # type: ignore[no-untyped-def]
-    dash_duo.driver.get(dash_duo.server.url + "/login")
-    dash_duo.wait_for_element("#email", timeout=10).send_keys(email)
-    dash_duo.find_element("#password").send_keys(PASSWORD)
-    dash_duo.find_element("#login-submit").click()
-    dash_duo.wait_for_element("#f-snapshot", timeout=20)
-
-
-def _wait_for(dash_duo, fn, timeout: float = 20):  # type: ignore[no-untyped-def]
-    import time
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def _fingerprint(dash_duo, graph: str) -> str | None:  # type: ignore[no-untyped-def]
@@ -88,7 +65,7 @@ def _settled(dash_duo, graph: str, differs_from: str | None = None) -> str:  # t
         time.sleep(0.05)
         return None
 
-    return _wait_for(dash_duo, stable, timeout=30)  # type: ignore[no-any-return]
+    return wait_until(stable, timeout=30)  # type: ignore[no-any-return]
 
 
 def test_filters_change_every_page_and_links_reproduce_the_view(  # type: ignore[no-untyped-def]
@@ -97,7 +74,7 @@ def test_filters_change_every_page_and_links_reproduce_the_view(  # type: ignore
     from selenium.webdriver.common.keys import Keys
 
     serve(dash_duo, app)
-    _login(dash_duo, "analyst@example.com")
+    browser_login(dash_duo, "analyst@example.com")
     base = dash_duo.server.url
     for path, graph, has_dates in (
         ("/", "overview-trend", True),
@@ -111,11 +88,11 @@ def test_filters_change_every_page_and_links_reproduce_the_view(  # type: ignore
         if has_dates:
             dash_duo.find_element("#f-preset-90").click()
             before = _settled(dash_duo, graph, differs_from=before)
-            _wait_for(dash_duo, lambda: "start=2011-09-11" in dash_duo.driver.current_url)
+            wait_until(lambda: "start=2011-09-11" in dash_duo.driver.current_url)
         dash_duo.select_dcc_dropdown("#f-segments", index=0)
         dash_duo.find_element("body").send_keys(Keys.ESCAPE)
         after = _settled(dash_duo, graph, differs_from=before)
-        _wait_for(dash_duo, lambda: "segment=" in dash_duo.driver.current_url)
+        wait_until(lambda: "segment=" in dash_duo.driver.current_url)
         # The address now holds the view: opening it again draws the same chart.
         shared = dash_duo.driver.current_url
         dash_duo.driver.get("about:blank")
@@ -125,8 +102,8 @@ def test_filters_change_every_page_and_links_reproduce_the_view(  # type: ignore
     dash_duo.driver.get(base + "/")
     _settled(dash_duo, "overview-trend")
     dash_duo.select_dcc_dropdown("#f-snapshot", index=1)
-    _wait_for(dash_duo, lambda: "snapshot=1" in dash_duo.driver.current_url)
-    _wait_for(dash_duo, lambda: "end=2011-09-30" in dash_duo.driver.current_url)
+    wait_until(lambda: "snapshot=1" in dash_duo.driver.current_url)
+    wait_until(lambda: "end=2011-09-30" in dash_duo.driver.current_url)
     assert "as of 2011-09-30" in dash_duo.find_element("#f-asof").text
     assert csp_violations(dash_duo) == []
 
@@ -146,14 +123,14 @@ def test_a_click_on_a_segment_filters_and_a_download_equals_the_chart(  # type: 
     from tests.conftest import export_frame
 
     serve(dash_duo, app)
-    _login(dash_duo, "analyst@example.com")
+    browser_login(dash_duo, "analyst@example.com")
     base = dash_duo.server.url
     dash_duo.driver.get(base + "/segments")
-    _wait_for(dash_duo, lambda: _fingerprint(dash_duo, "segments-shares"))
+    wait_until(lambda: _fingerprint(dash_duo, "segments-shares"))
     bars = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#segments-shares .point path")
     # The top bar is the segment with the most revenue; Plotly wants a real pointer click.
     ActionChains(dash_duo.driver).move_to_element(bars[-1]).click().perform()
-    _wait_for(dash_duo, lambda: "segment=" in dash_duo.driver.current_url)
+    wait_until(lambda: "segment=" in dash_duo.driver.current_url)
     segment = int(dash_duo.driver.current_url.split("segment=")[1].split("&")[0])
     top = int(export_frame(sqlite_engine, "segments", Filters())[0]["segment_id"].iloc[0])
     assert segment == top
@@ -164,7 +141,7 @@ def test_a_click_on_a_segment_filters_and_a_download_equals_the_chart(  # type: 
     drawn = dash_duo.driver.execute_script(DRAWN_REVENUE)
     dash_duo.find_element("""button[id='{"chart":"sales-time","type":"dl-csv"}']""").click()
     target = os.path.join(dash_duo.download_path, "sales_snapshot2.csv")
-    _wait_for(dash_duo, lambda: os.path.exists(target) and os.path.getsize(target) > 0)
+    wait_until(lambda: os.path.exists(target) and os.path.getsize(target) > 0)
     time.sleep(0.3)
     with open(target, encoding="utf-8") as fh:
         text = fh.read()

@@ -13,7 +13,6 @@ chart's text alternative.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +24,11 @@ from selenium.webdriver.common.keys import Keys
 from analytics.exports import Filters
 from tests import a11y
 from tests.conftest import PASSWORD, export_frame, serve
-from tests.helpers import csp_violations
+from tests.helpers import csp_violations, wait_until
 
 pytestmark = pytest.mark.browser
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "ACCESSIBILITY.md"
-
-
-def _wait(fn: Callable[[], Any], timeout: float = 20) -> Any:
-    import time
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def _campaign(engine: Any, segment: int) -> int:
@@ -164,11 +151,11 @@ def test_no_serious_or_critical_violation_on_any_page_or_state(  # type: ignore[
     # Open controls: the date picker's calendar and the segments list.
     open_page("/")
     click("#f-dates")
-    _wait(lambda: driver.find_elements(By.CSS_SELECTOR, ".dash-datepicker-content"))
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".dash-datepicker-content"))
     scan("/, the date picker open", settle=True)
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
     click("#f-segments")
-    _wait(lambda: driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-content"))
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-content"))
     scan("/, the segments list open", settle=True)
     # The check has teeth, and an exclusion takes out exactly its rule on its elements.
     driver.execute_script(
@@ -246,7 +233,7 @@ def test_keyboard_only_dates_a_segment_a_data_table_and_a_download(  # type: ign
             element.screenshot(str(Path(folder) / name))
 
     def address_has(text: str) -> None:
-        _wait(lambda: text in driver.current_url)
+        wait_until(lambda: text in driver.current_url)
         a11y.settle(driver)
 
     driver.get(base + "/login")
@@ -266,7 +253,7 @@ def test_keyboard_only_dates_a_segment_a_data_table_and_a_download(  # type: ign
     address_has("start=2011-09-11&end=2011-12-09")
     tab_to("f-dates-end-date")
     press(Keys.ARROW_DOWN)  # opens the calendar on the end date, 2011-12-09
-    _wait(lambda: driver.find_elements(By.CSS_SELECTOR, ".dash-datepicker-content"))
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".dash-datepicker-content"))
     press(Keys.ARROW_LEFT, Keys.ARROW_LEFT, Keys.ENTER)  # 2011-12-07 starts the range
     press(*[Keys.ARROW_UP] * 4, Keys.ENTER)  # four weeks before: 2011-11-09
     address_has("start=2011-11-09&end=2011-12-07")
@@ -287,7 +274,7 @@ def test_keyboard_only_dates_a_segment_a_data_table_and_a_download(  # type: ign
     tab_to("f-segments", back=True)
     shoot("a11y-focus.png", ".filter-bar")
     press(Keys.ENTER)
-    _wait(lambda: driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-content"))
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-content"))
     press(Keys.ARROW_DOWN, Keys.SPACE, Keys.ESCAPE)
     address_has("segment=")
     segment = int(driver.current_url.split("segment=")[1].split("&")[0])
@@ -296,7 +283,9 @@ def test_keyboard_only_dates_a_segment_a_data_table_and_a_download(  # type: ign
     tab_to('{"chart":"overview-trend","type":"dl-csv"}')
     press(Keys.ENTER)
     target = Path(dash_duo.download_path) / "sales_snapshot2.csv"
-    _wait(lambda: target.exists() and target.stat().st_size > 0 and target.read_text()[-1:] == "\n")
+    wait_until(
+        lambda: target.exists() and target.stat().st_size > 0 and target.read_text()[-1:] == "\n"
+    )
     text = target.read_text(encoding="utf-8")
     assert f"# filter_segments: {segment}" in text
     assert "2011-06-01" in text and "2011-12-07" in text

@@ -6,8 +6,6 @@ snapshot (tests/predicted.py)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,8 +14,8 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from analytics.exports import Filters
-from tests.conftest import PASSWORD, export_frame, serve
-from tests.helpers import csp_violations
+from tests.conftest import export_frame, serve
+from tests.helpers import browser_login, csp_violations, wait_until
 from tests.predicted import attach_test_predictions
 
 pytestmark = pytest.mark.browser
@@ -27,25 +25,6 @@ SORT_RISK = "#members-table th[data-dash-column='churn_risk'] .column-header--so
 COLUMN = """return Array.from(document.querySelectorAll(
   "#members-table td[data-dash-column='" + arguments[0] + "']")).map(c => c.innerText);"""
 BUSY = "return document.querySelector('[data-dash-is-loading=true]') !== null"
-
-
-def _login(dash_duo: Any, email: str) -> None:
-    dash_duo.driver.get(dash_duo.server.url + "/login")
-    dash_duo.wait_for_element("#email", timeout=10).send_keys(email)
-    dash_duo.find_element("#password").send_keys(PASSWORD)
-    dash_duo.find_element("#login-submit").click()
-    dash_duo.wait_for_element("#f-snapshot", timeout=20)
-
-
-def _wait_for(fn: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.time() + timeout
-    value = None
-    while time.time() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out (last: {value!r})")
 
 
 def _column(dash_duo: Any, column: str) -> list[str]:
@@ -63,7 +42,7 @@ def test_member_list_sorts_by_churn_risk_and_filters_high_value_high_risk(
     preds = attach_test_predictions(sqlite_engine, dashboard[1].snapshot_id)
     members = export_frame(sqlite_engine, "members", Filters())[0]
     serve(dash_duo, app)
-    _login(dash_duo, "analyst@example.com")
+    browser_login(dash_duo, "analyst@example.com")
     dash_duo.driver.get(dash_duo.server.url + "/customers")
     dash_duo.wait_for_contains_text("#members-count", "297 customers in all segments", timeout=20)
     assert _column(dash_duo, "customer_id") == list(members["customer_id"].iloc[:25])
@@ -74,9 +53,9 @@ def test_member_list_sorts_by_churn_risk_and_filters_high_value_high_risk(
 
     # One click: lowest risk first; two: highest first, over all 297 customers, not one page.
     dash_duo.find_element(SORT_RISK).click()
-    _wait_for(lambda: _shows(dash_duo, ranked(members, descending=False)))
+    wait_until(lambda: _shows(dash_duo, ranked(members, descending=False)))
     dash_duo.find_element(SORT_RISK).click()
-    _wait_for(lambda: _shows(dash_duo, ranked(members, descending=True)))
+    wait_until(lambda: _shows(dash_duo, ranked(members, descending=True)))
     risks = [float(v.rstrip("%")) for v in _column(dash_duo, "churn_risk")]
     assert risks == sorted(risks, reverse=True) and risks[0] == round(
         members["churn_risk"].max() * 100
@@ -88,12 +67,12 @@ def test_member_list_sorts_by_churn_risk_and_filters_high_value_high_risk(
     chosen = members[(members["churn_risk"] >= 0.7) & (members["clv_12m"] >= threshold)]
     assert 0 < len(chosen) < 25
     dash_duo.driver.execute_script("document.querySelector(arguments[0]).click()", RISK_SWITCH)
-    _wait_for(lambda: _shows(dash_duo, ranked(chosen, descending=True)))
+    wait_until(lambda: _shows(dash_duo, ranked(chosen, descending=True)))
     count = dash_duo.find_element("#members-count").text
     assert count.startswith(f"{len(chosen)} customers in all segments; high value")
     values = [float(v.replace(",", "")) for v in _column(dash_duo, "clv_12m")]
     assert min(values) >= round(threshold, 2) - 0.01
-    _wait_for(lambda: "risk=high-value-high-risk" in dash_duo.driver.current_url)
+    wait_until(lambda: "risk=high-value-high-risk" in dash_duo.driver.current_url)
 
     # The Overview's revenue at risk, as the export says.
     risk = export_frame(sqlite_engine, "revenue_at_risk", Filters())[0].iloc[0]

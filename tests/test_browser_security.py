@@ -11,8 +11,8 @@ from dash import dcc, html
 from selenium.webdriver.common.by import By
 
 from db.importer import import_file
-from tests.conftest import PASSWORD, serve
-from tests.helpers import browser_errors, csp_violations
+from tests.conftest import serve
+from tests.helpers import browser_errors, csp_violations, submit_login
 from tests.refitting import refit
 
 pytestmark = pytest.mark.browser
@@ -64,10 +64,7 @@ def test_charts_and_hostile_text_under_the_csp(  # type: ignore[no-untyped-def]
     dash.register_page("tests.chart_page", path="/zz-charts", layout=chart_page)
     try:
         serve(dash_duo, app)
-        dash_duo.driver.get(dash_duo.server.url + "/login")
-        dash_duo.wait_for_element("#email", timeout=10).send_keys("analyst@example.com")
-        dash_duo.find_element("#password").send_keys(PASSWORD)
-        dash_duo.find_element("#login-submit").click()
+        submit_login(dash_duo, "analyst@example.com")
         dash_duo.wait_for_element("#f-segments", timeout=20).click()
         dash_duo.wait_for_contains_text("body", HOOK, timeout=10)  # the options, as text
         driver = dash_duo.driver

@@ -4,8 +4,6 @@ and previewing another k. The `dashboard` fixture: the Online Retail sample, two
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,31 +13,13 @@ from selenium.webdriver.common.keys import Keys
 from analytics import rfm
 from analytics.exports import Filters
 from db.k_settings import get_k_setting
-from tests.conftest import PASSWORD, export_frame, serve
-from tests.helpers import csp_violations
+from tests.conftest import export_frame, serve
+from tests.helpers import browser_login, csp_violations, wait_until
 
 pytestmark = pytest.mark.browser
 
 STAGE_FILTER = """[id='{"name":"stage","type":"page-filter"}']"""
 BUSY = "return document.querySelector('[data-dash-is-loading=true]') !== null"
-
-
-def _login(dash_duo: Any, email: str) -> None:
-    dash_duo.driver.get(dash_duo.server.url + "/login")
-    dash_duo.wait_for_element("#email", timeout=10).send_keys(email)
-    dash_duo.find_element("#password").send_keys(PASSWORD)
-    dash_duo.find_element("#login-submit").click()
-    dash_duo.wait_for_element("#f-snapshot", timeout=20)
-
-
-def _wait_for(fn: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 CELLS = """return Array.from(document.querySelectorAll('.stage-grid [data-stage]'))
@@ -60,9 +40,9 @@ def _idle(dash_duo: Any) -> bool:
 
 def test_stage_grid_and_segments_by_stages(dash_duo, app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     serve(dash_duo, app)
-    _login(dash_duo, "viewer@example.com")
+    browser_login(dash_duo, "viewer@example.com")
     dash_duo.driver.get(dash_duo.server.url + "/segments")
-    cells = _wait_for(lambda: len(_cells(dash_duo)) == 11 and _cells(dash_duo))
+    cells = wait_until(lambda: len(_cells(dash_duo)) == 11 and _cells(dash_duo))
     assert list(cells) == list(rfm.STAGES)
     stages = export_frame(sqlite_engine, "lifecycle", Filters())[0].set_index("stage")
     lost = stages.loc["Lost"]
@@ -77,7 +57,7 @@ def test_stage_grid_and_segments_by_stages(dash_duo, app, dashboard, sqlite_engi
         for s in ("Champions", "Lost")
     }
     assert box["Champions"]["x"] > box["Lost"]["x"] and box["Champions"]["y"] < box["Lost"]["y"]
-    matrix = _wait_for(
+    matrix = wait_until(
         lambda: dash_duo.driver.execute_script(
             "const g = document.querySelector('#segments-stage-matrix .js-plotly-plot');"
             "return g && g.data && g.data[0] && g.data[0].y && g.data[0].y.length;"
@@ -89,7 +69,7 @@ def test_stage_grid_and_segments_by_stages(dash_duo, app, dashboard, sqlite_engi
         "document.querySelector(\"#segments-stage-measure input[value='gross_revenue']\").click()"
     )
     revenue = f"{lost['gross_revenue']:,.2f} revenue ({lost['revenue_share']:.0%})"
-    _wait_for(lambda: dash_duo.driver.execute_script(MAIN, "Lost") == revenue)
+    wait_until(lambda: dash_duo.driver.execute_script(MAIN, "Lost") == revenue)
     assert csp_violations(dash_duo) == []
 
 
@@ -97,7 +77,7 @@ def test_member_list_filters_by_stage_from_the_address(
     dash_duo, app, dashboard, sqlite_engine
 ) -> None:  # type: ignore[no-untyped-def]
     serve(dash_duo, app)
-    _login(dash_duo, "analyst@example.com")
+    browser_login(dash_duo, "analyst@example.com")
     dash_duo.driver.get(dash_duo.server.url + "/customers")
     dash_duo.wait_for_contains_text("#members-count", "297 customers in all segments", timeout=20)
     dash_duo.select_dcc_dropdown(STAGE_FILTER, value="Lost")
@@ -105,7 +85,7 @@ def test_member_list_filters_by_stage_from_the_address(
     lost = export_frame(sqlite_engine, "members", Filters(stages=("Lost",)))[0]
     expected = f"{len(lost)} customers in all segments; stage Lost."
     dash_duo.wait_for_text_to_equal("#members-count", expected, timeout=20)
-    _wait_for(lambda: "stage=Lost" in dash_duo.driver.current_url)
+    wait_until(lambda: "stage=Lost" in dash_duo.driver.current_url)
     column = dash_duo.driver.find_elements(
         By.CSS_SELECTOR, "#members-table td[data-dash-column='lifecycle_stage']"
     )
@@ -121,7 +101,7 @@ def test_member_list_filters_by_stage_from_the_address(
 
 def test_admin_sets_k_and_previews_another(dash_duo, app, dashboard, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     serve(dash_duo, app)
-    _login(dash_duo, "admin@example.com")
+    browser_login(dash_duo, "admin@example.com")
     dash_duo.driver.get(dash_duo.server.url + "/model")
     dash_duo.wait_for_contains_text("#model-k-reason", "Why this k:", timeout=20)
     for field, value in (("#k-min", "3"), ("#k-max", "6")):
@@ -140,7 +120,7 @@ def test_admin_sets_k_and_previews_another(dash_duo, app, dashboard, sqlite_engi
     stored = get_k_setting(sqlite_engine)
     assert stored is not None and (stored["k_min"], stored["k_max"]) == (3, 6)
     # Preview k = 6 (not the published 3): its clusters, nothing published.
-    _wait_for(lambda: dash_duo.driver.find_elements(By.CSS_SELECTOR, "#preview-table tbody tr"))
+    wait_until(lambda: dash_duo.driver.find_elements(By.CSS_SELECTOR, "#preview-table tbody tr"))
     dash_duo.driver.execute_script(
         "document.querySelector(\"#preview-k input[value='6']\").click()"
     )
@@ -153,14 +133,14 @@ def test_admin_sets_k_and_previews_another(dash_duo, app, dashboard, sqlite_engi
         )
         return [c.text for c in cells]
 
-    _wait_for(lambda: names() == six and _idle(dash_duo))
+    wait_until(lambda: names() == six and _idle(dash_duo))
     assert len(six) == 6
     assert csp_violations(dash_duo) == []
 
 
 def test_viewers_see_the_curve_and_the_reason_not_the_form(dash_duo, app, dashboard) -> None:  # type: ignore[no-untyped-def]
     serve(dash_duo, app)
-    _login(dash_duo, "viewer@example.com")
+    browser_login(dash_duo, "viewer@example.com")
     dash_duo.driver.get(dash_duo.server.url + "/model")
     dash_duo.wait_for_contains_text("#model-k-reason", "k = 3 was fixed", timeout=20)
     assert not dash_duo.driver.find_elements(By.CSS_SELECTOR, "#k-save, #preview-k")

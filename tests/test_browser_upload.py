@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from db.models import Transaction
-from tests.conftest import PASSWORD, serve
-from tests.helpers import csp_violations
+from tests.conftest import serve
+from tests.helpers import csp_violations, submit_login
 
 pytestmark = pytest.mark.browser
 
@@ -24,11 +24,7 @@ def test_an_admin_imports_a_file_from_the_admin_page(  # type: ignore[no-untyped
     good.write_text(HEADER + "c1,o1,2024-01-02,10.50,toys,France\nc2,o2,2024-01-03,7,,Spain\n")
     bad.write_text(HEADER + "c1,o1,2024-01-02,ten,toys,France\n")
     serve(dash_duo, app)
-    base = dash_duo.server.url
-    dash_duo.driver.get(base + "/login?next=/admin")
-    dash_duo.wait_for_element("#email", timeout=10).send_keys("admin@example.com")
-    dash_duo.find_element("#password").send_keys(PASSWORD)
-    dash_duo.find_element("#login-submit").click()
+    submit_login(dash_duo, "admin@example.com", path="/login?next=/admin")
     dash_duo.wait_for_element("#admin-import", timeout=20).click()
     dash_duo.wait_for_element("#file", timeout=10).send_keys(str(bad))
     dash_duo.find_element("#import-submit").click()

@@ -31,7 +31,7 @@ from db.models import (
 from db.scheduler import KINDS, SCHEDULE, Scheduler
 from db.session import make_engine
 from db.snapshot_cache import SnapshotCache
-from tests.conftest import SAMPLE, bare_settings
+from tests.conftest import SAMPLE, bare_settings, command_line_env
 from tests.refitting import refit
 from webapp.cli import main
 
@@ -323,10 +323,7 @@ def test_on_a_demo_shop_the_lifts_intervals_contain_the_planted_effects(
 @pytest.fixture
 def cli_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("CUSTSEG_ENV", "development")
-    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path / "instance"))
-    get_settings.cache_clear()
+    command_line_env(monkeypatch, url, tmp_path / "instance")
     engine = make_engine(url)
     upgrade(engine)
     import_file(engine, SAMPLE)

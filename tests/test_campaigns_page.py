@@ -21,8 +21,14 @@ from db.exporter import Exporter
 from db.models import JobStatus, Trigger
 from db.scheduler import Scheduler
 from db.snapshot_cache import SnapshotCache
-from tests.conftest import PASSWORD, bare_settings, login, serve
-from tests.helpers import _ids_and_props, page_responses, post_callback
+from tests.conftest import bare_settings, login, serve
+from tests.helpers import (
+    _ids_and_props,
+    browser_login,
+    page_responses,
+    post_callback,
+    wait_until,
+)
 
 FORM_IDS = {
     "campaign-name.value": None,
@@ -45,6 +51,12 @@ def _top_segment(engine: Engine) -> tuple[int, int]:
 def _response(resp: Any) -> dict[str, Any]:
     assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
     return resp.get_json()["response"]  # type: ignore[no-any-return]
+
+
+def _click(client: Any, output: str, button: str, campaign_id: int) -> dict[str, Any]:
+    """Click `button` ("id.n_clicks") on the page of campaign `campaign_id`: the answer of the
+    callback that writes `output`."""
+    return _response(post_callback(client, output, {button: 1}, {"campaign-id.data": campaign_id}))
 
 
 def _text(node: Any) -> str:
@@ -165,14 +177,7 @@ def test_an_analyst_exports_the_treatment_list_refreshes_and_deletes(
     made = _create(sqlite_engine, segment)
     members = campaigns.members(sqlite_engine, made.id)
     login(client, "analyst@example.com")
-    got = _response(
-        post_callback(
-            client,
-            "campaign-download.data",
-            {"campaign-export-csv.n_clicks": 1},
-            {"campaign-id.data": made.id},
-        )
-    )
+    got = _click(client, "campaign-download.data", "campaign-export-csv.n_clicks", made.id)
     sent = got["campaign-download"]["data"]
     assert sent["filename"] == f"campaign{made.id}_treatment.csv"
     import base64
@@ -181,14 +186,7 @@ def test_an_analyst_exports_the_treatment_list_refreshes_and_deletes(
     listed = pd.read_csv(io.StringIO(text), comment="#", dtype={"customer_id": str})
     assert set(listed["customer_id"]) == set(members.loc[~members["holdout"], "customer_id"])
     assert "# exported_by: analyst@example.com" in text
-    queued = _response(
-        post_callback(
-            client,
-            "campaign-job.data",
-            {"campaign-refresh.n_clicks": 1},
-            {"campaign-id.data": made.id},
-        )
-    )
+    queued = _click(client, "campaign-job.data", "campaign-refresh.n_clicks", made.id)
     assert queued["campaign-poll"]["disabled"] is False
     job_id = queued["campaign-job"]["data"]
     Scheduler(sqlite_engine, bare_settings()).drain()
@@ -203,14 +201,7 @@ def test_an_analyst_exports_the_treatment_list_refreshes_and_deletes(
     )
     assert polled["campaign-refreshed"]["data"] == 1
     assert "Results updated" in json.dumps(polled)
-    gone = _response(
-        post_callback(
-            client,
-            "campaigns-go.href@",
-            {"campaign-delete.submit_n_clicks": 1},
-            {"campaign-id.data": made.id},
-        )
-    )
+    gone = _click(client, "campaigns-go.href@", "campaign-delete.submit_n_clicks", made.id)
     assert gone["campaigns-go"]["href"] == "/campaigns"
     assert campaigns.events(sqlite_engine)["action"].tolist() == ["delete", "export", "create"]
 
@@ -267,17 +258,11 @@ def test_the_list_filters_by_status_and_name_and_the_address_keeps_them(
 def test_in_a_browser_create_an_audience_from_a_segment_export_it_and_open_its_results(  # type: ignore[no-untyped-def]
     dash_duo, app, dashboard, sqlite_engine
 ) -> None:
-    from tests.test_browser import _wait_for
-
     segment, customers = _top_segment(sqlite_engine)
     held = calc.holdout_sizes([customers], 0.1)[0]
     serve(dash_duo, app)
     base = dash_duo.server.url
-    dash_duo.driver.get(base + "/login")
-    dash_duo.wait_for_element("#email", timeout=10).send_keys("analyst@example.com")
-    dash_duo.find_element("#password").send_keys(PASSWORD)
-    dash_duo.find_element("#login-submit").click()
-    dash_duo.wait_for_element("#f-snapshot", timeout=20)
+    browser_login(dash_duo, "analyst@example.com")
     dash_duo.driver.get(base + "/campaigns")
     dash_duo.wait_for_element("#campaign-name", timeout=20).send_keys("Thank the best customers")
     dash_duo.select_dcc_dropdown("#campaign-segments", index=0)  # the top segment comes first
@@ -292,7 +277,7 @@ def test_in_a_browser_create_an_audience_from_a_segment_export_it_and_open_its_r
     assert dash_duo.find_element("#campaign-preview-treatment").text == f"{customers - held:,}"
     dash_duo.find_element("h1").click()  # closes the date picker's calendar (the page heading)
     save = dash_duo.find_element("#campaign-save")
-    _wait_for(dash_duo, lambda: save.is_displayed() and save.is_enabled())
+    wait_until(lambda: save.is_displayed() and save.is_enabled())
 
     def click_save() -> bool:
         # In view, then clicked; again if a late preview answer moved it out from under the
@@ -304,8 +289,8 @@ def test_in_a_browser_create_an_audience_from_a_segment_export_it_and_open_its_r
             return False
         return True
 
-    _wait_for(dash_duo, click_save)
-    _wait_for(dash_duo, lambda: "campaign=1" in dash_duo.driver.current_url)
+    wait_until(click_save)
+    wait_until(lambda: "campaign=1" in dash_duo.driver.current_url)
     dash_duo.wait_for_text_to_equal("#campaign-treatment", f"{customers - held:,}", timeout=20)
     made = campaigns.get(sqlite_engine, 1)
     assert (made.start_date.isoformat(), str(made.end_date)) == ("2011-10-01", "2011-11-30")
@@ -313,8 +298,8 @@ def test_in_a_browser_create_an_audience_from_a_segment_export_it_and_open_its_r
     # The treatment list: every treatment customer, no holdout customer.
     dash_duo.find_element("#campaign-export-csv").click()
     target = os.path.join(dash_duo.download_path, "campaign1_treatment.csv")
-    _wait_for(dash_duo, lambda: os.path.exists(target) and os.path.getsize(target) > 0)
-    _wait_for(dash_duo, lambda: len(pd.read_csv(target, comment="#")) == made.treatment_size)
+    wait_until(lambda: os.path.exists(target) and os.path.getsize(target) > 0)
+    wait_until(lambda: len(pd.read_csv(target, comment="#")) == made.treatment_size)
     listed = pd.read_csv(target, comment="#", dtype={"customer_id": str})
     members = campaigns.members(sqlite_engine, 1)
     holdout = set(members.loc[members["holdout"], "customer_id"])
@@ -322,15 +307,12 @@ def test_in_a_browser_create_an_audience_from_a_segment_export_it_and_open_its_r
     assert set(listed["segment_id"]) == {segment}
     # Its results: measured by the scheduler process (here: this test) after "Refresh results".
     dash_duo.find_element("#campaign-refresh").click()
-    _wait_for(
-        dash_duo, lambda: "Measuring" in dash_duo.find_element("#campaign-action-message").text
-    )
+    wait_until(lambda: "Measuring" in dash_duo.find_element("#campaign-action-message").text)
     Scheduler(sqlite_engine, bare_settings()).drain()
-    _wait_for(
-        dash_duo,
+    wait_until(
         lambda: "Results updated" in dash_duo.find_element("#campaign-action-message").text,
     )
-    _wait_for(dash_duo, lambda: "pts" in dash_duo.find_element("#campaign-lift-conversion").text)
+    wait_until(lambda: "pts" in dash_duo.find_element("#campaign-lift-conversion").text)
     assert (
         "Campaign window 2011-10-01 – 2011-11-30" in dash_duo.find_element("#campaign-groups").text
     )

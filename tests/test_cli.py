@@ -13,19 +13,20 @@ from config.settings import get_settings
 from db import jobs
 from db.models import Snapshot, SnapshotStatus, Transaction, Trigger, User
 from db.session import make_engine
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, command_line_env
 from webapp.cli import main
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("CUSTSEG_ENV", "development")
-    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path / "instance"))
-    monkeypatch.setenv("CUSTSEG_ADMIN_EMAIL", "Boss@Example.com")
-    monkeypatch.setenv("CUSTSEG_ADMIN_PASSWORD", "a long admin password")
-    get_settings.cache_clear()
+    command_line_env(
+        monkeypatch,
+        url,
+        tmp_path / "instance",
+        CUSTSEG_ADMIN_EMAIL="Boss@Example.com",
+        CUSTSEG_ADMIN_PASSWORD="a long admin password",
+    )
     yield url
     get_settings.cache_clear()
 

@@ -11,7 +11,7 @@ from analytics.metrics import kpis
 from db.importer import ImportRejected, import_file
 from db.models import ImportBatch, Transaction
 from db.queries import load_orders
-from tests.conftest import CDNOW, RAW, SAMPLE
+from tests.conftest import CDNOW, RAW, SAMPLE, fail_at_call, import_rejection
 
 
 def counts(engine: Engine) -> tuple[int, int]:
@@ -112,9 +112,8 @@ def test_bad_input_is_rejected_with_a_clear_error_and_nothing_written(
     before = counts(engine)
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(ImportRejected) as info:
-        import_file(engine, path)
-    assert expected in str(info.value)
+    rejected = import_rejection(engine, path)
+    assert expected in rejected
     assert counts(engine) == before
 
 
@@ -124,9 +123,7 @@ def test_many_bad_lines_report_the_first_ones_and_a_count(
     bad = "".join(f"c{i},o{i},not-a-date,1,,\n" for i in range(50))
     path = tmp_path / "many.csv"
     path.write_text(HEADER + GOOD + bad)
-    with pytest.raises(ImportRejected) as info:
-        import_file(sqlite_engine, path, max_errors=5)
-    text = str(info.value)
+    text = import_rejection(sqlite_engine, path, max_errors=5)
     assert "50 invalid value(s) in 50 line(s)" in text
     assert "many.csv, row 3, column ordered_at" in text
     assert "... and 45 more" in text
@@ -151,16 +148,7 @@ def test_a_failure_mid_import_leaves_the_database_as_it_was(
 
     import_file(engine, CDNOW)
     before = counts(engine)
-    calls = {"n": 0}
-    real = importer.write_lines
-
-    def failing(conn, batch_id, lines):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("disk full")
-        real(conn, batch_id, lines)
-
-    monkeypatch.setattr(importer, "write_lines", failing)
+    fail_at_call(monkeypatch, importer, "write_lines", 2, RuntimeError("disk full"))
     with pytest.raises(RuntimeError):
         import_file(engine, SAMPLE, chunk_lines=5_000)
     assert counts(engine) == before
@@ -220,9 +208,7 @@ def test_rows_with_one_field_more_than_the_header_are_refused_not_shifted(
     path.write_text(
         HEADER + "x,c1,o1,2024-01-05T10:00:00,12.50,toys,France\nx,c2,o2,2024-01-06,3,,\n"
     )
-    with pytest.raises(ImportRejected) as info:
-        import_file(engine, path)
-    text = str(info.value)
+    text = import_rejection(engine, path)
     assert "shifted.csv, row 2 has 7 fields, the header has 6" in text
     assert "shifted.csv, row 3 has 7 fields, the header has 6" in text
     assert counts(engine) == (0, 0)
@@ -270,9 +256,8 @@ def test_amounts_no_shop_can_have_are_invalid_values(
 ) -> None:
     path = tmp_path / "huge.csv"
     path.write_text(HEADER + GOOD + f"c2,o2,2024-01-06,{value},,\n")
-    with pytest.raises(ImportRejected) as info:
-        import_file(sqlite_engine, path)
-    assert f"huge.csv, row 3, column amount: {message} ({value!r})" in str(info.value)
+    rejected = import_rejection(sqlite_engine, path)
+    assert f"huge.csv, row 3, column amount: {message} ({value!r})" in rejected
     assert counts(sqlite_engine) == (0, 0)
 
 
@@ -283,9 +268,7 @@ def test_two_amounts_that_would_sum_to_infinity_are_refused_and_nothing_is_writt
     before = counts(engine)
     path = tmp_path / "overflow.csv"
     path.write_text(HEADER + "c1,o1,2024-01-05,1e308,,\nc1,o2,2024-01-06,1e308,,\n")
-    with pytest.raises(ImportRejected) as info:
-        import_file(engine, path)
-    text = str(info.value)
+    text = import_rejection(engine, path)
     assert "2 invalid value(s) in 2 line(s); nothing was imported" in text
     assert "overflow.csv, row 2, column amount: out of range" in text
     assert "overflow.csv, row 3, column amount: out of range" in text

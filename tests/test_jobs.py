@@ -36,7 +36,7 @@ from db.refit import RefitUnchanged
 from db.scheduler import SCHEDULE, Scheduler
 from db.session import make_engine
 from db.snapshot_files import SnapshotFiles
-from tests.conftest import SAMPLE, as_user, bare_settings
+from tests.conftest import SAMPLE, as_user, bare_settings, command_line_env
 from tests.refitting import refit
 from webapp.cli import main
 
@@ -53,10 +53,7 @@ def snapshot_rows(engine: Engine) -> list[tuple[int, str]]:
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """`custseg` reads an SQLite database of its own (migrated); its URL."""
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("CUSTSEG_ENV", "development")
-    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path / "instance"))
-    get_settings.cache_clear()
+    command_line_env(monkeypatch, url, tmp_path / "instance")
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()

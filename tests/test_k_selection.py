@@ -28,7 +28,7 @@ from db import snapshots
 from db.importer import import_file
 from db.k_settings import effective_k_setting, get_k_setting, set_k_setting
 from db.models import Snapshot, SnapshotKPreview
-from tests.conftest import CDNOW, SAMPLE, make_settings
+from tests.conftest import CDNOW, SAMPLE, command_line_env, make_settings
 from tests.refitting import refit
 
 # --- a default refit on real and demo data --------------------------------------------------
@@ -352,10 +352,7 @@ def test_custseg_refit_uses_the_admin_setting_unless_k_is_given(
     from config import settings as settings_module
     from webapp.cli import main
 
-    monkeypatch.setenv("DATABASE_URL", str(sqlite_engine.url))
-    monkeypatch.setenv("CUSTSEG_ENV", "development")
-    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path / "instance"))
-    settings_module.get_settings.cache_clear()
+    command_line_env(monkeypatch, str(sqlite_engine.url), tmp_path / "instance")
     import_file(sqlite_engine, SAMPLE)
     set_k_setting(sqlite_engine, k=5, by="admin@example.com")
     runner = CliRunner()

@@ -18,7 +18,7 @@ from analytics.actions import explain
 from analytics.exports import FilterError, Filters
 from analytics.exports.spec import parse_stages, parse_view, view_from_params
 from db.models import SnapshotStageMigration
-from tests.conftest import export_frame
+from tests.conftest import command_line_env, export_frame
 
 
 def sql(engine: Engine, query: str, **params: Any) -> pd.DataFrame:
@@ -246,10 +246,7 @@ def test_custseg_export_takes_stages(
     from config import get_settings
     from webapp.cli import main
 
-    monkeypatch.setenv("DATABASE_URL", str(sqlite_engine.url))
-    monkeypatch.setenv("CUSTSEG_ENV", "development")
-    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path / "instance"))
-    get_settings.cache_clear()
+    command_line_env(monkeypatch, str(sqlite_engine.url), tmp_path / "instance")
     try:
         runner = CliRunner()
         out = runner.invoke(

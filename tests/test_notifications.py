@@ -50,6 +50,7 @@ from db.notifications import (
     get_subscription,
     save_subscription,
 )
+from db.refit import RefitOutcome
 from db.scheduler import SCHEDULE, Scheduler
 from tests.conftest import (
     add_user,
@@ -178,11 +179,25 @@ def notify_settings(tmp_path: Path, engine: Engine, smtp_port: int, **extra: Any
     return make_settings(tmp_path, url, **values)
 
 
+def user_ids(engine: Engine) -> dict[str, int]:
+    with Session(engine) as db:
+        return {u.role: u.id for u in db.scalars(select(User))}
+
+
 def users(engine: Engine) -> dict[str, int]:
     for role in ("viewer", "analyst", "admin"):
         add_user(engine, f"{role}@example.com", role)
-    with Session(engine) as db:
-        return {u.role: u.id for u in db.scalars(select(User))}
+    return user_ids(engine)
+
+
+def users_and_first_snapshot(
+    engine: Engine, shop_files: tuple[Path, Path, list[str]]
+) -> tuple[dict[str, int], RefitOutcome]:
+    """The three users (their ids by role) and the shop's first snapshot, k=5 (before any
+    lapsed customer comes back)."""
+    ids = users(engine)
+    import_file(engine, shop_files[0])
+    return ids, refit(engine, k=5)
 
 
 def refit_job(engine: Engine, settings: Settings, **params: Any) -> list[Any]:
@@ -190,6 +205,18 @@ def refit_job(engine: Engine, settings: Settings, **params: Any) -> list[Any]:
     the files and notify jobs it queues); the jobs it ran."""
     jobs.enqueue(engine, "refit", {"k": 5, **params}, trigger=Trigger.WEB)
     return Scheduler(engine, settings).drain()
+
+
+# A refit job that queued the files and notify jobs, and each of them done.
+REFIT_FILES_NOTIFY_DONE = [
+    ("refit", JobStatus.DONE),
+    ("files", JobStatus.DONE),
+    ("notify", JobStatus.DONE),
+]
+
+
+def kinds_and_statuses(ran: list[Any]) -> list[tuple[str, JobStatus]]:
+    return [(j.kind, j.status) for j in ran]
 
 
 def lapsed_segment(engine: Engine, snapshot_id: int, lapsed: list[str]) -> int:
@@ -209,16 +236,30 @@ def html_part(msg: EmailMessage) -> str:
     return str(part.get_content())
 
 
+def viewer_refit_digest(
+    engine: Engine, tmp_path: Path, shop_files: tuple[Path, Path, list[str]]
+) -> tuple[Settings, EmailMessage]:
+    """The shop's first snapshot; the viewer subscribes to a digest after each refit; the lapsed
+    customers come back and a refit job runs: its settings and the one digest it sent."""
+    _, back, _ = shop_files
+    ids, _ = users_and_first_snapshot(engine, shop_files)
+    with smtp_server() as (inbox, port):
+        settings = notify_settings(tmp_path, engine, port)
+        save_subscription(engine, ids["viewer"], "refit")
+        import_file(engine, back)
+        refit_job(engine, settings)
+    ((_, msg),) = inbox.parsed()
+    return settings, msg
+
+
 # --- the whole path ----------------------------------------------------------------------------
 
 
 def test_a_refit_with_a_shrunk_segment_sends_digests_and_fires_the_alert_once(
     engine: Engine, tmp_path: Path, shop_files: tuple[Path, Path, list[str]]
 ) -> None:
-    base, back, lapsed = shop_files
-    ids = users(engine)
-    import_file(engine, base)
-    first = refit(engine, k=5)
+    _, back, lapsed = shop_files
+    ids, first = users_and_first_snapshot(engine, shop_files)
     with smtp_server() as (inbox, port), http_receiver() as (posts, hook_port):
         settings = notify_settings(tmp_path, engine, port)
         save_subscription(engine, ids["viewer"], "refit", period_days=30)
@@ -273,11 +314,7 @@ def test_a_refit_with_a_shrunk_segment_sends_digests_and_fires_the_alert_once(
         import_file(engine, back)
 
         ran = refit_job(engine, settings)
-        assert [(j.kind, j.status) for j in ran] == [
-            ("refit", JobStatus.DONE),
-            ("files", JobStatus.DONE),
-            ("notify", JobStatus.DONE),
-        ]
+        assert kinds_and_statuses(ran) == REFIT_FILES_NOTIFY_DONE
         second = snapshots.get_snapshot(engine)
         assert second.id == ran[0].snapshot_id and second.previous_id == first.snapshot_id
         sent = inbox.parsed()
@@ -314,11 +351,7 @@ def test_a_refit_with_a_shrunk_segment_sends_digests_and_fires_the_alert_once(
         # since the last snapshot (its rule is armed again, silently).
         before = len(inbox.messages)
         ran = refit_job(engine, settings, force=True)
-        assert [(j.kind, j.status) for j in ran] == [
-            ("refit", JobStatus.DONE),
-            ("files", JobStatus.DONE),
-            ("notify", JobStatus.DONE),
-        ]
+        assert kinds_and_statuses(ran) == REFIT_FILES_NOTIFY_DONE
         again = [m for _, m in inbox.parsed()[before:]]
         assert (
             sorted(m["Subject"].split(":")[0] for m in again)
@@ -439,16 +472,7 @@ def test_the_digest_links_open_their_filtered_view_after_login(
     from webapp.app import create_app
     from webapp.auth import limiter
 
-    base, back, _ = shop_files
-    ids = users(sqlite_engine)
-    import_file(sqlite_engine, base)
-    refit(sqlite_engine, k=5)
-    with smtp_server() as (inbox, port):
-        settings = notify_settings(tmp_path, sqlite_engine, port)
-        save_subscription(sqlite_engine, ids["viewer"], "refit")
-        import_file(sqlite_engine, back)
-        refit_job(sqlite_engine, settings)
-    ((_, msg),) = inbox.parsed()
+    settings, msg = viewer_refit_digest(sqlite_engine, tmp_path, shop_files)
     snap = snapshots.get_snapshot(sqlite_engine)
     links = [unescape(u) for u in re.findall(r'href="([^"]+)"', html_part(msg))]
     pages = [u for u in dict.fromkeys(links) if "/unsubscribe/" not in u]
@@ -496,10 +520,8 @@ def test_a_failing_smtp_server_is_retried_and_logged_and_the_refit_still_publish
     shop_files: tuple[Path, Path, list[str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    base, back, _ = shop_files
-    ids = users(sqlite_engine)
-    import_file(sqlite_engine, base)
-    refit(sqlite_engine, k=5)
+    _, back, _ = shop_files
+    ids, _ = users_and_first_snapshot(sqlite_engine, shop_files)
     save_subscription(sqlite_engine, ids["viewer"], "refit")
     save_subscription(sqlite_engine, ids["analyst"], "refit")
     import_file(sqlite_engine, back)
@@ -510,11 +532,7 @@ def test_a_failing_smtp_server_is_retried_and_logged_and_the_refit_still_publish
         )
         monkeypatch.setattr("db.delivery.time.sleep", waits.append)  # the backoff's waits
         ran = refit_job(sqlite_engine, settings)
-    assert [(j.kind, j.status) for j in ran] == [
-        ("refit", JobStatus.DONE),
-        ("files", JobStatus.DONE),
-        ("notify", JobStatus.DONE),
-    ]
+    assert kinds_and_statuses(ran) == REFIT_FILES_NOTIFY_DONE
     assert snapshots.get_snapshot(sqlite_engine).id == 2
     assert sorted(to for to, _ in inbox.parsed()) == ["analyst@example.com", "viewer@example.com"]
     assert waits == [5.0, 10.0]  # three 451s over two rounds; the backoff doubles
@@ -541,11 +559,7 @@ def test_an_smtp_server_that_is_down_fails_the_delivery_visibly_not_the_refit(
     import_file(sqlite_engine, back)
     settings = notify_settings(tmp_path, sqlite_engine, free_port(), notify_retries=2)
     ran = refit_job(sqlite_engine, settings)
-    assert [(j.kind, j.status) for j in ran] == [
-        ("refit", JobStatus.DONE),
-        ("files", JobStatus.DONE),
-        ("notify", JobStatus.DONE),
-    ]
+    assert kinds_and_statuses(ran) == REFIT_FILES_NOTIFY_DONE
     assert "0 sent, 1 failed" in (ran[2].message or "")
     with Session(sqlite_engine) as db:
         (row,) = db.scalars(select(Delivery))
@@ -569,10 +583,8 @@ def test_a_webhook_to_a_host_outside_the_allow_list_is_refused(
 ) -> None:
     from db.delivery import WebhookRefused, check_webhook_url
 
-    base, back, lapsed = shop_files
-    ids = users(sqlite_engine)
-    import_file(sqlite_engine, base)
-    first = refit(sqlite_engine, k=5)
+    _, back, lapsed = shop_files
+    ids, first = users_and_first_snapshot(sqlite_engine, shop_files)
     with http_receiver() as (posts, hook_port):
         hook = f"http://127.0.0.1:{hook_port}/hook"
         listed = notify_settings(tmp_path, sqlite_engine, free_port(), webhook_hosts="127.0.0.1")
@@ -732,8 +744,7 @@ def test_the_unsubscribe_link_of_an_alert_removes_only_that_recipient(
 
     engine = app.server.extensions["custseg"].engine
     settings = app.server.extensions["custseg"].settings
-    with Session(engine) as db:
-        people = {u.role: u.id for u in db.scalars(select(User))}
+    people = user_ids(engine)
     rule = create_rule(
         engine,
         settings,
@@ -1024,11 +1035,6 @@ def test_lifecycle_stages_appear_when_their_export_gives_them() -> None:
 # --- the page ----------------------------------------------------------------------------------
 
 
-def user_ids(engine: Engine) -> dict[str, int]:
-    with Session(engine) as db:
-        return {u.role: u.id for u in db.scalars(select(User))}
-
-
 def test_each_user_manages_their_own_digest_and_admins_anyones(app: Any, dashboard: Any) -> None:
     engine = app.server.extensions["custseg"].engine
     ids = user_ids(engine)
@@ -1310,16 +1316,7 @@ def test_the_digest_renders_in_chromium_within_its_width(
 
     from tests.conftest import pytest_setup_options
 
-    base, back, _ = shop_files
-    ids = users(sqlite_engine)
-    import_file(sqlite_engine, base)
-    refit(sqlite_engine, k=5)
-    with smtp_server() as (inbox, port):
-        settings = notify_settings(tmp_path, sqlite_engine, port)
-        save_subscription(sqlite_engine, ids["viewer"], "refit")
-        import_file(sqlite_engine, back)
-        refit_job(sqlite_engine, settings)
-    ((_, msg),) = inbox.parsed()
+    _, msg = viewer_refit_digest(sqlite_engine, tmp_path, shop_files)
     page_file = tmp_path / "digest.html"
     page_file.write_text(html_part(msg), encoding="utf-8")
 

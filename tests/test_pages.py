@@ -16,18 +16,12 @@ import pandas as pd
 import pytest
 from werkzeug.exceptions import Forbidden
 
-from analytics.exports import Filters
 from db import snapshots
-from tests.conftest import as_user, export_frame, page, view
+from tests.conftest import as_user, frame, page, view
 from webapp.downloads import build_download
 from webapp.filters import FilterError, parse_view
 
 FULL = view("2010-12-01", "2011-12-09")
-
-
-def frame(sqlite_engine, name: str, **filters) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    snapshot = filters.pop("snapshot", None)
-    return export_frame(sqlite_engine, name, Filters(**filters), snapshot)[0]
 
 
 def top_segment(outcome) -> int:  # type: ignore[no-untyped-def]

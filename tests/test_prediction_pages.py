@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,8 @@ from analytics.exports.spec import parse_sort
 from db.exporter import Exporter
 from db.models import PredictionStatus
 from db.snapshot_cache import SnapshotCache
-from tests.conftest import as_user, export_frame, page, view
+from tests.conftest import as_user, export_frame, frame, page, view
+from tests.helpers import text_of, walk
 from tests.predicted import attach_test_predictions, set_predictions_status
 from webapp.downloads import build_download
 from webapp.filters import FilterError, parse_view
@@ -40,33 +40,6 @@ UNSCORED = ("99901", "99902")  # customers with only returns: predicted, never s
 def predicted(dashboard: Any, sqlite_engine: Engine) -> pd.DataFrame:
     """The dashboard with predictions attached to its latest snapshot (two unscored)."""
     return attach_test_predictions(sqlite_engine, LATEST, UNSCORED)
-
-
-def frame(engine: Engine, name: str, role: str | None = "analyst", **filters: Any) -> pd.DataFrame:
-    snapshot = filters.pop("snapshot", None)
-    return export_frame(engine, name, Filters(**filters), snapshot, role=role)[0]
-
-
-def text_of(node: Any) -> str:
-    """The visible text of a component tree."""
-    if node is None:
-        return ""
-    if isinstance(node, str | int | float):
-        return str(node)
-    if isinstance(node, list | tuple):
-        return "".join(text_of(c) for c in node)
-    return text_of(getattr(node, "children", None))
-
-
-def walk(node: Any) -> Iterator[Any]:
-    if node is None or isinstance(node, str | int | float):
-        return
-    if isinstance(node, list | tuple):
-        for child in node:
-            yield from walk(child)
-        return
-    yield node
-    yield from walk(getattr(node, "children", None))
 
 
 def expected_at_risk(preds: pd.DataFrame, high_risk: float = 0.7, share: float = 0.2) -> set[str]:
@@ -83,7 +56,7 @@ def expected_at_risk(preds: pd.DataFrame, high_risk: float = 0.7, share: float =
 def test_members_export_keeps_the_high_value_high_risk_customers(
     predicted: pd.DataFrame, sqlite_engine: Engine
 ) -> None:
-    chosen = frame(sqlite_engine, "members", high_value_high_risk=True)
+    chosen = frame(sqlite_engine, "members", role="analyst", high_value_high_risk=True)
     expected = expected_at_risk(predicted)
     assert 0 < len(expected) < 60
     assert set(chosen["customer_id"]) == expected
@@ -93,7 +66,9 @@ def test_members_export_keeps_the_high_value_high_risk_customers(
     assert prov["filter_high_value_high_risk"] == "true" and prov["predictions_status"] == "done"
     # With a segment too: the value threshold stays the one of every scored customer.
     seg = int(chosen["segment_id"].iloc[0])
-    both = frame(sqlite_engine, "members", high_value_high_risk=True, segments=(seg,))
+    both = frame(
+        sqlite_engine, "members", role="analyst", high_value_high_risk=True, segments=(seg,)
+    )
     assert set(both["customer_id"]) == set(chosen.loc[chosen["segment_id"] == seg, "customer_id"])
 
 
@@ -101,8 +76,8 @@ def test_the_filter_chooses_nobody_while_predictions_are_pending(
     dashboard: Any, sqlite_engine: Engine
 ) -> None:
     set_predictions_status(sqlite_engine, LATEST, PredictionStatus.PENDING)
-    assert frame(sqlite_engine, "members", high_value_high_risk=True).empty
-    assert len(frame(sqlite_engine, "members")) == 297
+    assert frame(sqlite_engine, "members", role="analyst", high_value_high_risk=True).empty
+    assert len(frame(sqlite_engine, "members", role="analyst")) == 297
 
 
 def test_member_pages_sort_the_whole_list_on_the_server(
@@ -110,7 +85,7 @@ def test_member_pages_sort_the_whole_list_on_the_server(
 ) -> None:
     exporter = Exporter(sqlite_engine, SnapshotCache())
     src = exporter.sources()
-    every = frame(sqlite_engine, "members")  # by customer id
+    every = frame(sqlite_engine, "members", role="analyst")  # by customer id
     for column, descending in (("churn_risk", True), ("clv_12m", False), ("recency_days", True)):
         expected = every.sort_values(
             column, ascending=not descending, kind="stable", na_position="last"
@@ -140,7 +115,7 @@ def test_an_unscored_or_pending_value_sorts_last(dashboard: Any, sqlite_engine: 
     set_predictions_status(sqlite_engine, LATEST, PredictionStatus.PENDING)
     exporter = Exporter(sqlite_engine, SnapshotCache())
     part, total = exporter.members_page(exporter.sources(), (), 0, 25, sort=("churn_risk", True))
-    every = frame(sqlite_engine, "members")
+    every = frame(sqlite_engine, "members", role="analyst")
     assert total == 297 and part["churn_risk"].isna().all()
     assert list(part["customer_id"]) == list(every["customer_id"].iloc[:25])  # ties: by id
 
@@ -169,10 +144,10 @@ def test_predictions_export_gives_one_customer(
     predicted: pd.DataFrame, sqlite_engine: Engine
 ) -> None:
     customer = str(predicted["customer_id"].iloc[5])
-    one = frame(sqlite_engine, "predictions", customer=customer)
+    one = frame(sqlite_engine, "predictions", role="analyst", customer=customer)
     assert list(one["customer_id"]) == [customer]
     assert one["churn_risk"].iloc[0] == pytest.approx(predicted["churn_risk"].iloc[5], abs=1e-6)
-    assert len(frame(sqlite_engine, "predictions")) == 297 + len(UNSCORED)
+    assert len(frame(sqlite_engine, "predictions", role="analyst")) == 297 + len(UNSCORED)
 
 
 def test_prediction_models_export_lists_every_fit(predicted: Any, sqlite_engine: Engine) -> None:
@@ -266,7 +241,7 @@ def test_member_list_shows_sorts_and_filters_by_predictions(
         chosen = members(segments=None, snapshot=None, page=0, sort=by_risk, risk=risk)
         bad = members(segments=None, snapshot=None, page=0, risk=["everyone"])
         junk = members(segments=None, snapshot=None, page=0, sort=[{"column_id": "x"}])
-    every = frame(sqlite_engine, "members")
+    every = frame(sqlite_engine, "members", role="analyst")
     ranked = every.sort_values("churn_risk", ascending=False, kind="stable")["customer_id"]
     shown = [r["customer_id"] for r in first["members-table"] + second["members-table"]]
     assert shown == list(ranked.iloc[:50])  # the whole list sorted, not one page

@@ -18,7 +18,7 @@ from db import snapshots
 from db.importer import import_file
 from db.models import Snapshot, SnapshotCustomer
 from db.refit import RefitFailed, RefitRejected, RefitSkipped, refit_lock, snapshots_to_keep
-from tests.conftest import SAMPLE, export_frame
+from tests.conftest import SAMPLE, export_frame, fail_at_call
 from tests.refitting import refit
 
 
@@ -176,16 +176,7 @@ def test_failure_mid_write_keeps_the_published_snapshot(
 
     import_file(engine, SAMPLE)
     good = refit(engine, k=3)
-    calls = {"n": 0}
-    real = refit_mod.bulk_insert
-
-    def failing(conn, table, frame):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError("disk full")
-        real(conn, table, frame)
-
-    monkeypatch.setattr(refit_mod, "bulk_insert", failing)
+    fail_at_call(monkeypatch, refit_mod, "bulk_insert", 3, OSError("disk full"))
     with pytest.raises(RefitFailed, match="disk full"):
         refit(engine, k=4)
     assert snapshots.get_snapshot(engine).id == good.snapshot_id

@@ -7,52 +7,20 @@ fixture `dashboard` holds the Online Retail sample and two snapshots (k = 3, fix
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pandas as pd
 import pytest
 from dash import no_update
-from sqlalchemy import Engine
 from werkzeug.exceptions import Forbidden
 
 from analytics import rfm
-from analytics.exports import Filters
 from analytics.segmentation import explain_selection
 from db import snapshots
 from db.k_settings import get_k_setting
-from tests.conftest import as_user, export_frame, login, page, view
-from tests.helpers import callback_body
+from tests.conftest import as_user, frame, login, page, view
+from tests.helpers import callback_body, text_of, walk
 
 ADMIN, ANALYST, VIEWER = (f"{r}@example.com" for r in ("admin", "analyst", "viewer"))
-
-
-def frame(engine: Engine, name: str, role: str | None = None, **filters: Any) -> pd.DataFrame:
-    snapshot = filters.pop("snapshot", None)
-    return export_frame(engine, name, Filters(**filters), snapshot, role=role)[0]
-
-
-def walk(node: Any) -> Iterator[Any]:
-    """Every component of a layout tree."""
-    if node is None or isinstance(node, str | int | float):
-        return
-    if isinstance(node, list | tuple):
-        for child in node:
-            yield from walk(child)
-        return
-    yield node
-    yield from walk(getattr(node, "children", None))
-
-
-def text_of(node: Any) -> str:
-    """The visible text of a component tree, its pieces joined."""
-    if node is None:
-        return ""
-    if isinstance(node, str | int | float):
-        return str(node)
-    if isinstance(node, list | tuple):
-        return "".join(text_of(c) for c in node)
-    return text_of(getattr(node, "children", None))
 
 
 def stage_cells(grid: Any) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from db.sources import (
     sync_history,
 )
 from db.sources import test_source as probe_source
-from tests.conftest import CDNOW, bare_settings, export_frame
+from tests.conftest import CDNOW, bare_settings, command_line_env, export_frame
 from tests.shops import (
     PASSWORD_ENV,
     READER_PASSWORD,
@@ -259,10 +259,7 @@ def test_connection_and_query_errors_say_so_in_one_line_and_change_nothing(
     from config.settings import get_settings
     from webapp.cli import main
 
-    monkeypatch.setenv("DATABASE_URL", str(sqlite_engine.url))
-    monkeypatch.setenv("CUSTSEG_ENV", "development")
-    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path))
-    get_settings.cache_clear()
+    command_line_env(monkeypatch, str(sqlite_engine.url), tmp_path)
     runner = CliRunner()
     shop.insert(shop_lines(1, 300))
     common = [

@@ -28,7 +28,7 @@ from db import snapshots
 from db.importer import import_file
 from db.models import Snapshot, SnapshotOrder, SnapshotStatus
 from db.queries import category_breadth, load_orders, read_frame
-from tests.conftest import SAMPLE, export_frame
+from tests.conftest import SAMPLE, command_line_env, export_frame
 from tests.refitting import refit_settings
 from webapp.cli import main
 
@@ -89,11 +89,12 @@ def test_the_jdbc_url_comes_from_the_database_url() -> None:
 
 
 def test_the_command_line_says_so_in_one_line(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("CUSTSEG_ENV", "development")
-    monkeypatch.setenv("CUSTSEG_INSTANCE_DIR", str(tmp_path / "instance"))
-    monkeypatch.setenv("CUSTSEG_REFIT_ENGINE", "spark")
-    get_settings.cache_clear()
+    command_line_env(
+        monkeypatch,
+        f"sqlite:///{tmp_path / 'cli.db'}",
+        tmp_path / "instance",
+        CUSTSEG_REFIT_ENGINE="spark",
+    )
     try:
         runner = CliRunner()
         assert runner.invoke(main, ["init-db"]).exit_code == 0

@@ -8,6 +8,8 @@ Create Date: 2026-11-28 10:28:04.385045
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import foreign_key
+
 revision: str = "0001"
 down_revision: str | None = None
 
@@ -60,12 +62,7 @@ def upgrade() -> None:
         sa.Column("amount", sa.Float(precision=53), nullable=False),
         sa.Column("category", sa.String(length=128), nullable=True),
         sa.Column("country", sa.String(length=64), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["batch_id"],
-            ["import_batches.id"],
-            name=op.f("fk_transactions_batch_id_import_batches"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("transactions", "batch_id", "import_batches", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_transactions")),
     )
     with op.batch_alter_table("transactions", schema=None) as batch_op:

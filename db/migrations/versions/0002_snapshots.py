@@ -8,6 +8,8 @@ Create Date: 2026-11-28 10:38:18.466798
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import create_snapshot_sales_daily, create_snapshot_table, foreign_key
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 
@@ -50,9 +52,8 @@ def upgrade() -> None:
     with op.batch_alter_table("snapshots", schema=None) as batch_op:
         batch_op.create_index("ix_snapshots_status_id", ["status", "id"], unique=False)
 
-    op.create_table(
+    create_snapshot_table(
         "snapshot_customers",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("customer_id", sa.String(length=64), nullable=False),
         sa.Column("segment_id", sa.Integer(), nullable=False),
         sa.Column("recency_days", sa.Integer(), nullable=False),
@@ -64,40 +65,21 @@ def upgrade() -> None:
         sa.Column("category_breadth", sa.Integer(), nullable=False),
         sa.Column("first_order_day", sa.Date(), nullable=False),
         sa.Column("last_order_day", sa.Date(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_customers_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("snapshot_id", "customer_id", name=op.f("pk_snapshot_customers")),
+        key=["customer_id"],
     )
     with op.batch_alter_table("snapshot_customers", schema=None) as batch_op:
         batch_op.create_index(
             "ix_snapshot_customers_snapshot_segment", ["snapshot_id", "segment_id"], unique=False
         )
 
-    op.create_table(
+    create_snapshot_table(
         "snapshot_migration",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("from_snapshot_id", sa.Integer(), nullable=False),
         sa.Column("from_segment", sa.Integer(), nullable=False),
         sa.Column("to_segment", sa.Integer(), nullable=False),
         sa.Column("customers", sa.Integer(), nullable=False),
         sa.Column("gross_revenue", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_migration_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint(
-            "snapshot_id",
-            "from_snapshot_id",
-            "from_segment",
-            "to_segment",
-            name=op.f("pk_snapshot_migration"),
-        ),
+        key=["from_snapshot_id", "from_segment", "to_segment"],
     )
     op.create_table(
         "snapshot_orders",
@@ -112,12 +94,7 @@ def upgrade() -> None:
         sa.Column("segment_id", sa.Integer(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("total", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_orders_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("snapshot_orders", "snapshot_id", "snapshots", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_snapshot_orders")),
     )
     with op.batch_alter_table("snapshot_orders", schema=None) as batch_op:
@@ -125,68 +102,27 @@ def upgrade() -> None:
             "ix_snapshot_orders_snapshot_day", ["snapshot_id", "day"], unique=False
         )
 
-    op.create_table(
+    create_snapshot_table(
         "snapshot_retention",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("cohort", sa.Date(), nullable=False),
         sa.Column("months_since_first", sa.Integer(), nullable=False),
         sa.Column("segment_id", sa.Integer(), nullable=False),
         sa.Column("cohort_size", sa.Integer(), nullable=False),
         sa.Column("customers", sa.Integer(), nullable=False),
         sa.Column("revenue", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_retention_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint(
-            "snapshot_id",
-            "cohort",
-            "months_since_first",
-            "segment_id",
-            name=op.f("pk_snapshot_retention"),
-        ),
+        key=["cohort", "months_since_first", "segment_id"],
     )
-    op.create_table(
-        "snapshot_sales_daily",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
-        sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("segment_id", sa.Integer(), nullable=False),
-        sa.Column("orders", sa.Integer(), nullable=False),
-        sa.Column("customers", sa.Integer(), nullable=False),
-        sa.Column("new_customers", sa.Integer(), nullable=False),
-        sa.Column("returns", sa.Integer(), nullable=False),
-        sa.Column("gross_revenue", sa.Float(), nullable=False),
-        sa.Column("net_revenue", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_sales_daily_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint(
-            "snapshot_id", "day", "segment_id", name=op.f("pk_snapshot_sales_daily")
-        ),
-    )
-    op.create_table(
+    create_snapshot_sales_daily()  # dropped by 0004, whose downgrade creates it again
+    create_snapshot_table(
         "snapshot_scores",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("k", sa.Integer(), nullable=False),
         sa.Column("silhouette", sa.Float(), nullable=False),
         sa.Column("inertia", sa.Float(), nullable=False),
         sa.Column("davies_bouldin", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_scores_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("snapshot_id", "k", name=op.f("pk_snapshot_scores")),
+        key=["k"],
     )
-    op.create_table(
+    create_snapshot_table(
         "snapshot_segments",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("segment_id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=80), nullable=False),
         sa.Column("description", sa.String(length=400), nullable=False),
@@ -203,13 +139,7 @@ def upgrade() -> None:
         sa.Column("monetary", sa.Float(), nullable=False),
         sa.Column("centroid", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_segments_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("snapshot_id", "segment_id", name=op.f("pk_snapshot_segments")),
+        key=["segment_id"],
     )
 
 

@@ -19,6 +19,8 @@ Revises: 0004
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import create_snapshot_table
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 
@@ -34,9 +36,8 @@ def upgrade() -> None:
         sa.Column("set_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_k_settings")),
     )
-    op.create_table(
+    create_snapshot_table(
         "snapshot_k_previews",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("k", sa.Integer(), nullable=False),
         sa.Column("cluster", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=120), nullable=False),
@@ -46,39 +47,19 @@ def upgrade() -> None:
         sa.Column("recency_days", sa.Float(), nullable=False),
         sa.Column("frequency", sa.Float(), nullable=False),
         sa.Column("monetary", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_k_previews_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("snapshot_id", "k", "cluster", name=op.f("pk_snapshot_k_previews")),
+        key=["k", "cluster"],
     )
-    op.create_table(
+    create_snapshot_table(
         "snapshot_stage_migration",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("from_snapshot_id", sa.Integer(), nullable=False),
         sa.Column("from_stage", sa.String(length=32), nullable=False),
         sa.Column("to_stage", sa.String(length=32), nullable=False),
         sa.Column("customers", sa.Integer(), nullable=False),
         sa.Column("gross_revenue", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_stage_migration_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint(
-            "snapshot_id",
-            "from_snapshot_id",
-            "from_stage",
-            "to_stage",
-            name=op.f("pk_snapshot_stage_migration"),
-        ),
+        key=["from_snapshot_id", "from_stage", "to_stage"],
     )
-    op.create_table(
+    create_snapshot_table(
         "snapshot_stages",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("stage", sa.String(length=32), nullable=False),
         sa.Column("customers", sa.Integer(), nullable=False),
         sa.Column("share", sa.Float(), nullable=False),
@@ -90,13 +71,7 @@ def upgrade() -> None:
         sa.Column("monetary", sa.Float(), nullable=True),
         sa.Column("action", sa.String(length=300), nullable=True),
         sa.Column("action_basis", sa.JSON(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_stages_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("snapshot_id", "stage", name=op.f("pk_snapshot_stages")),
+        key=["stage"],
     )
     with op.batch_alter_table("snapshot_customers", schema=None) as batch_op:
         batch_op.add_column(sa.Column("r_score", sa.SmallInteger(), nullable=True))

@@ -10,26 +10,21 @@ Revises: 0006
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import create_snapshot_table
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_snapshot_table(
         "snapshot_predictions",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("customer_id", sa.String(length=64), nullable=False),
         sa.Column("expected_orders_90d", sa.Float(), nullable=True),
         sa.Column("churn_risk", sa.Float(), nullable=True),
         sa.Column("clv_12m", sa.Float(), nullable=True),
         sa.Column("unscored_reason", sa.String(length=120), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_predictions_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("snapshot_id", "customer_id", name=op.f("pk_snapshot_predictions")),
+        key=["customer_id"],
     )
     with op.batch_alter_table("snapshots", schema=None) as batch_op:
         batch_op.add_column(

@@ -10,6 +10,8 @@ Revises: 0007
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import foreign_key
+
 revision: str = "0008"
 down_revision: str | None = "0007"
 
@@ -27,12 +29,7 @@ def upgrade() -> None:
         sa.Column("updated_by", sa.String(length=254), nullable=True),
         sa.Column("last_sent_at", sa.DateTime(), nullable=True),
         sa.Column("last_snapshot_id", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_notification_subscriptions_user_id_users"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("notification_subscriptions", "user_id", "users", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_subscriptions")),
     )
     with op.batch_alter_table("notification_subscriptions", schema=None) as batch_op:
@@ -70,12 +67,7 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("details", sa.JSON(), nullable=False),
         sa.Column("link", sa.String(length=2000), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["rule_id"],
-            ["alert_rules.id"],
-            name=op.f("fk_alert_events_rule_id_alert_rules"),
-            ondelete="SET NULL",
-        ),
+        foreign_key("alert_events", "rule_id", "alert_rules", ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_events")),
     )
     with op.batch_alter_table("alert_events", schema=None) as batch_op:
@@ -101,12 +93,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("log", sa.JSON(), nullable=False),
         sa.Column("sent_at", sa.DateTime(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["event_id"],
-            ["alert_events.id"],
-            name=op.f("fk_notification_deliveries_event_id_alert_events"),
-            ondelete="SET NULL",
-        ),
+        foreign_key("notification_deliveries", "event_id", "alert_events", ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_deliveries")),
     )
     with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:

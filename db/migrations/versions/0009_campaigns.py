@@ -14,17 +14,10 @@ Revises: 0008
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import foreign_key
+
 revision: str = "0009"
 down_revision: str | None = "0008"
-
-
-def _campaign_fk(table: str) -> sa.ForeignKeyConstraint:
-    return sa.ForeignKeyConstraint(
-        ["campaign_id"],
-        ["campaigns.id"],
-        name=op.f(f"fk_{table}_campaign_id_campaigns"),
-        ondelete="CASCADE",
-    )
 
 
 def upgrade() -> None:
@@ -76,7 +69,7 @@ def upgrade() -> None:
         sa.Column("revenue", sa.Float(), nullable=False),
         sa.Column("revenue_per_customer", sa.Float(), nullable=True),
         sa.Column("aov", sa.Float(), nullable=True),
-        _campaign_fk("campaign_results"),
+        foreign_key("campaign_results", "campaign_id", "campaigns", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("campaign_id", "group", "period", name=op.f("pk_campaign_results")),
     )
     op.create_table(
@@ -91,7 +84,7 @@ def upgrade() -> None:
         sa.Column("mde", sa.Float(), nullable=True),
         sa.Column("verdict", sa.String(length=400), nullable=False),
         sa.Column("method", sa.String(length=120), nullable=False),
-        _campaign_fk("campaign_lifts"),
+        foreign_key("campaign_lifts", "campaign_id", "campaigns", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("campaign_id", "metric", name=op.f("pk_campaign_lifts")),
     )
     op.create_table(
@@ -101,7 +94,7 @@ def upgrade() -> None:
         sa.Column("day", sa.Integer(), nullable=False),
         sa.Column("revenue_per_customer", sa.Float(), nullable=True),
         sa.Column("conversion", sa.Float(), nullable=True),
-        _campaign_fk("campaign_daily"),
+        foreign_key("campaign_daily", "campaign_id", "campaigns", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("campaign_id", "group", "day", name=op.f("pk_campaign_daily")),
     )
     op.create_table(

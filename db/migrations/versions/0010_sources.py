@@ -19,6 +19,8 @@ Revises: 0009
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import foreign_key
+
 revision: str = "0010"
 down_revision: str | None = "0009"
 
@@ -61,12 +63,7 @@ def upgrade() -> None:
         sa.Column("since", sa.String(length=64), nullable=True),
         sa.Column("until", sa.String(length=64), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["source_id"],
-            ["sources.id"],
-            name=op.f("fk_source_syncs_source_id_sources"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("source_syncs", "source_id", "sources", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_source_syncs")),
     )
     with op.batch_alter_table("source_syncs", schema=None) as batch_op:

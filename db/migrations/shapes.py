@@ -1,5 +1,5 @@
-"""Shapes the migrations share: a named foreign key, a snapshot's child table, and a table more
-than one revision creates.
+"""Shapes the migrations share: a named foreign key, a table keyed by `id`, a snapshot's child
+table, and a table more than one revision creates.
 
 Frozen by contract: the revisions in versions/ import these helpers, and a revision must create
 the same schema whenever it runs, on a database set up today or years from now. So a helper is
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.schema import SchemaItem
 
 
 def foreign_key(
@@ -28,6 +29,30 @@ def foreign_key(
         [f"{referred}.id"],
         name=op.f(f"fk_{table}_{column}_{referred}"),
         ondelete=ondelete,
+    )
+
+
+def _create_with_id(name: str, id_column: sa.Column, items: Sequence[SchemaItem]) -> None:
+    op.create_table(name, id_column, *items, sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{name}")))
+
+
+def create_id_table(name: str, *items: SchemaItem) -> None:
+    """Table `name` with an integer `id` primary key (SERIAL on PostgreSQL) before `items`."""
+    _create_with_id(name, sa.Column("id", sa.Integer(), nullable=False), items)
+
+
+def create_big_id_table(name: str, *items: SchemaItem) -> None:
+    """Table `name` with a 64-bit `id` primary key (BIGSERIAL on PostgreSQL; INTEGER on SQLite,
+    which only auto-increments an INTEGER PRIMARY KEY) before `items`: a row per order (line)."""
+    _create_with_id(
+        name,
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        items,
     )
 
 

@@ -8,16 +8,15 @@ Create Date: 2026-11-28 10:28:04.385045
 import sqlalchemy as sa
 from alembic import op
 
-from db.migrations.shapes import foreign_key
+from db.migrations.shapes import create_big_id_table, create_id_table, foreign_key
 
 revision: str = "0001"
 down_revision: str | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_id_table(
         "import_batches",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("file_name", sa.String(length=500), nullable=False),
         sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("layout", sa.String(length=32), nullable=False),
@@ -31,12 +30,10 @@ def upgrade() -> None:
         sa.Column("report", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("created_by", sa.String(length=254), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_import_batches")),
         sa.UniqueConstraint("content_hash", name=op.f("uq_import_batches_content_hash")),
     )
-    op.create_table(
+    create_id_table(
         "users",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("email", sa.String(length=254), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
@@ -44,17 +41,10 @@ def upgrade() -> None:
         sa.Column("session_version", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("last_login_at", sa.DateTime(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
     )
-    op.create_table(
+    create_big_id_table(
         "transactions",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
         sa.Column("batch_id", sa.Integer(), nullable=False),
         sa.Column("customer_id", sa.String(length=64), nullable=True),
         sa.Column("order_id", sa.String(length=64), nullable=False),
@@ -63,7 +53,6 @@ def upgrade() -> None:
         sa.Column("category", sa.String(length=128), nullable=True),
         sa.Column("country", sa.String(length=64), nullable=True),
         foreign_key("transactions", "batch_id", "import_batches", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_transactions")),
     )
     with op.batch_alter_table("transactions", schema=None) as batch_op:
         batch_op.create_index("ix_transactions_batch_id", ["batch_id"], unique=False)

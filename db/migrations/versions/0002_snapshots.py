@@ -8,7 +8,13 @@ Create Date: 2026-11-28 10:38:18.466798
 import sqlalchemy as sa
 from alembic import op
 
-from db.migrations.shapes import create_snapshot_sales_daily, create_snapshot_table, foreign_key
+from db.migrations.shapes import (
+    create_big_id_table,
+    create_id_table,
+    create_snapshot_sales_daily,
+    create_snapshot_table,
+    foreign_key,
+)
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -23,9 +29,8 @@ def upgrade() -> None:
         sa.Column("renamed_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("segment_id", name=op.f("pk_segment_labels")),
     )
-    op.create_table(
+    create_id_table(
         "snapshots",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("as_of", sa.Date(), nullable=True),
         sa.Column("data_start", sa.Date(), nullable=True),
@@ -47,7 +52,6 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("trigger", sa.String(length=32), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_snapshots")),
     )
     with op.batch_alter_table("snapshots", schema=None) as batch_op:
         batch_op.create_index("ix_snapshots_status_id", ["status", "id"], unique=False)
@@ -81,21 +85,14 @@ def upgrade() -> None:
         sa.Column("gross_revenue", sa.Float(), nullable=False),
         key=["from_snapshot_id", "from_segment", "to_segment"],
     )
-    op.create_table(
+    create_big_id_table(
         "snapshot_orders",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
         sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("customer_id", sa.String(length=64), nullable=False),
         sa.Column("segment_id", sa.Integer(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("total", sa.Float(), nullable=False),
         foreign_key("snapshot_orders", "snapshot_id", "snapshots", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_snapshot_orders")),
     )
     with op.batch_alter_table("snapshot_orders", schema=None) as batch_op:
         batch_op.create_index(

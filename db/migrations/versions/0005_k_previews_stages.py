@@ -19,22 +19,20 @@ Revises: 0004
 import sqlalchemy as sa
 from alembic import op
 
-from db.migrations.shapes import create_snapshot_table
+from db.migrations.shapes import create_id_table, create_snapshot_table
 
 revision: str = "0005"
 down_revision: str | None = "0004"
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_id_table(
         "k_settings",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("k_min", sa.Integer(), nullable=True),
         sa.Column("k_max", sa.Integer(), nullable=True),
         sa.Column("k", sa.Integer(), nullable=True),
         sa.Column("set_by", sa.String(length=254), nullable=True),
         sa.Column("set_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_k_settings")),
     )
     create_snapshot_table(
         "snapshot_k_previews",

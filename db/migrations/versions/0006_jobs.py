@@ -11,14 +11,15 @@ Revises: 0005
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import create_id_table
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_id_table(
         "jobs",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("params", sa.JSON(), nullable=False),
@@ -33,7 +34,6 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("host", sa.String(length=255), nullable=True),
         sa.Column("pid", sa.Integer(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index("ix_jobs_status_id", ["status", "id"], unique=False)

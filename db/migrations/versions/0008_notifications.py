@@ -10,16 +10,15 @@ Revises: 0007
 import sqlalchemy as sa
 from alembic import op
 
-from db.migrations.shapes import foreign_key
+from db.migrations.shapes import create_id_table, foreign_key
 
 revision: str = "0008"
 down_revision: str | None = "0007"
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_id_table(
         "notification_subscriptions",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("frequency", sa.String(length=16), nullable=False),
         sa.Column("weekday", sa.SmallInteger(), nullable=True),
@@ -30,16 +29,14 @@ def upgrade() -> None:
         sa.Column("last_sent_at", sa.DateTime(), nullable=True),
         sa.Column("last_snapshot_id", sa.Integer(), nullable=True),
         foreign_key("notification_subscriptions", "user_id", "users", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_subscriptions")),
     )
     with op.batch_alter_table("notification_subscriptions", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_notification_subscriptions_user_id"), ["user_id"], unique=True
         )
 
-    op.create_table(
+    create_id_table(
         "alert_rules",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=120), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("params", sa.JSON(), nullable=False),
@@ -53,12 +50,10 @@ def upgrade() -> None:
         sa.Column("last_message", sa.Text(), nullable=True),
         sa.Column("created_by", sa.String(length=254), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_rules")),
     )
 
-    op.create_table(
+    create_id_table(
         "alert_events",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("rule_id", sa.Integer(), nullable=True),
         sa.Column("rule_name", sa.String(length=120), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
@@ -68,14 +63,12 @@ def upgrade() -> None:
         sa.Column("details", sa.JSON(), nullable=False),
         sa.Column("link", sa.String(length=2000), nullable=True),
         foreign_key("alert_events", "rule_id", "alert_rules", ondelete="SET NULL"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_events")),
     )
     with op.batch_alter_table("alert_events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_alert_events_rule_id"), ["rule_id"], unique=False)
 
-    op.create_table(
+    create_id_table(
         "notification_deliveries",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("job_id", sa.Integer(), nullable=True),
         sa.Column("what", sa.String(length=16), nullable=False),
@@ -94,7 +87,6 @@ def upgrade() -> None:
         sa.Column("log", sa.JSON(), nullable=False),
         sa.Column("sent_at", sa.DateTime(), nullable=True),
         foreign_key("notification_deliveries", "event_id", "alert_events", ondelete="SET NULL"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_deliveries")),
     )
     with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:
         batch_op.create_index(

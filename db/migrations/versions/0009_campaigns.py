@@ -14,16 +14,15 @@ Revises: 0008
 import sqlalchemy as sa
 from alembic import op
 
-from db.migrations.shapes import foreign_key
+from db.migrations.shapes import create_id_table, foreign_key
 
 revision: str = "0009"
 down_revision: str | None = "0008"
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_id_table(
         "campaigns",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=120), nullable=False),
         sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("snapshot_as_of", sa.Date(), nullable=True),
@@ -42,7 +41,6 @@ def upgrade() -> None:
         sa.Column("results_at", sa.DateTime(), nullable=True),
         sa.Column("results_through", sa.Date(), nullable=True),
         sa.Column("results_note", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_campaigns")),
     )
     op.create_table(
         "campaign_members",
@@ -97,9 +95,8 @@ def upgrade() -> None:
         foreign_key("campaign_daily", "campaign_id", "campaigns", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("campaign_id", "group", "day", name=op.f("pk_campaign_daily")),
     )
-    op.create_table(
+    create_id_table(
         "campaign_events",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("campaign_id", sa.Integer(), nullable=False),
         sa.Column("campaign_name", sa.String(length=120), nullable=False),
         sa.Column("action", sa.String(length=16), nullable=False),
@@ -108,7 +105,6 @@ def upgrade() -> None:
         sa.Column("treatment", sa.Integer(), nullable=True),
         sa.Column("holdout", sa.Integer(), nullable=True),
         sa.Column("details", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_campaign_events")),
     )
     with op.batch_alter_table("campaign_events", schema=None) as batch_op:
         batch_op.create_index("ix_campaign_events_campaign_id", ["campaign_id"], unique=False)

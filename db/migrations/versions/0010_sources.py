@@ -19,16 +19,15 @@ Revises: 0009
 import sqlalchemy as sa
 from alembic import op
 
-from db.migrations.shapes import foreign_key
+from db.migrations.shapes import create_id_table, foreign_key
 
 revision: str = "0010"
 down_revision: str | None = "0009"
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_id_table(
         "sources",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("url", sa.String(length=1000), nullable=False),
         sa.Column("password_env", sa.String(length=128), nullable=True),
@@ -42,12 +41,10 @@ def upgrade() -> None:
         sa.Column("last_synced_at", sa.DateTime(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("created_by", sa.String(length=254), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_sources")),
         sa.UniqueConstraint("name", name=op.f("uq_sources_name")),
     )
-    op.create_table(
+    create_id_table(
         "source_syncs",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("source_id", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("full", sa.Boolean(), nullable=False),
@@ -64,7 +61,6 @@ def upgrade() -> None:
         sa.Column("until", sa.String(length=64), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         foreign_key("source_syncs", "source_id", "sources", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_source_syncs")),
     )
     with op.batch_alter_table("source_syncs", schema=None) as batch_op:
         batch_op.create_index("ix_source_syncs_source_id_id", ["source_id", "id"], unique=False)

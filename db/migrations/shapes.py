@@ -1,5 +1,5 @@
 """Shapes the migrations share: a named foreign key, a table keyed by `id`, a snapshot's child
-table, and a table more than one revision creates.
+table, columns added to or dropped from a table, and a table more than one revision creates.
 
 Frozen by contract: the revisions in versions/ import these helpers, and a revision must create
 the same schema whenever it runs, on a database set up today or years from now. So a helper is
@@ -66,6 +66,20 @@ def create_snapshot_table(name: str, *columns: sa.Column, key: Sequence[str]) ->
         foreign_key(name, "snapshot_id", "snapshots", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("snapshot_id", *key, name=op.f(f"pk_{name}")),
     )
+
+
+def add_columns(table: str, *columns: sa.Column) -> None:
+    """Add `columns` to `table` (in one batch: SQLite adds them in place)."""
+    with op.batch_alter_table(table) as batch_op:
+        for column in columns:
+            batch_op.add_column(column)
+
+
+def drop_columns(table: str, *names: str) -> None:
+    """Drop the columns `names` from `table` (in one batch: SQLite copies the table once)."""
+    with op.batch_alter_table(table) as batch_op:
+        for name in names:
+            batch_op.drop_column(name)
 
 
 def create_snapshot_sales_daily() -> None:

@@ -54,20 +54,14 @@ def upgrade() -> None:
         sa.Column("country", sa.String(length=64), nullable=True),
         foreign_key("transactions", "batch_id", "import_batches", ondelete="CASCADE"),
     )
-    with op.batch_alter_table("transactions", schema=None) as batch_op:
-        batch_op.create_index("ix_transactions_batch_id", ["batch_id"], unique=False)
-        batch_op.create_index(
-            "ix_transactions_customer_id_ordered_at", ["customer_id", "ordered_at"], unique=False
-        )
-        batch_op.create_index("ix_transactions_ordered_at", ["ordered_at"], unique=False)
+    op.create_index("ix_transactions_batch_id", "transactions", ["batch_id"])
+    op.create_index(
+        "ix_transactions_customer_id_ordered_at", "transactions", ["customer_id", "ordered_at"]
+    )
+    op.create_index("ix_transactions_ordered_at", "transactions", ["ordered_at"])
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("transactions", schema=None) as batch_op:
-        batch_op.drop_index("ix_transactions_ordered_at")
-        batch_op.drop_index("ix_transactions_customer_id_ordered_at")
-        batch_op.drop_index("ix_transactions_batch_id")
-
     op.drop_table("transactions")
     op.drop_table("users")
     op.drop_table("import_batches")

@@ -53,8 +53,7 @@ def upgrade() -> None:
         sa.Column("trigger", sa.String(length=32), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=True),
     )
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.create_index("ix_snapshots_status_id", ["status", "id"], unique=False)
+    op.create_index("ix_snapshots_status_id", "snapshots", ["status", "id"])
 
     create_snapshot_table(
         "snapshot_customers",
@@ -71,10 +70,11 @@ def upgrade() -> None:
         sa.Column("last_order_day", sa.Date(), nullable=False),
         key=["customer_id"],
     )
-    with op.batch_alter_table("snapshot_customers", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_snapshot_customers_snapshot_segment", ["snapshot_id", "segment_id"], unique=False
-        )
+    op.create_index(
+        "ix_snapshot_customers_snapshot_segment",
+        "snapshot_customers",
+        ["snapshot_id", "segment_id"],
+    )
 
     create_snapshot_table(
         "snapshot_migration",
@@ -94,10 +94,7 @@ def upgrade() -> None:
         sa.Column("total", sa.Float(), nullable=False),
         foreign_key("snapshot_orders", "snapshot_id", "snapshots", ondelete="CASCADE"),
     )
-    with op.batch_alter_table("snapshot_orders", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_snapshot_orders_snapshot_day", ["snapshot_id", "day"], unique=False
-        )
+    op.create_index("ix_snapshot_orders_snapshot_day", "snapshot_orders", ["snapshot_id", "day"])
 
     create_snapshot_table(
         "snapshot_retention",
@@ -145,17 +142,8 @@ def downgrade() -> None:
     op.drop_table("snapshot_scores")
     op.drop_table("snapshot_sales_daily")
     op.drop_table("snapshot_retention")
-    with op.batch_alter_table("snapshot_orders", schema=None) as batch_op:
-        batch_op.drop_index("ix_snapshot_orders_snapshot_day")
-
     op.drop_table("snapshot_orders")
     op.drop_table("snapshot_migration")
-    with op.batch_alter_table("snapshot_customers", schema=None) as batch_op:
-        batch_op.drop_index("ix_snapshot_customers_snapshot_segment")
-
     op.drop_table("snapshot_customers")
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.drop_index("ix_snapshots_status_id")
-
     op.drop_table("snapshots")
     op.drop_table("segment_labels")

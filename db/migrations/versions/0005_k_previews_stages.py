@@ -19,7 +19,7 @@ Revises: 0004
 import sqlalchemy as sa
 from alembic import op
 
-from db.migrations.shapes import create_id_table, create_snapshot_table
+from db.migrations.shapes import add_columns, create_id_table, create_snapshot_table, drop_columns
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -71,34 +71,25 @@ def upgrade() -> None:
         sa.Column("action_basis", sa.JSON(), nullable=True),
         key=["stage"],
     )
-    with op.batch_alter_table("snapshot_customers", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("r_score", sa.SmallInteger(), nullable=True))
-        batch_op.add_column(sa.Column("f_score", sa.SmallInteger(), nullable=True))
-        batch_op.add_column(sa.Column("m_score", sa.SmallInteger(), nullable=True))
-        batch_op.add_column(sa.Column("lifecycle_stage", sa.String(length=32), nullable=True))
-
-    with op.batch_alter_table("snapshot_segments", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("action", sa.String(length=300), nullable=True))
-        batch_op.add_column(sa.Column("action_basis", sa.JSON(), nullable=True))
-
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("k_selection", sa.JSON(), nullable=True))
+    add_columns(
+        "snapshot_customers",
+        sa.Column("r_score", sa.SmallInteger(), nullable=True),
+        sa.Column("f_score", sa.SmallInteger(), nullable=True),
+        sa.Column("m_score", sa.SmallInteger(), nullable=True),
+        sa.Column("lifecycle_stage", sa.String(length=32), nullable=True),
+    )
+    add_columns(
+        "snapshot_segments",
+        sa.Column("action", sa.String(length=300), nullable=True),
+        sa.Column("action_basis", sa.JSON(), nullable=True),
+    )
+    add_columns("snapshots", sa.Column("k_selection", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.drop_column("k_selection")
-
-    with op.batch_alter_table("snapshot_segments", schema=None) as batch_op:
-        batch_op.drop_column("action_basis")
-        batch_op.drop_column("action")
-
-    with op.batch_alter_table("snapshot_customers", schema=None) as batch_op:
-        batch_op.drop_column("lifecycle_stage")
-        batch_op.drop_column("m_score")
-        batch_op.drop_column("f_score")
-        batch_op.drop_column("r_score")
-
+    drop_columns("snapshots", "k_selection")
+    drop_columns("snapshot_segments", "action_basis", "action")
+    drop_columns("snapshot_customers", "lifecycle_stage", "m_score", "f_score", "r_score")
     op.drop_table("snapshot_stages")
     op.drop_table("snapshot_stage_migration")
     op.drop_table("snapshot_k_previews")

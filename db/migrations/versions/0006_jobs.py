@@ -11,7 +11,7 @@ Revises: 0005
 import sqlalchemy as sa
 from alembic import op
 
-from db.migrations.shapes import create_id_table
+from db.migrations.shapes import add_columns, create_id_table, drop_columns
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -35,15 +35,10 @@ def upgrade() -> None:
         sa.Column("host", sa.String(length=255), nullable=True),
         sa.Column("pid", sa.Integer(), nullable=True),
     )
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.create_index("ix_jobs_status_id", ["status", "id"], unique=False)
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("fingerprint", sa.String(length=64), nullable=True))
+    op.create_index("ix_jobs_status_id", "jobs", ["status", "id"])
+    add_columns("snapshots", sa.Column("fingerprint", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.drop_column("fingerprint")
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_index("ix_jobs_status_id")
+    drop_columns("snapshots", "fingerprint")
     op.drop_table("jobs")

@@ -10,7 +10,7 @@ Revises: 0006
 import sqlalchemy as sa
 from alembic import op
 
-from db.migrations.shapes import create_snapshot_table
+from db.migrations.shapes import add_columns, create_snapshot_table, drop_columns
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -26,20 +26,18 @@ def upgrade() -> None:
         sa.Column("unscored_reason", sa.String(length=120), nullable=True),
         key=["customer_id"],
     )
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "predictions_status",
-                sa.String(length=16),
-                nullable=False,
-                server_default="off",  # snapshots published before predictions existed
-            )
-        )
-        batch_op.add_column(sa.Column("predictions", sa.JSON(), nullable=True))
+    add_columns(
+        "snapshots",
+        sa.Column(
+            "predictions_status",
+            sa.String(length=16),
+            nullable=False,
+            server_default="off",  # snapshots published before predictions existed
+        ),
+        sa.Column("predictions", sa.JSON(), nullable=True),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.drop_column("predictions")
-        batch_op.drop_column("predictions_status")
+    drop_columns("snapshots", "predictions", "predictions_status")
     op.drop_table("snapshot_predictions")

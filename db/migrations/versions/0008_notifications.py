@@ -30,10 +30,12 @@ def upgrade() -> None:
         sa.Column("last_snapshot_id", sa.Integer(), nullable=True),
         foreign_key("notification_subscriptions", "user_id", "users", ondelete="CASCADE"),
     )
-    with op.batch_alter_table("notification_subscriptions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_notification_subscriptions_user_id"), ["user_id"], unique=True
-        )
+    op.create_index(
+        op.f("ix_notification_subscriptions_user_id"),
+        "notification_subscriptions",
+        ["user_id"],
+        unique=True,
+    )
 
     create_id_table(
         "alert_rules",
@@ -64,8 +66,7 @@ def upgrade() -> None:
         sa.Column("link", sa.String(length=2000), nullable=True),
         foreign_key("alert_events", "rule_id", "alert_rules", ondelete="SET NULL"),
     )
-    with op.batch_alter_table("alert_events", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_alert_events_rule_id"), ["rule_id"], unique=False)
+    op.create_index(op.f("ix_alert_events_rule_id"), "alert_events", ["rule_id"])
 
     create_id_table(
         "notification_deliveries",
@@ -88,24 +89,16 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(), nullable=True),
         foreign_key("notification_deliveries", "event_id", "alert_events", ondelete="SET NULL"),
     )
-    with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_notification_deliveries_event_id"), ["event_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_notification_deliveries_status_id", ["status", "id"], unique=False
-        )
+    op.create_index(
+        op.f("ix_notification_deliveries_event_id"), "notification_deliveries", ["event_id"]
+    )
+    op.create_index(
+        "ix_notification_deliveries_status_id", "notification_deliveries", ["status", "id"]
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_notification_deliveries_status_id")
-        batch_op.drop_index(batch_op.f("ix_notification_deliveries_event_id"))
     op.drop_table("notification_deliveries")
-    with op.batch_alter_table("alert_events", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_alert_events_rule_id"))
     op.drop_table("alert_events")
     op.drop_table("alert_rules")
-    with op.batch_alter_table("notification_subscriptions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_notification_subscriptions_user_id"))
     op.drop_table("notification_subscriptions")

@@ -106,13 +106,10 @@ def upgrade() -> None:
         sa.Column("holdout", sa.Integer(), nullable=True),
         sa.Column("details", sa.JSON(), nullable=False),
     )
-    with op.batch_alter_table("campaign_events", schema=None) as batch_op:
-        batch_op.create_index("ix_campaign_events_campaign_id", ["campaign_id"], unique=False)
+    op.create_index("ix_campaign_events_campaign_id", "campaign_events", ["campaign_id"])
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("campaign_events", schema=None) as batch_op:
-        batch_op.drop_index("ix_campaign_events_campaign_id")
     for table in (
         "campaign_events",
         "campaign_daily",

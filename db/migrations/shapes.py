@@ -1,5 +1,6 @@
-"""Shapes the migrations share: a named foreign key, a table keyed by `id`, a snapshot's child
-table, columns added to or dropped from a table, and a table more than one revision creates.
+"""Shapes the migrations share: a named foreign key, a table keyed by `id`, a table of rows that
+belong to a row of another (a snapshot's, a campaign's), columns added to or dropped from a
+table, and a table more than one revision creates.
 
 Frozen by contract: the revisions in versions/ import these helpers, and a revision must create
 the same schema whenever it runs, on a database set up today or years from now. So a helper is
@@ -56,16 +57,23 @@ def create_big_id_table(name: str, *items: SchemaItem) -> None:
     )
 
 
-def create_snapshot_table(name: str, *columns: sa.Column, key: Sequence[str]) -> None:
-    """Table `name` of rows that belong to one snapshot: `snapshot_id` before `columns`, deleted
-    with its snapshot (ON DELETE CASCADE), primary key (snapshot_id, *key)."""
+def create_child_table(
+    name: str, parent_id: str, parent: str, *columns: sa.Column, key: Sequence[str]
+) -> None:
+    """Table `name` of rows that belong to one row of `parent`: the integer `parent_id` before
+    `columns`, deleted with that row (ON DELETE CASCADE), primary key (parent_id, *key)."""
     op.create_table(
         name,
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
+        sa.Column(parent_id, sa.Integer(), nullable=False),
         *columns,
-        foreign_key(name, "snapshot_id", "snapshots", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("snapshot_id", *key, name=op.f(f"pk_{name}")),
+        foreign_key(name, parent_id, parent, ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint(parent_id, *key, name=op.f(f"pk_{name}")),
     )
+
+
+def create_snapshot_table(name: str, *columns: sa.Column, key: Sequence[str]) -> None:
+    """Table `name` of rows that belong to one snapshot: a child table of snapshots."""
+    create_child_table(name, "snapshot_id", "snapshots", *columns, key=key)
 
 
 def add_columns(table: str, *columns: sa.Column) -> None:

@@ -14,7 +14,7 @@ Revises: 0008
 import sqlalchemy as sa
 from alembic import op
 
-from db.migrations.shapes import create_id_table, foreign_key
+from db.migrations.shapes import create_child_table, create_id_table
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -53,9 +53,10 @@ def upgrade() -> None:
         # No foreign key: its per-row check doubled the time to write 100k members.
         sa.PrimaryKeyConstraint("campaign_id", "customer_id", name=op.f("pk_campaign_members")),
     )
-    op.create_table(
+    create_child_table(
         "campaign_results",
-        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        "campaign_id",
+        "campaigns",
         sa.Column("group", sa.String(length=16), nullable=False),
         sa.Column("period", sa.String(length=16), nullable=False),
         sa.Column("first_day", sa.Date(), nullable=False),
@@ -67,12 +68,12 @@ def upgrade() -> None:
         sa.Column("revenue", sa.Float(), nullable=False),
         sa.Column("revenue_per_customer", sa.Float(), nullable=True),
         sa.Column("aov", sa.Float(), nullable=True),
-        foreign_key("campaign_results", "campaign_id", "campaigns", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("campaign_id", "group", "period", name=op.f("pk_campaign_results")),
+        key=["group", "period"],
     )
-    op.create_table(
+    create_child_table(
         "campaign_lifts",
-        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        "campaign_id",
+        "campaigns",
         sa.Column("metric", sa.String(length=32), nullable=False),
         sa.Column("treatment", sa.Float(), nullable=True),
         sa.Column("holdout", sa.Float(), nullable=True),
@@ -82,18 +83,17 @@ def upgrade() -> None:
         sa.Column("mde", sa.Float(), nullable=True),
         sa.Column("verdict", sa.String(length=400), nullable=False),
         sa.Column("method", sa.String(length=120), nullable=False),
-        foreign_key("campaign_lifts", "campaign_id", "campaigns", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("campaign_id", "metric", name=op.f("pk_campaign_lifts")),
+        key=["metric"],
     )
-    op.create_table(
+    create_child_table(
         "campaign_daily",
-        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        "campaign_id",
+        "campaigns",
         sa.Column("group", sa.String(length=16), nullable=False),
         sa.Column("day", sa.Integer(), nullable=False),
         sa.Column("revenue_per_customer", sa.Float(), nullable=True),
         sa.Column("conversion", sa.Float(), nullable=True),
-        foreign_key("campaign_daily", "campaign_id", "campaigns", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("campaign_id", "group", "day", name=op.f("pk_campaign_daily")),
+        key=["group", "day"],
     )
     create_id_table(
         "campaign_events",

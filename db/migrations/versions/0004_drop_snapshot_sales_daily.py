@@ -11,15 +11,12 @@ Revision ID: 0004
 Revises: 0003
 """
 
-from collections.abc import Sequence
-
-import sqlalchemy as sa
 from alembic import op
+
+from db.migrations.shapes import create_snapshot_sales_daily
 
 revision: str = "0004"
 down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
@@ -27,24 +24,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.create_table(
-        "snapshot_sales_daily",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
-        sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("segment_id", sa.Integer(), nullable=False),
-        sa.Column("orders", sa.Integer(), nullable=False),
-        sa.Column("customers", sa.Integer(), nullable=False),
-        sa.Column("new_customers", sa.Integer(), nullable=False),
-        sa.Column("returns", sa.Integer(), nullable=False),
-        sa.Column("gross_revenue", sa.Float(), nullable=False),
-        sa.Column("net_revenue", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_sales_daily_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint(
-            "snapshot_id", "day", "segment_id", name=op.f("pk_snapshot_sales_daily")
-        ),
-    )
+    create_snapshot_sales_daily()

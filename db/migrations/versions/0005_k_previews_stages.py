@@ -16,31 +16,26 @@ Revision ID: 0005
 Revises: 0004
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import add_columns, create_id_table, create_snapshot_table, drop_columns
+
 revision: str = "0005"
 down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_id_table(
         "k_settings",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("k_min", sa.Integer(), nullable=True),
         sa.Column("k_max", sa.Integer(), nullable=True),
         sa.Column("k", sa.Integer(), nullable=True),
         sa.Column("set_by", sa.String(length=254), nullable=True),
         sa.Column("set_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_k_settings")),
     )
-    op.create_table(
+    create_snapshot_table(
         "snapshot_k_previews",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("k", sa.Integer(), nullable=False),
         sa.Column("cluster", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=120), nullable=False),
@@ -50,39 +45,19 @@ def upgrade() -> None:
         sa.Column("recency_days", sa.Float(), nullable=False),
         sa.Column("frequency", sa.Float(), nullable=False),
         sa.Column("monetary", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_k_previews_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("snapshot_id", "k", "cluster", name=op.f("pk_snapshot_k_previews")),
+        key=["k", "cluster"],
     )
-    op.create_table(
+    create_snapshot_table(
         "snapshot_stage_migration",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("from_snapshot_id", sa.Integer(), nullable=False),
         sa.Column("from_stage", sa.String(length=32), nullable=False),
         sa.Column("to_stage", sa.String(length=32), nullable=False),
         sa.Column("customers", sa.Integer(), nullable=False),
         sa.Column("gross_revenue", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_stage_migration_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint(
-            "snapshot_id",
-            "from_snapshot_id",
-            "from_stage",
-            "to_stage",
-            name=op.f("pk_snapshot_stage_migration"),
-        ),
+        key=["from_snapshot_id", "from_stage", "to_stage"],
     )
-    op.create_table(
+    create_snapshot_table(
         "snapshot_stages",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("stage", sa.String(length=32), nullable=False),
         sa.Column("customers", sa.Integer(), nullable=False),
         sa.Column("share", sa.Float(), nullable=False),
@@ -94,42 +69,27 @@ def upgrade() -> None:
         sa.Column("monetary", sa.Float(), nullable=True),
         sa.Column("action", sa.String(length=300), nullable=True),
         sa.Column("action_basis", sa.JSON(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_stages_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("snapshot_id", "stage", name=op.f("pk_snapshot_stages")),
+        key=["stage"],
     )
-    with op.batch_alter_table("snapshot_customers", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("r_score", sa.SmallInteger(), nullable=True))
-        batch_op.add_column(sa.Column("f_score", sa.SmallInteger(), nullable=True))
-        batch_op.add_column(sa.Column("m_score", sa.SmallInteger(), nullable=True))
-        batch_op.add_column(sa.Column("lifecycle_stage", sa.String(length=32), nullable=True))
-
-    with op.batch_alter_table("snapshot_segments", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("action", sa.String(length=300), nullable=True))
-        batch_op.add_column(sa.Column("action_basis", sa.JSON(), nullable=True))
-
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("k_selection", sa.JSON(), nullable=True))
+    add_columns(
+        "snapshot_customers",
+        sa.Column("r_score", sa.SmallInteger(), nullable=True),
+        sa.Column("f_score", sa.SmallInteger(), nullable=True),
+        sa.Column("m_score", sa.SmallInteger(), nullable=True),
+        sa.Column("lifecycle_stage", sa.String(length=32), nullable=True),
+    )
+    add_columns(
+        "snapshot_segments",
+        sa.Column("action", sa.String(length=300), nullable=True),
+        sa.Column("action_basis", sa.JSON(), nullable=True),
+    )
+    add_columns("snapshots", sa.Column("k_selection", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.drop_column("k_selection")
-
-    with op.batch_alter_table("snapshot_segments", schema=None) as batch_op:
-        batch_op.drop_column("action_basis")
-        batch_op.drop_column("action")
-
-    with op.batch_alter_table("snapshot_customers", schema=None) as batch_op:
-        batch_op.drop_column("lifecycle_stage")
-        batch_op.drop_column("m_score")
-        batch_op.drop_column("f_score")
-        batch_op.drop_column("r_score")
-
+    drop_columns("snapshots", "k_selection")
+    drop_columns("snapshot_segments", "action_basis", "action")
+    drop_columns("snapshot_customers", "lifecycle_stage", "m_score", "f_score", "r_score")
     op.drop_table("snapshot_stages")
     op.drop_table("snapshot_stage_migration")
     op.drop_table("snapshot_k_previews")

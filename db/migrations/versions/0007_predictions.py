@@ -7,48 +7,37 @@ Revision ID: 0007
 Revises: 0006
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import add_columns, create_snapshot_table, drop_columns
+
 revision: str = "0007"
 down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_snapshot_table(
         "snapshot_predictions",
-        sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("customer_id", sa.String(length=64), nullable=False),
         sa.Column("expected_orders_90d", sa.Float(), nullable=True),
         sa.Column("churn_risk", sa.Float(), nullable=True),
         sa.Column("clv_12m", sa.Float(), nullable=True),
         sa.Column("unscored_reason", sa.String(length=120), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["snapshot_id"],
-            ["snapshots.id"],
-            name=op.f("fk_snapshot_predictions_snapshot_id_snapshots"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("snapshot_id", "customer_id", name=op.f("pk_snapshot_predictions")),
+        key=["customer_id"],
     )
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "predictions_status",
-                sa.String(length=16),
-                nullable=False,
-                server_default="off",  # snapshots published before predictions existed
-            )
-        )
-        batch_op.add_column(sa.Column("predictions", sa.JSON(), nullable=True))
+    add_columns(
+        "snapshots",
+        sa.Column(
+            "predictions_status",
+            sa.String(length=16),
+            nullable=False,
+            server_default="off",  # snapshots published before predictions existed
+        ),
+        sa.Column("predictions", sa.JSON(), nullable=True),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.drop_column("predictions")
-        batch_op.drop_column("predictions_status")
+    drop_columns("snapshots", "predictions", "predictions_status")
     op.drop_table("snapshot_predictions")

@@ -7,21 +7,18 @@ Revision ID: 0008
 Revises: 0007
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import create_id_table, foreign_key
+
 revision: str = "0008"
 down_revision: str | None = "0007"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_id_table(
         "notification_subscriptions",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("frequency", sa.String(length=16), nullable=False),
         sa.Column("weekday", sa.SmallInteger(), nullable=True),
@@ -31,22 +28,17 @@ def upgrade() -> None:
         sa.Column("updated_by", sa.String(length=254), nullable=True),
         sa.Column("last_sent_at", sa.DateTime(), nullable=True),
         sa.Column("last_snapshot_id", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_notification_subscriptions_user_id_users"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_subscriptions")),
+        foreign_key("notification_subscriptions", "user_id", "users", ondelete="CASCADE"),
     )
-    with op.batch_alter_table("notification_subscriptions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_notification_subscriptions_user_id"), ["user_id"], unique=True
-        )
+    op.create_index(
+        op.f("ix_notification_subscriptions_user_id"),
+        "notification_subscriptions",
+        ["user_id"],
+        unique=True,
+    )
 
-    op.create_table(
+    create_id_table(
         "alert_rules",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=120), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("params", sa.JSON(), nullable=False),
@@ -60,12 +52,10 @@ def upgrade() -> None:
         sa.Column("last_message", sa.Text(), nullable=True),
         sa.Column("created_by", sa.String(length=254), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_rules")),
     )
 
-    op.create_table(
+    create_id_table(
         "alert_events",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("rule_id", sa.Integer(), nullable=True),
         sa.Column("rule_name", sa.String(length=120), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
@@ -74,20 +64,12 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("details", sa.JSON(), nullable=False),
         sa.Column("link", sa.String(length=2000), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["rule_id"],
-            ["alert_rules.id"],
-            name=op.f("fk_alert_events_rule_id_alert_rules"),
-            ondelete="SET NULL",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_events")),
+        foreign_key("alert_events", "rule_id", "alert_rules", ondelete="SET NULL"),
     )
-    with op.batch_alter_table("alert_events", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_alert_events_rule_id"), ["rule_id"], unique=False)
+    op.create_index(op.f("ix_alert_events_rule_id"), "alert_events", ["rule_id"])
 
-    op.create_table(
+    create_id_table(
         "notification_deliveries",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("job_id", sa.Integer(), nullable=True),
         sa.Column("what", sa.String(length=16), nullable=False),
@@ -105,32 +87,18 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("log", sa.JSON(), nullable=False),
         sa.Column("sent_at", sa.DateTime(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["event_id"],
-            ["alert_events.id"],
-            name=op.f("fk_notification_deliveries_event_id_alert_events"),
-            ondelete="SET NULL",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_deliveries")),
+        foreign_key("notification_deliveries", "event_id", "alert_events", ondelete="SET NULL"),
     )
-    with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_notification_deliveries_event_id"), ["event_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_notification_deliveries_status_id", ["status", "id"], unique=False
-        )
+    op.create_index(
+        op.f("ix_notification_deliveries_event_id"), "notification_deliveries", ["event_id"]
+    )
+    op.create_index(
+        "ix_notification_deliveries_status_id", "notification_deliveries", ["status", "id"]
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_notification_deliveries_status_id")
-        batch_op.drop_index(batch_op.f("ix_notification_deliveries_event_id"))
     op.drop_table("notification_deliveries")
-    with op.batch_alter_table("alert_events", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_alert_events_rule_id"))
     op.drop_table("alert_events")
     op.drop_table("alert_rules")
-    with op.batch_alter_table("notification_subscriptions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_notification_subscriptions_user_id"))
     op.drop_table("notification_subscriptions")

@@ -11,30 +11,18 @@ Revision ID: 0009
 Revises: 0008
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import create_child_table, create_id_table
+
 revision: str = "0009"
 down_revision: str | None = "0008"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
-
-
-def _campaign_fk(table: str) -> sa.ForeignKeyConstraint:
-    return sa.ForeignKeyConstraint(
-        ["campaign_id"],
-        ["campaigns.id"],
-        name=op.f(f"fk_{table}_campaign_id_campaigns"),
-        ondelete="CASCADE",
-    )
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_id_table(
         "campaigns",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=120), nullable=False),
         sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("snapshot_as_of", sa.Date(), nullable=True),
@@ -53,7 +41,6 @@ def upgrade() -> None:
         sa.Column("results_at", sa.DateTime(), nullable=True),
         sa.Column("results_through", sa.Date(), nullable=True),
         sa.Column("results_note", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_campaigns")),
     )
     op.create_table(
         "campaign_members",
@@ -66,9 +53,10 @@ def upgrade() -> None:
         # No foreign key: its per-row check doubled the time to write 100k members.
         sa.PrimaryKeyConstraint("campaign_id", "customer_id", name=op.f("pk_campaign_members")),
     )
-    op.create_table(
+    create_child_table(
         "campaign_results",
-        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        "campaign_id",
+        "campaigns",
         sa.Column("group", sa.String(length=16), nullable=False),
         sa.Column("period", sa.String(length=16), nullable=False),
         sa.Column("first_day", sa.Date(), nullable=False),
@@ -80,12 +68,12 @@ def upgrade() -> None:
         sa.Column("revenue", sa.Float(), nullable=False),
         sa.Column("revenue_per_customer", sa.Float(), nullable=True),
         sa.Column("aov", sa.Float(), nullable=True),
-        _campaign_fk("campaign_results"),
-        sa.PrimaryKeyConstraint("campaign_id", "group", "period", name=op.f("pk_campaign_results")),
+        key=["group", "period"],
     )
-    op.create_table(
+    create_child_table(
         "campaign_lifts",
-        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        "campaign_id",
+        "campaigns",
         sa.Column("metric", sa.String(length=32), nullable=False),
         sa.Column("treatment", sa.Float(), nullable=True),
         sa.Column("holdout", sa.Float(), nullable=True),
@@ -95,22 +83,20 @@ def upgrade() -> None:
         sa.Column("mde", sa.Float(), nullable=True),
         sa.Column("verdict", sa.String(length=400), nullable=False),
         sa.Column("method", sa.String(length=120), nullable=False),
-        _campaign_fk("campaign_lifts"),
-        sa.PrimaryKeyConstraint("campaign_id", "metric", name=op.f("pk_campaign_lifts")),
+        key=["metric"],
     )
-    op.create_table(
+    create_child_table(
         "campaign_daily",
-        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        "campaign_id",
+        "campaigns",
         sa.Column("group", sa.String(length=16), nullable=False),
         sa.Column("day", sa.Integer(), nullable=False),
         sa.Column("revenue_per_customer", sa.Float(), nullable=True),
         sa.Column("conversion", sa.Float(), nullable=True),
-        _campaign_fk("campaign_daily"),
-        sa.PrimaryKeyConstraint("campaign_id", "group", "day", name=op.f("pk_campaign_daily")),
+        key=["group", "day"],
     )
-    op.create_table(
+    create_id_table(
         "campaign_events",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("campaign_id", sa.Integer(), nullable=False),
         sa.Column("campaign_name", sa.String(length=120), nullable=False),
         sa.Column("action", sa.String(length=16), nullable=False),
@@ -119,15 +105,11 @@ def upgrade() -> None:
         sa.Column("treatment", sa.Integer(), nullable=True),
         sa.Column("holdout", sa.Integer(), nullable=True),
         sa.Column("details", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_campaign_events")),
     )
-    with op.batch_alter_table("campaign_events", schema=None) as batch_op:
-        batch_op.create_index("ix_campaign_events_campaign_id", ["campaign_id"], unique=False)
+    op.create_index("ix_campaign_events_campaign_id", "campaign_events", ["campaign_id"])
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("campaign_events", schema=None) as batch_op:
-        batch_op.drop_index("ix_campaign_events_campaign_id")
     for table in (
         "campaign_events",
         "campaign_daily",

@@ -16,21 +16,18 @@ Revision ID: 0010
 Revises: 0009
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.shapes import add_columns, create_id_table, drop_columns, foreign_key
+
 revision: str = "0010"
 down_revision: str | None = "0009"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_id_table(
         "sources",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("url", sa.String(length=1000), nullable=False),
         sa.Column("password_env", sa.String(length=128), nullable=True),
@@ -44,12 +41,10 @@ def upgrade() -> None:
         sa.Column("last_synced_at", sa.DateTime(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("created_by", sa.String(length=254), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_sources")),
         sa.UniqueConstraint("name", name=op.f("uq_sources_name")),
     )
-    op.create_table(
+    create_id_table(
         "source_syncs",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("source_id", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("full", sa.Boolean(), nullable=False),
@@ -65,42 +60,30 @@ def upgrade() -> None:
         sa.Column("since", sa.String(length=64), nullable=True),
         sa.Column("until", sa.String(length=64), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["source_id"],
-            ["sources.id"],
-            name=op.f("fk_source_syncs_source_id_sources"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_source_syncs")),
+        foreign_key("source_syncs", "source_id", "sources", ondelete="CASCADE"),
     )
-    with op.batch_alter_table("source_syncs", schema=None) as batch_op:
-        batch_op.create_index("ix_source_syncs_source_id_id", ["source_id", "id"], unique=False)
-    with op.batch_alter_table("import_batches", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("source_id", sa.Integer(), nullable=True))
-    with op.batch_alter_table("transactions", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("source_id", sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column("source_key", sa.String(length=128), nullable=True))
-        batch_op.create_index(
-            "uq_transactions_source_id_source_key",
-            ["source_id", "source_key"],
-            unique=True,
-            postgresql_where=sa.text("source_key IS NOT NULL"),
-            sqlite_where=sa.text("source_key IS NOT NULL"),
-        )
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("removed_batches", sa.JSON(), nullable=True))
+    op.create_index("ix_source_syncs_source_id_id", "source_syncs", ["source_id", "id"])
+    add_columns("import_batches", sa.Column("source_id", sa.Integer(), nullable=True))
+    add_columns(
+        "transactions",
+        sa.Column("source_id", sa.Integer(), nullable=True),
+        sa.Column("source_key", sa.String(length=128), nullable=True),
+    )
+    op.create_index(
+        "uq_transactions_source_id_source_key",
+        "transactions",
+        ["source_id", "source_key"],
+        unique=True,
+        postgresql_where=sa.text("source_key IS NOT NULL"),
+        sqlite_where=sa.text("source_key IS NOT NULL"),
+    )
+    add_columns("snapshots", sa.Column("removed_batches", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("snapshots", schema=None) as batch_op:
-        batch_op.drop_column("removed_batches")
-    with op.batch_alter_table("transactions", schema=None) as batch_op:
-        batch_op.drop_index("uq_transactions_source_id_source_key")
-        batch_op.drop_column("source_key")
-        batch_op.drop_column("source_id")
-    with op.batch_alter_table("import_batches", schema=None) as batch_op:
-        batch_op.drop_column("source_id")
-    with op.batch_alter_table("source_syncs", schema=None) as batch_op:
-        batch_op.drop_index("ix_source_syncs_source_id_id")
+    drop_columns("snapshots", "removed_batches")
+    op.drop_index("uq_transactions_source_id_source_key", table_name="transactions")
+    drop_columns("transactions", "source_key", "source_id")
+    drop_columns("import_batches", "source_id")
     op.drop_table("source_syncs")
     op.drop_table("sources")

@@ -13,6 +13,7 @@ import pandas as pd
 
 from analytics.exports.registry import SnapshotInfo, Sources, export, in_segments
 from analytics.exports.spec import Filters
+from analytics.predictions import DECILE_COLUMNS
 
 PREDICTION_COLUMNS = ("expected_orders_90d", "churn_risk", "clv_12m")
 RISK_COLUMNS = (
@@ -43,14 +44,6 @@ BACKTEST_COLUMNS = (
     "auc",
     "cutoff",
     "holdout_days",
-)
-DECILE_COLUMNS = (
-    "decile",
-    "customers",
-    "predicted_orders",
-    "actual_orders",
-    "predicted_revenue",
-    "actual_revenue",
 )
 
 

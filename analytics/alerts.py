@@ -159,6 +159,28 @@ def _rule_text(params: Mapping[str, Any]) -> str:
     return f"{way} more than {params['threshold_pct']:g}%"
 
 
+def _compared(
+    params: Mapping[str, Any],
+    message: str,
+    value: float | None,
+    previous: float | None,
+    change: float,
+    link_path: str,
+    link_query: tuple[tuple[str, Any], ...],
+) -> Check:
+    """A change measured against its comparison: active when it crosses the rule's threshold in
+    the rule's direction; the message ends with the rule."""
+    return Check(
+        crosses(change, params["threshold_pct"], params["direction"]),
+        f"{message} (rule: {_rule_text(params)}).",
+        value,
+        previous,
+        change,
+        link_path,
+        link_query,
+    )
+
+
 def figure(metric: str, value: float | None) -> str:
     """A KPI or segment figure as the pages show it."""
     if value is None:
@@ -212,11 +234,9 @@ def _kpi_evaluate(params: Mapping[str, Any], snap: SnapshotRef, frames: Frames) 
         return Check(None, message, value, before, None, "/", query)
     message = (
         f"{label} {_moved(change)} {abs(change) * 100:.1f}% to {figure(metric, value)} in the "
-        f"last {days} days to {end}, from {figure(metric, before)} in the {days} days before "
-        f"(rule: {_rule_text(params)})."
+        f"last {days} days to {end}, from {figure(metric, before)} in the {days} days before"
     )
-    active = crosses(change, params["threshold_pct"], params["direction"])
-    return Check(active, message, value, before, change, "/", query)
+    return _compared(params, message, value, before, change, "/", query)
 
 
 def _kpi_describe(params: Mapping[str, Any], names: Mapping[int, str]) -> str:
@@ -268,11 +288,9 @@ def _segment_evaluate(params: Mapping[str, Any], snap: SnapshotRef, frames: Fram
     verb = "grew" if change > 0 else "shrank" if change < 0 else "did not change"
     message = (
         f"Segment “{name}” {verb} {abs(change) * 100:.1f}% from {figure(measure, previous)} to "
-        f"{figure(measure, value)} {unit} since snapshot {snap.previous_id} "
-        f"(rule: {_rule_text(params)})."
+        f"{figure(measure, value)} {unit} since snapshot {snap.previous_id}"
     )
-    active = crosses(change, params["threshold_pct"], params["direction"])
-    return Check(active, message, value, previous, change, "/segments", query)
+    return _compared(params, message, value, previous, change, "/segments", query)
 
 
 def _segment_describe(params: Mapping[str, Any], names: Mapping[int, str]) -> str:

@@ -487,7 +487,7 @@ def _stages(feats: pd.DataFrame, previous: Previous | None, population: Bounds) 
         pg = previous.customers.groupby("lifecycle_stage")
         before = pd.DataFrame({"customers": pg.size(), "gross_revenue": pg["monetary"].sum()})
     suggestions = dict(zip(prof.index, actions.suggest(prof, population, before), strict=True))
-    medians = prof[["recency_days", "frequency", "monetary"]]
+    medians = prof[list(rfm.STAGE_MEDIANS)]
     frame = frame.join(medians, on="stage")
     frame["action"] = [suggestions[s].advice if s in suggestions else None for s in frame["stage"]]
     frame["action_basis"] = [

@@ -50,6 +50,15 @@ AUC_TIE = 0.005  # a smaller difference is noise: the cheaper model (BG/NBD) ser
 
 NO_POSITIVE_ORDER = "no positive order (only returns or zero-total orders)"
 PREDICTION_COLUMNS = ("expected_orders_90d", "churn_risk", "clv_12m")
+# The backtest's calibration table: one row per decile of predicted orders.
+DECILE_COLUMNS = (
+    "decile",
+    "customers",
+    "predicted_orders",
+    "actual_orders",
+    "predicted_revenue",
+    "actual_revenue",
+)
 _DAY_US = 86_400 * 1_000_000
 
 
@@ -716,16 +725,7 @@ def compare(predicted: pd.DataFrame, actual: pd.DataFrame) -> tuple[dict[str, fl
     )
     g = frame.groupby("decile")
     deciles = g.sum().assign(customers=g.size()).reset_index()
-    deciles = deciles[
-        [
-            "decile",
-            "customers",
-            "predicted_orders",
-            "actual_orders",
-            "predicted_revenue",
-            "actual_revenue",
-        ]
-    ]
+    deciles = deciles[list(DECILE_COLUMNS)]
     return summary, deciles
 
 

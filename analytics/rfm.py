@@ -50,6 +50,10 @@ STAGE_RULES: tuple[tuple[str, tuple[int, int], tuple[int, int], tuple[int, int]]
 )
 NEW = "(new)"  # from_stage of customers new since the previous snapshot
 GONE = "(gone)"  # to_stage of customers no longer in this snapshot
+# A stage's medians (`stage_profiles`) kept with its `lifecycle` figures; together, the figures
+# of a stage as a snapshot stores them (snapshot_stages).
+STAGE_MEDIANS = ("recency_days", "frequency", "monetary")
+STAGE_FIGURES = ("customers", "share", "gross_revenue", "aov", "repeat_rate", *STAGE_MEDIANS)
 
 
 def _stage_table() -> np.ndarray:

@@ -22,6 +22,7 @@ import os
 import random
 import re
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -83,21 +84,18 @@ class Analyst(HttpUser):
         page = self.rng.choice(list(self.specs))
         values, changed = self.rng.choice(self.work[page])
         payload = dashpost.body(self.specs[page], values, changed)
-        with self.client.post(
-            "/_dash-update-component", json=payload, catch_response=True, name=f"callback {page}"
-        ) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"{resp.status_code}: {resp.text[:200]}")
-                return
-            answer = resp.json()
+
+        def shown(answer: Any, text: str) -> str | None:
             msg = dashpost.message(page, answer)
-            if msg is not None:
-                resp.failure(f"message: {str(msg)[:200]}")
-                return
-            params = dashpost.chart_params(answer)
-            for chart in DOWNLOADABLE.get(page, []):
-                if chart in params:
-                    self.seen[chart] = params[chart]
+            return None if msg is None else f"message: {str(msg)[:200]}"
+
+        answer = self._callback(payload, f"callback {page}", shown)
+        if answer is None:
+            return
+        params = dashpost.chart_params(answer)
+        for chart in DOWNLOADABLE.get(page, []):
+            if chart in params:
+                self.seen[chart] = params[chart]
 
     @task(1)
     def download(self) -> None:
@@ -107,16 +105,33 @@ class Analyst(HttpUser):
         chart = self.rng.choice(sorted(self.seen))
         fmt = self.rng.choice(["csv", "csv", "xlsx"])
         payload = dashpost.download_body(self.download_spec, chart, self.seen[chart], fmt)
+        key = json.dumps({"chart": chart, "type": "download"}, separators=(",", ":"))
+
+        def has_file(answer: Any, text: str) -> str | None:
+            file = answer.get("response", {}).get(key, {}).get("data")
+            return (
+                None if isinstance(file, dict) and file.get("content") else f"no file: {text[:200]}"
+            )
+
+        self._callback(payload, f"download {fmt}", has_file)
+
+    def _callback(
+        self, payload: dict[str, Any], name: str, check: Callable[[Any, str], str | None]
+    ) -> Any:
+        """POST a callback request: an answer other than 200, or one `check` (given the answer's
+        JSON and text) finds wrong, counts as a failure. The answer's JSON, None on failure."""
         with self.client.post(
-            "/_dash-update-component", json=payload, catch_response=True, name=f"download {fmt}"
+            "/_dash-update-component", json=payload, catch_response=True, name=name
         ) as resp:
             if resp.status_code != 200:
                 resp.failure(f"{resp.status_code}: {resp.text[:200]}")
-                return
-            key = json.dumps({"chart": chart, "type": "download"}, separators=(",", ":"))
-            file = resp.json().get("response", {}).get(key, {}).get("data")
-            if not isinstance(file, dict) or not file.get("content"):
-                resp.failure(f"no file: {resp.text[:200]}")
+                return None
+            answer = resp.json()
+            problem = check(answer, resp.text)
+            if problem is not None:
+                resp.failure(problem)
+                return None
+            return answer
 
 
 # Every callback and download time (ms), written at the end for an exact p95 over them all.

@@ -175,20 +175,47 @@ def table(docs: list[tuple[str, dict[str, Any]]], stages: tuple[str, ...] | None
     return "\n".join(lines)
 
 
-def plot(docs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
-    """Stacked refit stage times per run, with the 60 s target; False without matplotlib."""
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend; None without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def _two_panels(plt: Any) -> tuple[Any, Any, Any]:
+    """The figure of both plots: a wide panel left, a narrower one right."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    return fig, ax, ax2
+
+
+def _target(ax: Any, value: float, label: str) -> None:
+    ax.axhline(value, color="red", linestyle="--", linewidth=1, label=label)
+
+
+def _save(plt: Any, fig: Any, axes: tuple[Any, ...], path: Path) -> None:
+    for a in axes:
+        a.tick_params(axis="x", labelsize=8, rotation=20)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot(docs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
+    """Stacked refit stage times per run, with the 60 s target; False without matplotlib."""
+    plt = _pyplot()
+    if plt is None:
         return False
     stages = ["load", "features", "clustering", "profiles", "aggregates", "write"]
     runs = [(n, d) for n, d in docs if _get(d, "refit.stages_s")]
     if not runs:
         return False
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    fig, ax, ax2 = _two_panels(plt)
     bottom = [0.0] * len(runs)
     for st in stages:
         values = [float(_get(d, f"refit.stages_s.{st}") or 0.0) for _, d in runs]
@@ -197,60 +224,46 @@ def plot(docs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
     walls = [float(_get(d, "refit.wall_s") or 0.0) for _, d in runs]
     names = [n for n, _ in runs]
     ax.scatter(names, walls, color="black", marker="_", s=400, label="wall (process)")
-    ax.axhline(60, color="red", linestyle="--", linewidth=1, label="target at L: 60 s")
+    _target(ax, 60, "target at L: 60 s")
     ax.set_ylabel("seconds (median)")
     ax.set_title("refit: time per stage")
     ax.legend(fontsize=7, loc="upper left")
     rss = [float(_get(d, "refit.peak_rss_mb") or 0.0) for _, d in runs]
     ax2.bar([n for n, _ in runs], rss, color="#72B7B2")
-    ax2.axhline(4096, color="red", linestyle="--", linewidth=1, label="target at L: 4,096 MB")
+    _target(ax2, 4096, "target at L: 4,096 MB")
     ax2.set_ylabel("MB")
     ax2.set_title("refit: peak RSS")
     ax2.legend(fontsize=7, loc="upper left")
-    for a in (ax, ax2):
-        a.tick_params(axis="x", labelsize=8, rotation=20)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, (ax, ax2), path)
     return True
 
 
 def plot_dashboard(docs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
     """Warm callback p95 per page per run (50 ms target), and the warm page load (2 s)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return False
     runs = [(n, d) for n, d in docs if _get(d, "callbacks.pages")]
     if not runs:
         return False
     pages = list(_get(runs[0][1], "callbacks.pages"))
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    fig, ax, ax2 = _two_panels(plt)
     width = 0.8 / len(runs)
     for i, (name, d) in enumerate(runs):
         values = [float(_get(d, f"callbacks.pages.{p}.p95_ms") or 0.0) for p in pages]
         ax.bar([x + i * width for x in range(len(pages))], values, width=width, label=name)
     ax.set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(pages))], pages)
-    ax.axhline(50, color="red", linestyle="--", linewidth=1, label="target at L: 50 ms")
+    _target(ax, 50, "target at L: 50 ms")
     ax.set_ylabel("ms (p95, warm)")
     ax.set_title("filter-change callback p95 per page")
     ax.legend(fontsize=7)
     loads = [(n, _get(d, "page_load.page_load_s")) for n, d in runs]
     ax2.bar([n for n, _ in loads], [float(v or 0.0) for _, v in loads], color="#72B7B2")
-    ax2.axhline(2, color="red", linestyle="--", linewidth=1, label="target at L: 2 s")
+    _target(ax2, 2, "target at L: 2 s")
     ax2.set_ylabel("s (slowest page, median)")
     ax2.set_title("page load, headless Chromium")
     ax2.legend(fontsize=7)
-    for a in (ax, ax2):
-        a.tick_params(axis="x", labelsize=8, rotation=20)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, (ax, ax2), path)
     return True
 
 

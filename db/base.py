@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Enum, Integer, MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, MetaData
+from sqlalchemy.orm import DeclarativeBase, MappedColumn, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -33,3 +33,9 @@ def text_enum(enum: type[StrEnum], length: int) -> Enum:
         length=length,
         values_callable=lambda members: [m.value for m in members],
     )
+
+
+def parent_key(target: str) -> MappedColumn[int]:
+    """A child table's key column referring to its parent row `target` ("table.id"): part of
+    the child's primary key, its rows deleted with the parent (ON DELETE CASCADE)."""
+    return mapped_column(ForeignKey(target, ondelete="CASCADE"), primary_key=True)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, func, select, update
 
 from db import jobs
 from db.importer import ImportReport
@@ -143,6 +143,13 @@ def mark_snapshots(conn: Connection, removed: Sequence[tuple[int, str, Any]]) ->
     return len(marked)
 
 
+def delete_lines(conn: Connection, which: ColumnElement[bool]) -> int:
+    """Delete the transactions `which` selects; how many there were."""
+    lines = conn.execute(select(func.count()).select_from(Transaction).where(which)).scalar_one()
+    conn.execute(delete(Transaction).where(which))
+    return int(lines)
+
+
 def remove_batch(
     engine: Engine,
     batch_id: int,
@@ -167,11 +174,8 @@ def remove_batch(
         name, imported_at, source_id = found
         if source_id is not None:
             conn.execute(update(Source).where(Source.id == source_id).values(watermark=None))
-        lines = conn.execute(
-            select(func.count()).select_from(Transaction).where(Transaction.batch_id == batch_id)
-        ).scalar_one()
-        conn.execute(delete(Transaction).where(Transaction.batch_id == batch_id))
+        lines = delete_lines(conn, Transaction.batch_id == batch_id)
         conn.execute(delete(ImportBatch).where(ImportBatch.id == batch_id))
         marked = mark_snapshots(conn, [(batch_id, name, _when(imported_at))])
     job = queue_refit(engine, trigger, requested_by) if refit else None
-    return RemovedBatch(batch_id, name, int(lines), marked, job.id if job else None)
+    return RemovedBatch(batch_id, name, lines, marked, job.id if job else None)

@@ -274,7 +274,7 @@ def _prescan(path: Path, name: str, encoding: str) -> _Prescan:
     return _Prescan(digest.hexdigest(), lines, header_line, last)
 
 
-class CsvSource:
+class CsvSource(RowSource):
     """A delimited text file. Each chunk's rows are counted — fields per line with numpy where
     the chunk has no quotes, by Python's csv module where it has — and the same text is parsed
     by pandas' C parser, which builds the columns fast (alone it pads short rows and, when
@@ -282,14 +282,6 @@ class CsvSource:
     index). Rows with a wrong count become empty placeholders, so no value can land under
     another column."""
 
-    name: str
-    header: list[str]
-    header_line: str | None
-    delimiter: str | None
-    width: int | None
-    content_hash: str
-    rows_hint: int | None
-    read_as: dict[str, str]
     shape_hint = "a value containing the delimiter needs double quotes"
 
     def __init__(
@@ -418,20 +410,12 @@ class CsvSource:
         return frame
 
 
-class XlsxSource:
+class XlsxSource(RowSource):
     """The first sheet (or a named one) of an Excel workbook, streamed with openpyxl's
     read-only mode: rows are read one at a time from the zipped XML (memory holds a chunk and
     the workbook's shared strings). Cells keep their types (numbers, dates); the header is the
     first row; a row with a cell right of the header's last one is invalid."""
 
-    name: str
-    header: list[str]
-    header_line: str | None
-    delimiter: str | None
-    width: int | None
-    content_hash: str
-    rows_hint: int | None
-    read_as: dict[str, str]
     shape_hint = "a cell right of the header's last column"
 
     def __init__(self, path: Path, name: str, *, sheet: str | None = None) -> None:

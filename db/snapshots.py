@@ -14,7 +14,7 @@ import pyarrow as pa
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from analytics.rfm import STAGES
+from analytics.rfm import STAGE_FIGURES, STAGES
 from db.models import (
     SegmentLabel,
     Snapshot,
@@ -179,19 +179,7 @@ def customers(engine: Engine, snapshot_id: int, segment_ids: tuple[int, ...] = (
     return frame
 
 
-STAGE_COLUMNS = (
-    "stage",
-    "customers",
-    "share",
-    "gross_revenue",
-    "aov",
-    "repeat_rate",
-    "recency_days",
-    "frequency",
-    "monetary",
-    "action",
-    "action_basis",
-)
+STAGE_COLUMNS = ("stage", *STAGE_FIGURES, "action", "action_basis")
 
 
 def stages(engine: Engine, snapshot_id: int) -> pd.DataFrame:

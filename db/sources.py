@@ -76,7 +76,7 @@ from analytics.sync import (
     line_keys,
     show_watermark,
 )
-from db.batches import mark_snapshots, queue_refit
+from db.batches import delete_lines, mark_snapshots, queue_refit
 from db.bulk import bulk_insert
 from db.importer import ImportRejected, ImportReport, Progress, RowChunk, import_rows, write_lines
 from db.jobs import JobResult
@@ -397,16 +397,13 @@ def remove_source(
                 ImportBatch.source_id == row
             )
         ).all()
-        lines = conn.execute(
-            select(func.count()).select_from(Transaction).where(Transaction.source_id == row)
-        ).scalar_one()
-        conn.execute(delete(Transaction).where(Transaction.source_id == row))
+        lines = delete_lines(conn, Transaction.source_id == row)
         conn.execute(delete(ImportBatch).where(ImportBatch.source_id == row))
         conn.execute(delete(SourceSync).where(SourceSync.source_id == row))
         conn.execute(delete(Source).where(Source.id == row))
         mark_snapshots(conn, [(b.id, b.file_name, b.created_at) for b in batches])
     job = queue_refit(engine, trigger, requested_by) if refit and lines else None
-    return RemovedSource(name, len(batches), int(lines), job.id if job else None)
+    return RemovedSource(name, len(batches), lines, job.id if job else None)
 
 
 # --- the connection ----------------------------------------------------------------------

@@ -33,22 +33,9 @@ USERS = tuple((f"{role}@example.com", role) for role in ("viewer", "analyst", "a
 
 
 def pytest_setup_options():  # called by dash[testing] for its Chrome driver
-    from selenium.webdriver.chrome.options import Options
+    from bench.stages.page_load import chrome_options
 
-    options = Options()
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ):
-        options.add_argument(arg)
-    return options
+    return chrome_options()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from analytics import rfm
 from db import snapshots
 from db.importer import import_file
-from db.models import SnapshotCustomer, SnapshotStage, SnapshotStageMigration
+from db.models import SnapshotStage, SnapshotStageMigration
 from tests.conftest import SAMPLE
 from tests.refitting import refit
 
@@ -49,21 +49,7 @@ def test_scores_and_stages_of_the_sample_equal_an_independent_computation(
 ) -> None:
     import_file(sqlite_engine, SAMPLE)
     outcome = refit(sqlite_engine)
-    c = SnapshotCustomer
-    with sqlite_engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                c.customer_id,
-                c.recency_days,
-                c.frequency,
-                c.monetary,
-                c.r_score,
-                c.f_score,
-                c.m_score,
-                c.lifecycle_stage,
-            ).where(c.snapshot_id == outcome.snapshot_id)
-        ).all()
-    got = pd.DataFrame(rows, columns=[k for k in rows[0]._fields])
+    got = snapshots.customers(sqlite_engine, outcome.snapshot_id)
     assert len(got) == 297
     r = _score_by_hand(got["recency_days"].tolist(), higher_is_better=False)
     f = _score_by_hand(got["frequency"].tolist(), higher_is_better=True)

@@ -87,21 +87,10 @@ def lifecycle(src: Sources, f: Filters) -> pd.DataFrame:
         columns = ["segment_id", "lifecycle_stage", "recency_days", "frequency", "monetary"]
         members = in_segments(src.customers[columns], f.segments)
         frame = rfm.lifecycle(members).set_index("stage")
-        medians = rfm.stage_profiles(members)[["recency_days", "frequency", "monetary"]]
+        medians = rfm.stage_profiles(members)[list(rfm.STAGE_MEDIANS)]
         frame = frame.join(medians)
     else:
-        frame = stored[
-            [
-                "customers",
-                "share",
-                "gross_revenue",
-                "aov",
-                "repeat_rate",
-                "recency_days",
-                "frequency",
-                "monetary",
-            ]
-        ].copy()
+        frame = stored[list(rfm.STAGE_FIGURES)].copy()
     total = float(frame["gross_revenue"].sum())
     frame["revenue_share"] = frame["gross_revenue"] / total if total else 0.0
     frame["action"] = stored["action"]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from analytics.exports.registry import SnapshotInfo, Sources, export, in_segments
 from analytics.exports.spec import Filters
+from analytics.predictions import DECILE_COLUMNS
 
 PREDICTION_COLUMNS = ("expected_orders_90d", "churn_risk", "clv_12m")
 RISK_COLUMNS = (
@@ -43,14 +44,6 @@ BACKTEST_COLUMNS = (
     "auc",
     "cutoff",
     "holdout_days",
-)
-DECILE_COLUMNS = (
-    "decile",
-    "customers",
-    "predicted_orders",
-    "actual_orders",
-    "predicted_revenue",
-    "actual_revenue",
 )
 
 
@@ -181,9 +174,18 @@ def per_segment(preds: pd.DataFrame, info: SnapshotInfo) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def _meta(info: SnapshotInfo) -> dict:  # type: ignore[type-arg]
+    """What the snapshot stores of its predictions and their backtest ({} while none)."""
+    return info.predictions if isinstance(info.predictions, dict) else {}
+
+
+def _serving(info: SnapshotInfo) -> str | None:
+    """The purchase model the snapshot's predictions come from."""
+    return (_meta(info).get("predictions") or {}).get("purchase_model")
+
+
 def _backtest(info: SnapshotInfo) -> dict | None:  # type: ignore[type-arg]
-    meta = info.predictions or {}
-    return meta.get("backtest") if isinstance(meta, dict) else None
+    return _meta(info).get("backtest")
 
 
 @export(
@@ -199,9 +201,7 @@ def backtest(src: Sources, f: Filters) -> pd.DataFrame:
         out = pd.DataFrame(columns=list(BACKTEST_COLUMNS))
     else:
         out = pd.DataFrame(bt.get("models", []))
-        out["serves"] = out["model"] == (src.snapshot.predictions or {}).get("predictions", {}).get(
-            "purchase_model"
-        )
+        out["serves"] = out["model"] == _serving(src.snapshot)
         out["cutoff"] = bt.get("cutoff")
         out["holdout_days"] = bt.get("holdout_days")
         out = out.reindex(columns=list(BACKTEST_COLUMNS))
@@ -222,8 +222,8 @@ PREDICTS = {"bg_nbd": "orders", "pareto_nbd": "orders", "gamma_gamma": "order va
 def prediction_models(src: Sources, f: Filters) -> pd.DataFrame:
     """The models the predictions and their backtest fitted: what each predicts, on how many
     customers, how long its fit took and its parameters."""
-    meta = src.snapshot.predictions if isinstance(src.snapshot.predictions, dict) else {}
-    serving = (meta.get("predictions") or {}).get("purchase_model")
+    meta = _meta(src.snapshot)
+    serving = _serving(src.snapshot)
     rows = []
     for run, fits in (
         ("predictions", (meta.get("predictions") or {}).get("models") or {}),

@@ -54,7 +54,9 @@ return graphs.length + (extra ? 1 : 0);
 """
 
 
-def browser() -> Any:
+def chrome_options() -> Any:
+    """Headless Chromium's options, for the bench and for the browser tests (tests/conftest.py):
+    one window size, no GPU, no background traffic."""
     from selenium import webdriver
 
     options = webdriver.ChromeOptions()
@@ -70,7 +72,13 @@ def browser() -> Any:
         "--no-first-run",
     ):
         options.add_argument(arg)
-    return webdriver.Chrome(options=options)
+    return options
+
+
+def browser() -> Any:
+    from selenium import webdriver
+
+    return webdriver.Chrome(options=chrome_options())
 
 
 def login(driver: Any, url: str, email: str) -> None:

@@ -19,7 +19,6 @@ from sqlalchemy import (
     Date,
     DateTime,
     Float,
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -27,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.base import Base
+from db.base import Base, parent_key
 from db.models.users import utcnow
 
 CAMPAIGN_FK = "campaigns.id"
@@ -83,9 +82,7 @@ class CampaignResult(Base):
 
     __tablename__ = "campaign_results"
 
-    campaign_id: Mapped[int] = mapped_column(
-        ForeignKey(CAMPAIGN_FK, ondelete="CASCADE"), primary_key=True
-    )
+    campaign_id: Mapped[int] = parent_key(CAMPAIGN_FK)
     group: Mapped[str] = mapped_column(String(16), primary_key=True)
     period: Mapped[str] = mapped_column(String(16), primary_key=True)
     first_day: Mapped[date] = mapped_column(Date)
@@ -104,9 +101,7 @@ class CampaignLift(Base):
 
     __tablename__ = "campaign_lifts"
 
-    campaign_id: Mapped[int] = mapped_column(
-        ForeignKey(CAMPAIGN_FK, ondelete="CASCADE"), primary_key=True
-    )
+    campaign_id: Mapped[int] = parent_key(CAMPAIGN_FK)
     metric: Mapped[str] = mapped_column(String(32), primary_key=True)
     treatment: Mapped[float | None] = mapped_column(Float, nullable=True)
     holdout: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -123,9 +118,7 @@ class CampaignDaily(Base):
 
     __tablename__ = "campaign_daily"
 
-    campaign_id: Mapped[int] = mapped_column(
-        ForeignKey(CAMPAIGN_FK, ondelete="CASCADE"), primary_key=True
-    )
+    campaign_id: Mapped[int] = parent_key(CAMPAIGN_FK)
     group: Mapped[str] = mapped_column(String(16), primary_key=True)
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     revenue_per_customer: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -15,7 +15,6 @@ from sqlalchemy import (
     Date,
     DateTime,
     Float,
-    ForeignKey,
     Index,
     Integer,
     SmallInteger,
@@ -24,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.base import Base, BigIntPK, text_enum
+from db.base import Base, BigIntPK, parent_key, text_enum
 from db.models.users import utcnow
 
 SNAPSHOT_FK = "snapshots.id"
@@ -125,9 +124,7 @@ class SnapshotScore(Base):
 
     __tablename__ = "snapshot_scores"
 
-    snapshot_id: Mapped[int] = mapped_column(
-        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
-    )
+    snapshot_id: Mapped[int] = parent_key(SNAPSHOT_FK)
     k: Mapped[int] = mapped_column(Integer, primary_key=True)
     silhouette: Mapped[float] = mapped_column(Float)
     inertia: Mapped[float] = mapped_column(Float)
@@ -139,9 +136,7 @@ class SnapshotSegment(Base):
 
     __tablename__ = "snapshot_segments"
 
-    snapshot_id: Mapped[int] = mapped_column(
-        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
-    )
+    snapshot_id: Mapped[int] = parent_key(SNAPSHOT_FK)
     segment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(80))
     description: Mapped[str] = mapped_column(String(400))
@@ -177,9 +172,7 @@ class SnapshotCustomer(Base):
     __tablename__ = "snapshot_customers"
     __table_args__ = (Index("ix_snapshot_customers_snapshot_segment", "snapshot_id", "segment_id"),)
 
-    snapshot_id: Mapped[int] = mapped_column(
-        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
-    )
+    snapshot_id: Mapped[int] = parent_key(SNAPSHOT_FK)
     customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     segment_id: Mapped[int] = mapped_column(Integer)
     recency_days: Mapped[int] = mapped_column(Integer)
@@ -204,9 +197,7 @@ class SnapshotPrediction(Base):
 
     __tablename__ = "snapshot_predictions"
 
-    snapshot_id: Mapped[int] = mapped_column(
-        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
-    )
+    snapshot_id: Mapped[int] = parent_key(SNAPSHOT_FK)
     customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     expected_orders_90d: Mapped[float | None] = mapped_column(Float, nullable=True)
     churn_risk: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -233,9 +224,7 @@ class SnapshotOrder(Base):
 class SnapshotRetention(Base):
     __tablename__ = "snapshot_retention"
 
-    snapshot_id: Mapped[int] = mapped_column(
-        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
-    )
+    snapshot_id: Mapped[int] = parent_key(SNAPSHOT_FK)
     cohort: Mapped[date] = mapped_column(Date, primary_key=True)
     months_since_first: Mapped[int] = mapped_column(Integer, primary_key=True)
     segment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -249,9 +238,7 @@ class SnapshotMigration(Base):
 
     __tablename__ = "snapshot_migration"
 
-    snapshot_id: Mapped[int] = mapped_column(
-        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
-    )
+    snapshot_id: Mapped[int] = parent_key(SNAPSHOT_FK)
     from_snapshot_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     from_segment: Mapped[int] = mapped_column(Integer, primary_key=True)
     to_segment: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -264,9 +251,7 @@ class SnapshotKPreview(Base):
 
     __tablename__ = "snapshot_k_previews"
 
-    snapshot_id: Mapped[int] = mapped_column(
-        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
-    )
+    snapshot_id: Mapped[int] = parent_key(SNAPSHOT_FK)
     k: Mapped[int] = mapped_column(Integer, primary_key=True)
     cluster: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1.. by revenue
     name: Mapped[str] = mapped_column(String(120))
@@ -283,9 +268,7 @@ class SnapshotStage(Base):
 
     __tablename__ = "snapshot_stages"
 
-    snapshot_id: Mapped[int] = mapped_column(
-        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
-    )
+    snapshot_id: Mapped[int] = parent_key(SNAPSHOT_FK)
     stage: Mapped[str] = mapped_column(String(32), primary_key=True)
     customers: Mapped[int] = mapped_column(Integer)
     share: Mapped[float] = mapped_column(Float)
@@ -304,9 +287,7 @@ class SnapshotStageMigration(Base):
 
     __tablename__ = "snapshot_stage_migration"
 
-    snapshot_id: Mapped[int] = mapped_column(
-        ForeignKey(SNAPSHOT_FK, ondelete="CASCADE"), primary_key=True
-    )
+    snapshot_id: Mapped[int] = parent_key(SNAPSHOT_FK)
     from_snapshot_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     from_stage: Mapped[str] = mapped_column(String(32), primary_key=True)
     to_stage: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -43,6 +43,24 @@ def field(text: Any, target: str | dict[str, Any], control: Any, **col: Any) -> 
     return dbc.Col([label(text, target, className="small text-muted mb-0"), control], **col)
 
 
+def panel(
+    title: str, body: Any, note: str | None = None, *, header_id: str | None = None, **body_kw: Any
+) -> dbc.Card:
+    """A card of the app's look: its title in bold (and a short muted `note` beside it), then
+    `body` (`body_kw`: the body's id=, className=, ...; `header_id`: the header's id)."""
+    head: list[Any] = [html.Strong(title)]
+    if note:
+        head.append(html.Span(f" · {note}", className="text-muted small"))
+    header = {"id": header_id} if header_id else {}
+    return dbc.Card(
+        [
+            dbc.CardHeader(head, className="bg-white py-1", **header),
+            dbc.CardBody(body, **body_kw),
+        ],
+        className="shadow-sm mb-3",
+    )
+
+
 def empty_state(title: str, body: str) -> dbc.Alert:
     return dbc.Alert(
         [html.H5(title, className="alert-heading"), html.P(body, className="mb-0")],

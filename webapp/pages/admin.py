@@ -19,7 +19,7 @@ from flask_login import current_user
 from db.models import ROLES
 from db.users import UserError, change_user, create_user, list_users
 from webapp import refit_ui, roles, uploads
-from webapp.components import label, table_style
+from webapp.components import label, panel, table_style
 from webapp.filters import page_header
 from webapp.state import state
 
@@ -28,13 +28,6 @@ dash.register_page(
 )
 
 ADMIN: roles.Role = "admin"
-
-
-def _card(title: str, body: Any) -> dbc.Card:
-    return dbc.Card(
-        [dbc.CardHeader(html.Strong(title), className="bg-white py-1"), dbc.CardBody(body)],
-        className="shadow-sm mb-3",
-    )
 
 
 def _import_report(query: dict[str, Any]) -> list[Any]:
@@ -52,7 +45,7 @@ def layout(**query: Any) -> html.Div:
     """Served to admins only (the page's role, webapp/roles.py::protect_pages)."""
     max_mb = state().settings.max_upload_mb
     role_options = [{"label": r, "value": r} for r in ROLES]
-    users = _card(
+    users = panel(
         "Users",
         [
             DataTable(
@@ -141,7 +134,7 @@ def layout(**query: Any) -> html.Div:
             html.Div(id="admin-users-message", className="small mt-2"),
         ],
     )
-    upload = _card(
+    upload = panel(
         "Import transactions",
         [
             html.P(
@@ -165,7 +158,7 @@ def layout(**query: Any) -> html.Div:
             *_import_report(query),
         ],
     )
-    refit = _card(
+    refit = panel(
         "Refit",
         [
             html.P(

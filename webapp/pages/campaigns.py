@@ -32,7 +32,7 @@ from db import campaigns, jobs, snapshots
 from db.exporter import Forbidden
 from db.models import JobStatus, Trigger
 from webapp import charts, roles
-from webapp.components import chart_card, field, graph, integer, label, money, percent
+from webapp.components import chart_card, field, graph, integer, label, money, panel, percent
 from webapp.filters import (
     FilterError,
     page_header,
@@ -475,15 +475,7 @@ def _new_campaign() -> dbc.Card:
             className="mt-2",
         ),
     ]
-    return dbc.Card(
-        [
-            dbc.CardHeader(
-                html.Strong("New campaign"), className="bg-white py-1", id="new-campaign"
-            ),
-            dbc.CardBody(body, className="p-3"),
-        ],
-        className="shadow-sm mb-3",
-    )
+    return panel("New campaign", body, header_id="new-campaign", className="p-3")
 
 
 FORM: dict[str, Input | State] = {

@@ -36,7 +36,7 @@ from db.sources import (
     test_source,
 )
 from webapp import roles
-from webapp.components import label, table_style
+from webapp.components import label, panel, table_style
 from webapp.filters import page_header
 from webapp.pagekit import Extra, Kit, chart_callback
 from webapp.state import state
@@ -85,16 +85,6 @@ BATCH_COLUMNS = (
 NUMERIC = ("lines", "lines_read", "lines_new", "lines_changed", "lines_removed", "orders")
 
 
-def _card(title: str, body: Any, lead: str | None = None) -> dbc.Card:
-    head: list[Any] = [html.Strong(title)]
-    if lead:
-        head.append(html.Span(f" · {lead}", className="text-muted small"))
-    return dbc.Card(
-        [dbc.CardHeader(head, className="bg-white py-1"), dbc.CardBody(body)],
-        className="shadow-sm mb-3",
-    )
-
-
 def _table(table_id: str, columns: tuple[tuple[str, str], ...], **extra: Any) -> DataTable:
     return DataTable(
         id=table_id,
@@ -139,7 +129,7 @@ def _confirmed(ident: str, label: str, message: str) -> dcc.ConfirmDialogProvide
 
 def layout(**_query: Any) -> html.Div:
     """Served to admins only (the page's role, webapp/roles.py::protect_pages)."""
-    sources = _card(
+    sources = panel(
         "Database sources",
         [
             _table("data-sources", SOURCE_COLUMNS),
@@ -192,7 +182,7 @@ def layout(**_query: Any) -> html.Div:
         ],
         "read-only; synced before each scheduled refit",
     )
-    history = _card("Sync history", _table("data-syncs", SYNC_COLUMNS), "latest 20")
+    history = panel("Sync history", _table("data-syncs", SYNC_COLUMNS), "latest 20")
     mapping = [
         _field(
             target,
@@ -205,7 +195,7 @@ def layout(**_query: Any) -> html.Div:
         )
         for target in NORMALIZED_COLUMNS
     ]
-    add = _card(
+    add = panel(
         "Add a database source",
         [
             html.P(
@@ -261,7 +251,7 @@ def layout(**_query: Any) -> html.Div:
             dcc.Loading(html.Pre(id="data-new-message", className="small mt-2 mb-0")),
         ],
     )
-    batches = _card(
+    batches = panel(
         "Import batches",
         [
             _table("data-batches", BATCH_COLUMNS),

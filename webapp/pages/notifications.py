@@ -42,7 +42,7 @@ from db.notifications import (
 from db.notify import preview
 from db.users import list_users
 from webapp import roles
-from webapp.components import field, label, table_style
+from webapp.components import field, label, panel, table_style
 from webapp.filters import page_header
 from webapp.roles import has_role
 from webapp.state import state
@@ -70,16 +70,6 @@ FAILED_ROWS = [
 
 def _label(text: str, target: str) -> html.Label:
     return label(text, target, className="small text-muted mb-0")
-
-
-def _card(title: str, body: Any, note: str | None = None) -> dbc.Card:
-    head: list[Any] = [html.Strong(title)]
-    if note:
-        head.append(html.Span(f" · {note}", className="text-muted small"))
-    return dbc.Card(
-        [dbc.CardHeader(head, className="bg-white py-1"), dbc.CardBody(body)],
-        className="shadow-sm mb-3",
-    )
 
 
 def _message(text: str, ok: bool) -> html.Span:
@@ -210,11 +200,11 @@ def _digest_card(admin: bool) -> dbc.Card:
             )
         ),
     ]
-    return _card("Digest", body)
+    return panel("Digest", body)
 
 
 def _subscriptions_card() -> dbc.Card:
-    return _card(
+    return panel(
         "All subscriptions",
         [
             DataTable(
@@ -386,7 +376,7 @@ def _rules_card() -> dbc.Card:
         ],
         className="g-2 align-items-center mt-2",
     )
-    return _card(
+    return panel(
         "Alert rules",
         [
             html.P(
@@ -426,7 +416,7 @@ def _rules_card() -> dbc.Card:
 
 
 def _history_card() -> dbc.Card:
-    return _card(
+    return panel(
         "Alert history",
         DataTable(
             id="notif-history",
@@ -452,7 +442,7 @@ def _deliveries_card(admin: bool) -> dbc.Card:
         if admin
         else []
     )
-    return _card(
+    return panel(
         "Deliveries",
         [
             html.Div(id="notif-delivery-summary", className="small mb-2"),
@@ -483,7 +473,7 @@ def layout(**_query: Any) -> html.Div:
     left: list[Any] = [_digest_card(admin)]
     if admin:
         left.append(_subscriptions_card())
-        left.append(_card("Server settings", _server_settings(), note="from the environment"))
+        left.append(panel("Server settings", _server_settings(), note="from the environment"))
     right: list[Any] = []
     if analyst:
         right += [_rules_card(), _history_card()]

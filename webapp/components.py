@@ -37,10 +37,19 @@ def label(
     return html.Label(text, htmlFor=dom_id(target), **kw)
 
 
-def field(text: Any, target: str | dict[str, Any], control: Any, **col: Any) -> dbc.Col:
+def field(
+    text: Any, target: str | dict[str, Any], control: Any, *, hidden: bool = False, **col: Any
+) -> dbc.Col:
     """A form control under its small label, as a column of a `dbc.Row` (`col`: md=, id=,
-    style=, ...)."""
-    return dbc.Col([label(text, target, className="small text-muted mb-0"), control], **col)
+    style=, ...). `hidden`: the label is for screen readers only (the control shows what it
+    is, by its placeholder or value)."""
+    shown = label(text, target, hidden=True) if hidden else small_label(text, target)
+    return dbc.Col([shown, control], **col)
+
+
+def small_label(text: Any, target: str | dict[str, Any]) -> html.Label:
+    """The small muted label over a form control."""
+    return label(text, target, className="small text-muted mb-0")
 
 
 def panel(

@@ -19,7 +19,7 @@ from flask_login import current_user
 from db.models import ROLES
 from db.users import UserError, change_user, create_user, list_users
 from webapp import refit_ui, roles, uploads
-from webapp.components import label, panel, table_style
+from webapp.components import field, panel, table_style
 from webapp.filters import page_header
 from webapp.state import state
 
@@ -61,33 +61,33 @@ def layout(**query: Any) -> html.Div:
             html.H6("Add a user", className="mt-3"),
             dbc.Row(
                 [
-                    dbc.Col(
-                        [
-                            label("Email", "admin-new-email", hidden=True),
-                            dbc.Input(id="admin-new-email", placeholder="Email", type="email"),
-                        ]
+                    field(
+                        "Email",
+                        "admin-new-email",
+                        dbc.Input(id="admin-new-email", placeholder="Email", type="email"),
+                        hidden=True,
                     ),
-                    dbc.Col(
-                        [
-                            label("Password", "admin-new-password", hidden=True),
-                            dbc.Input(
-                                id="admin-new-password",
-                                placeholder="Password (10+ characters)",
-                                type="password",
-                                autocomplete="new-password",
-                            ),
-                        ]
+                    field(
+                        "Password",
+                        "admin-new-password",
+                        dbc.Input(
+                            id="admin-new-password",
+                            placeholder="Password (10+ characters)",
+                            type="password",
+                            autocomplete="new-password",
+                        ),
+                        hidden=True,
                     ),
-                    dbc.Col(
-                        [
-                            label("Role of the new user", "admin-new-role", hidden=True),
-                            dcc.Dropdown(
-                                id="admin-new-role",
-                                options=role_options,
-                                value="viewer",
-                                clearable=False,
-                            ),
-                        ],
+                    field(
+                        "Role of the new user",
+                        "admin-new-role",
+                        dcc.Dropdown(
+                            id="admin-new-role",
+                            options=role_options,
+                            value="viewer",
+                            clearable=False,
+                        ),
+                        hidden=True,
                         md=2,
                     ),
                     dbc.Col(dbc.Button("Add", id="admin-add", size="sm"), width="auto"),
@@ -97,18 +97,18 @@ def layout(**query: Any) -> html.Div:
             html.H6("Change a user", className="mt-3"),
             dbc.Row(
                 [
-                    dbc.Col(
-                        [
-                            label("User", "admin-user", hidden=True),
-                            dcc.Dropdown(id="admin-user", placeholder="User"),
-                        ],
+                    field(
+                        "User",
+                        "admin-user",
+                        dcc.Dropdown(id="admin-user", placeholder="User"),
+                        hidden=True,
                         md=4,
                     ),
-                    dbc.Col(
-                        [
-                            label("New role", "admin-role", hidden=True),
-                            dcc.Dropdown(id="admin-role", options=role_options, placeholder="Role"),
-                        ],
+                    field(
+                        "New role",
+                        "admin-role",
+                        dcc.Dropdown(id="admin-role", options=role_options, placeholder="Role"),
+                        hidden=True,
                         md=2,
                     ),
                     dbc.Col(

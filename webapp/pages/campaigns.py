@@ -32,7 +32,17 @@ from db import campaigns, jobs, snapshots
 from db.exporter import Forbidden
 from db.models import JobStatus, Trigger
 from webapp import charts, roles
-from webapp.components import chart_card, field, graph, integer, label, money, panel, percent
+from webapp.components import (
+    chart_card,
+    field,
+    graph,
+    integer,
+    label,
+    money,
+    panel,
+    percent,
+    small_label,
+)
 from webapp.filters import (
     FilterError,
     page_header,
@@ -89,31 +99,31 @@ def layout(campaign: object = None, status: object = None, q: object = None, **_
 def _list(status: str, search: str) -> html.Div:
     filters = dbc.Row(
         [
-            dbc.Col(
-                [
-                    label("Status", "campaigns-status", hidden=True),
-                    dcc.Dropdown(
-                        id="campaigns-status",
-                        options=[{"label": s.capitalize(), "value": s} for s in STATUS_CHOICES],
-                        value=status,
-                        clearable=False,
-                        searchable=False,
-                    ),
-                ],
+            field(
+                "Status",
+                "campaigns-status",
+                dcc.Dropdown(
+                    id="campaigns-status",
+                    options=[{"label": s.capitalize(), "value": s} for s in STATUS_CHOICES],
+                    value=status,
+                    clearable=False,
+                    searchable=False,
+                ),
+                hidden=True,
                 style={"width": "170px"},
                 width="auto",
             ),
-            dbc.Col(
-                [
-                    label("Campaign name contains", "campaigns-search", hidden=True),
-                    dbc.Input(
-                        id="campaigns-search",
-                        value=search,
-                        placeholder="Name contains…",
-                        debounce=True,
-                        maxLength=MAX_SEARCH,
-                    ),
-                ],
+            field(
+                "Campaign name contains",
+                "campaigns-search",
+                dbc.Input(
+                    id="campaigns-search",
+                    value=search,
+                    placeholder="Name contains…",
+                    debounce=True,
+                    maxLength=MAX_SEARCH,
+                ),
+                hidden=True,
                 style={"width": "240px"},
                 width="auto",
             ),
@@ -298,10 +308,6 @@ def _log(frame: pd.DataFrame, with_name: bool = False) -> Any:
 # --- a new campaign ----------------------------------------------------------------------------
 
 
-def _label(text: str, target: str) -> html.Label:
-    return label(text, target, className="small text-muted mb-0")
-
-
 def _range_inputs(available: set[str]) -> tuple[list[Any], list[str]]:
     """Min / max inputs of each range field; those the snapshot lacks stay hidden (their
     inputs exist, so the form's callbacks always have every input)."""
@@ -309,7 +315,7 @@ def _range_inputs(available: set[str]) -> tuple[list[Any], list[str]]:
     for f in RANGE_FIELDS:
         row = dbc.Col(
             [
-                _label(f.label, f"campaign-{f.name}-min"),
+                small_label(f.label, f"campaign-{f.name}-min"),
                 label(f"{f.label}: up to", f"campaign-{f.name}-max", hidden=True),
                 dbc.InputGroup(
                     [

@@ -36,7 +36,7 @@ from db.sources import (
     test_source,
 )
 from webapp import roles
-from webapp.components import label, panel, table_style
+from webapp.components import field, panel, table_style
 from webapp.filters import page_header
 from webapp.pagekit import Extra, Kit, chart_callback
 from webapp.state import state
@@ -135,11 +135,11 @@ def layout(**_query: Any) -> html.Div:
             _table("data-sources", SOURCE_COLUMNS),
             dbc.Row(
                 [
-                    dbc.Col(
-                        [
-                            label("Source", "data-source", hidden=True),
-                            dcc.Dropdown(id="data-source", placeholder="Source", clearable=False),
-                        ],
+                    field(
+                        "Source",
+                        "data-source",
+                        dcc.Dropdown(id="data-source", placeholder="Source", clearable=False),
+                        hidden=True,
                         md=4,
                     ),
                     dbc.Col(
@@ -257,11 +257,11 @@ def layout(**_query: Any) -> html.Div:
             _table("data-batches", BATCH_COLUMNS),
             dbc.Row(
                 [
-                    dbc.Col(
-                        [
-                            label("Batch", "data-batch", hidden=True),
-                            dcc.Dropdown(id="data-batch", placeholder="Batch"),
-                        ],
+                    field(
+                        "Batch",
+                        "data-batch",
+                        dcc.Dropdown(id="data-batch", placeholder="Batch"),
+                        hidden=True,
                         md=5,
                     ),
                     dbc.Col(

@@ -68,10 +68,6 @@ FAILED_ROWS = [
 ]
 
 
-def _label(text: str, target: str) -> html.Label:
-    return label(text, target, className="small text-muted mb-0")
-
-
 def _message(text: str, ok: bool) -> html.Span:
     return html.Span(text, className="text-success" if ok else "text-danger")
 
@@ -356,11 +352,11 @@ def _rules_card() -> dbc.Card:
     ]
     manage = dbc.Row(
         [
-            dbc.Col(
-                [
-                    label("Rule", "notif-rule", hidden=True),
-                    dcc.Dropdown(id="notif-rule", placeholder="Rule"),
-                ],
+            field(
+                "Rule",
+                "notif-rule",
+                dcc.Dropdown(id="notif-rule", placeholder="Rule"),
+                hidden=True,
                 md=5,
             ),
             dbc.Col(

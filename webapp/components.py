@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -198,6 +199,17 @@ def choice(
         value=value,
         inline=True,
         className=class_name,
+    )
+
+
+def dropdown(ident: str, options: Mapping[Any, Any], value: Any, **kw: Any) -> dcc.Dropdown:
+    """A dropdown of fixed choices (value -> label), one always chosen (`kw`: searchable=, ...)."""
+    return dcc.Dropdown(
+        id=ident,
+        options=[{"label": text, "value": key} for key, text in options.items()],
+        value=value,
+        clearable=False,
+        **kw,
     )
 
 

@@ -19,7 +19,7 @@ from flask_login import current_user
 from db.models import ROLES
 from db.users import UserError, change_user, create_user, list_users
 from webapp import refit_ui, roles, uploads
-from webapp.components import field, panel, table_style
+from webapp.components import dropdown, field, panel, table_style
 from webapp.filters import page_header
 from webapp.state import state
 
@@ -81,12 +81,7 @@ def layout(**query: Any) -> html.Div:
                     field(
                         "Role of the new user",
                         "admin-new-role",
-                        dcc.Dropdown(
-                            id="admin-new-role",
-                            options=role_options,
-                            value="viewer",
-                            clearable=False,
-                        ),
+                        dropdown("admin-new-role", {r: r for r in ROLES}, "viewer"),
                         hidden=True,
                         md=2,
                     ),

@@ -34,6 +34,7 @@ from db.models import JobStatus, Trigger
 from webapp import charts, roles
 from webapp.components import (
     chart_card,
+    dropdown,
     field,
     graph,
     integer,
@@ -102,11 +103,10 @@ def _list(status: str, search: str) -> html.Div:
             field(
                 "Status",
                 "campaigns-status",
-                dcc.Dropdown(
-                    id="campaigns-status",
-                    options=[{"label": s.capitalize(), "value": s} for s in STATUS_CHOICES],
-                    value=status,
-                    clearable=False,
+                dropdown(
+                    "campaigns-status",
+                    {s: s.capitalize() for s in STATUS_CHOICES},
+                    status,
                     searchable=False,
                 ),
                 hidden=True,

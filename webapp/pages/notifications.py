@@ -42,7 +42,7 @@ from db.notifications import (
 from db.notify import preview
 from db.users import list_users
 from webapp import roles
-from webapp.components import field, label, panel, table_style
+from webapp.components import dropdown, field, label, panel, table_style
 from webapp.filters import page_header
 from webapp.roles import has_role
 from webapp.state import state
@@ -156,24 +156,14 @@ def _digest_card(admin: bool) -> dbc.Card:
                 field(
                     "Day (weekly)",
                     "notif-weekday",
-                    dcc.Dropdown(
-                        id="notif-weekday",
-                        options=[{"label": d, "value": i} for i, d in enumerate(WEEKDAYS)],
-                        value=0,
-                        clearable=False,
-                        searchable=False,
-                    ),
+                    dropdown("notif-weekday", dict(enumerate(WEEKDAYS)), 0, searchable=False),
                     sm=5,
                 ),
                 field(
                     "KPIs over the last",
                     "notif-period",
-                    dcc.Dropdown(
-                        id="notif-period",
-                        options=[{"label": f"{d} days", "value": d} for d in PERIODS],
-                        value=30,
-                        clearable=False,
-                        searchable=False,
+                    dropdown(
+                        "notif-period", {d: f"{d} days" for d in PERIODS}, 30, searchable=False
                     ),
                     sm=4,
                 ),
@@ -249,11 +239,10 @@ def _rules_card() -> dbc.Card:
                 field(
                     "Rule",
                     "notif-kind",
-                    dcc.Dropdown(
-                        id="notif-kind",
-                        options=[{"label": k.label, "value": k.name} for k in RULE_KINDS.values()],
-                        value="kpi_change",
-                        clearable=False,
+                    dropdown(
+                        "notif-kind",
+                        {k.name: k.label for k in RULE_KINDS.values()},
+                        "kpi_change",
                         searchable=False,
                     ),
                     md=7,
@@ -267,12 +256,7 @@ def _rules_card() -> dbc.Card:
                 field(
                     "KPI",
                     "notif-metric",
-                    dcc.Dropdown(
-                        id="notif-metric",
-                        options=[{"label": v, "value": k} for k, v in KPI_LABELS.items()],
-                        value="gross_revenue",
-                        clearable=False,
-                    ),
+                    dropdown("notif-metric", KPI_LABELS, "gross_revenue"),
                     id="notif-kpi-fields",
                     md=4,
                 ),
@@ -294,12 +278,7 @@ def _rules_card() -> dbc.Card:
                 field(
                     "Measure",
                     "notif-measure",
-                    dcc.Dropdown(
-                        id="notif-measure",
-                        options=[{"label": v, "value": k} for k, v in SEGMENT_MEASURES.items()],
-                        value="customers",
-                        clearable=False,
-                    ),
+                    dropdown("notif-measure", SEGMENT_MEASURES, "customers"),
                     id="notif-measure-fields",
                     md=2,
                     style=hidden,
@@ -307,11 +286,8 @@ def _rules_card() -> dbc.Card:
                 field(
                     "Moves",
                     "notif-direction",
-                    dcc.Dropdown(
-                        id="notif-direction",
-                        options=[{"label": DIRECTION_LABELS[d], "value": d} for d in DIRECTIONS],
-                        value="either",
-                        clearable=False,
+                    dropdown(
+                        "notif-direction", {d: DIRECTION_LABELS[d] for d in DIRECTIONS}, "either"
                     ),
                     md=3,
                 ),

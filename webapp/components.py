@@ -48,6 +48,12 @@ def field(
     return dbc.Col([shown, control], **col)
 
 
+def beside(text: Any, target: str, control: Any, **col: Any) -> list[dbc.Col]:
+    """A control with its small label on its left: two columns of a `dbc.Row` (`col`: the
+    control's md=, width=, ...)."""
+    return [dbc.Col(label(text, target, className="small"), width="auto"), dbc.Col(control, **col)]
+
+
 def small_label(text: Any, target: str | dict[str, Any]) -> html.Label:
     """The small muted label over a form control."""
     return label(text, target, className="small text-muted mb-0")

@@ -22,6 +22,12 @@ def integer(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
 
 
+def bumped(counter: Any) -> int:
+    """The next value of a page's change counter (a store its tables read again on): what the
+    browser sent back, if a count, plus one."""
+    return (counter if isinstance(counter, int) and not isinstance(counter, bool) else 0) + 1
+
+
 def dom_id(ident: str | dict[str, Any]) -> str:
     """A component's id as Dash writes it in the page (a dict id as compact JSON, keys sorted)."""
     if isinstance(ident, dict):

@@ -19,7 +19,7 @@ from flask_login import current_user
 from db.models import ROLES
 from db.users import UserError, change_user, create_user, list_users
 from webapp import refit_ui, roles, uploads
-from webapp.components import dropdown, field, panel, table_style
+from webapp.components import bumped, dropdown, field, panel, table_style
 from webapp.filters import page_header
 from webapp.state import state
 
@@ -224,7 +224,7 @@ def change_users(
     changed: Any,
 ) -> tuple[Any, Any]:
     action = dash.ctx.triggered_id
-    bump = (changed if isinstance(changed, int) else 0) + 1
+    bump = bumped(changed)
     try:
         if action == "admin-add":
             if not isinstance(email, str) or not isinstance(password, str):

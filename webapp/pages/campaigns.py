@@ -33,6 +33,7 @@ from db.exporter import Forbidden
 from db.models import JobStatus, Trigger
 from webapp import charts, roles
 from webapp.components import (
+    bumped,
     chart_card,
     dropdown,
     field,
@@ -54,6 +55,7 @@ from webapp.filters import (
     parse_text,
     snapshot_options,
 )
+from webapp.job_status import waiting
 from webapp.pagekit import Extra, Kit, chart_callback, message
 from webapp.roles import has_role
 from webapp.state import state
@@ -999,7 +1001,7 @@ def export(csv: Any, xlsx: Any, campaign: Any, refreshed: Any) -> tuple[Any, Any
         )
     except (ValueError, Forbidden, LookupError) as exc:
         return no_update, html.Span(str(exc), className="text-danger"), no_update
-    bump = (refreshed if isinstance(refreshed, int) else 0) + 1
+    bump = bumped(refreshed)
     text = f"Exported {provenance['rows']:,} treatment customers ({fmt.upper()})."
     return dcc.send_bytes(data, name), html.Span(text, className="text-success"), bump
 
@@ -1026,7 +1028,7 @@ def refresh(clicks: Any, campaign: Any) -> tuple[Any, Any, Any]:
         state().engine, Trigger.WEB, campaign_id, requested_by=current_user.email
     )
     assert job is not None
-    return f"Measuring (job {job.id}): waiting for the scheduler process…", False, job.id
+    return waiting("Measuring", job.id), False, job.id
 
 
 @roles.callback(
@@ -1049,7 +1051,7 @@ def poll(_n: Any, job_id: Any, refreshed: Any) -> tuple[Any, Any, Any]:
         return "", True, no_update
     if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         return no_update, False, no_update
-    bump = (refreshed if isinstance(refreshed, int) else 0) + 1
+    bump = bumped(refreshed)
     if job.status == JobStatus.FAILED:
         return html.Span(f"Measuring failed: {job.error}", className="text-danger"), True, bump
     return html.Span(f"Results updated: {job.message}.", className="text-success"), True, bump

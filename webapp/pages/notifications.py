@@ -42,7 +42,7 @@ from db.notifications import (
 from db.notify import preview
 from db.users import list_users
 from webapp import roles
-from webapp.components import dropdown, field, label, panel, table_style
+from webapp.components import bumped, dropdown, field, label, panel, table_style
 from webapp.filters import page_header
 from webapp.roles import has_role
 from webapp.state import state
@@ -534,7 +534,7 @@ def save_digest(
         )
     except NotificationError as exc:
         return _message(str(exc), False), no_update
-    bump = (changed if isinstance(changed, int) else 0) + 1
+    bump = bumped(changed)
     if sub is None:
         return _message("Digest stopped.", True), bump
     when = (
@@ -725,7 +725,7 @@ def change_rules(
             return no_update, no_update
     except NotificationError as exc:
         return _message(str(exc), False), no_update
-    return _message(text, True), (changed if isinstance(changed, int) else 0) + 1
+    return _message(text, True), bumped(changed)
 
 
 def _add_rule(

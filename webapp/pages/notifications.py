@@ -63,6 +63,19 @@ FREQUENCIES = (
     {"label": "Weekly", "value": "weekly"},
 )
 DIRECTION_LABELS = {"either": "up or down", "up": "up", "down": "down"}
+# The add-a-rule form: each value's name -> its control (the values of every rule kind).
+RULE_FORM = {
+    "kind": "notif-kind",
+    "metric": "notif-metric",
+    "days": "notif-days",
+    "segment": "notif-segment",
+    "measure": "notif-measure",
+    "direction": "notif-direction",
+    "threshold": "notif-threshold",
+    "name": "notif-name",
+    "recipients": "notif-recipients",
+    "webhook": "notif-webhook",
+}
 FAILED_ROWS = [
     {"if": {"filter_query": '{status} = "failed" || {status} = "refused"'}, "color": "#b02a37"}
 ]
@@ -666,16 +679,7 @@ def show_rules(_changed: Any) -> tuple[Any, Any, Any]:
     Input("notif-rule-on", "n_clicks"),
     Input("notif-rule-off", "n_clicks"),
     Input("notif-rule-delete", "n_clicks"),
-    State("notif-kind", "value"),
-    State("notif-metric", "value"),
-    State("notif-days", "value"),
-    State("notif-segment", "value"),
-    State("notif-measure", "value"),
-    State("notif-direction", "value"),
-    State("notif-threshold", "value"),
-    State("notif-name", "value"),
-    State("notif-recipients", "value"),
-    State("notif-webhook", "value"),
+    *(State(ident, "value") for ident in RULE_FORM.values()),
     State("notif-rule", "value"),
     State("notif-rules-changed", "data"),
     prevent_initial_call=True,
@@ -686,36 +690,15 @@ def change_rules(
     _on: Any,
     _off: Any,
     _delete: Any,
-    kind: Any,
-    metric: Any,
-    days: Any,
-    segment: Any,
-    measure: Any,
-    direction: Any,
-    threshold: Any,
-    name: Any,
-    recipients: Any,
-    webhook: Any,
-    rule_id: Any,
-    changed: Any,
+    *rest: Any,
 ) -> tuple[Any, Any]:
     """Add a rule from the form, or enable, disable or delete the chosen one."""
+    *form, rule_id, changed = rest
     action = dash.ctx.triggered_id
     engine = state().engine
     try:
         if action == "notif-add-rule":
-            text = _add_rule(
-                kind,
-                metric,
-                days,
-                segment,
-                measure,
-                direction,
-                threshold,
-                name,
-                recipients,
-                webhook,
-            )
+            text = _add_rule(dict(zip(RULE_FORM, form, strict=True)))
         elif action == "notif-rule-delete":
             text = f"Rule “{delete_rule(engine, rule_id)}” deleted (its history stays)."
         elif action in ("notif-rule-on", "notif-rule-off"):
@@ -728,34 +711,25 @@ def change_rules(
     return _message(text, True), bumped(changed)
 
 
-def _add_rule(
-    kind: Any,
-    metric: Any,
-    days: Any,
-    segment: Any,
-    measure: Any,
-    direction: Any,
-    threshold: Any,
-    name: Any,
-    recipients: Any,
-    webhook: Any,
-) -> str:
-    common = {"direction": direction, "threshold_pct": threshold}
+def _add_rule(form: dict[str, Any]) -> str:
+    """Create the rule of the form's values (by RULE_FORM's names)."""
+    common = {"direction": form["direction"], "threshold_pct": form["threshold"]}
     params = (
-        {"segment_id": segment, "measure": measure, **common}
-        if kind == "segment_change"
-        else {"metric": metric, "period_days": days, **common}
+        {"segment_id": form["segment"], "measure": form["measure"], **common}
+        if form["kind"] == "segment_change"
+        else {"metric": form["metric"], "period_days": form["days"], **common}
     )
+    recipients = form["recipients"]
     if recipients is not None and not isinstance(recipients, list):
         raise NotificationError("The recipients are not valid.")
     rule = create_rule(
         state().engine,
         state().settings,
-        name=name,
-        kind=kind,
+        name=form["name"],
+        kind=form["kind"],
         params=params,
         email_user_ids=recipients or [],
-        webhook_url=webhook,
+        webhook_url=form["webhook"],
         by=current_user.email,
     )
     return f"Rule #{rule.id} “{rule.name}” added."

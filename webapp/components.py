@@ -116,6 +116,10 @@ def table_id(chart: str) -> str:
     return f"{chart}-table"
 
 
+# The formats of a chart's downloads (webapp/downloads.py), as its buttons name them.
+DOWNLOADS = {"csv": "CSV", "xlsx": "an Excel workbook"}
+
+
 def chart_card(
     key: str,
     title: str,
@@ -139,19 +143,13 @@ def chart_card(
             dbc.ButtonGroup(
                 [
                     dbc.Button(
-                        "CSV",
-                        id={"type": "dl-csv", "chart": key},
+                        fmt.upper(),
+                        id={"type": f"dl-{fmt}", "chart": key},
                         size="sm",
                         color="link",
-                        title="Download the data of this chart as CSV",
-                    ),
-                    dbc.Button(
-                        "XLSX",
-                        id={"type": "dl-xlsx", "chart": key},
-                        size="sm",
-                        color="link",
-                        title="Download the data of this chart as an Excel workbook",
-                    ),
+                        title=f"Download the data of this chart as {what}",
+                    )
+                    for fmt, what in DOWNLOADS.items()
                 ],
                 size="sm",
             ),

@@ -206,11 +206,10 @@ def _drawn(sales: pd.DataFrame) -> pd.DataFrame:
     return sales
 
 
-def revenue_trend(sales: pd.DataFrame, pal: Palette, granularity: str) -> go.Figure:
-    """Gross revenue per period, stacked by segment (the `sales` export)."""
-    sales = _drawn(sales)
-    if sales.empty:
-        return empty_figure("No orders match the filters.")
+def _stacked_areas(
+    sales: pd.DataFrame, pal: Palette, column: str, stack: str, fmt: str
+) -> list[dict[str, Any]]:
+    """One area a segment of `column` per period, stacked (group `stack`); hover in `fmt`."""
     traces = []
     for sid in pal.ordered(sales["segment_id"].unique()):
         part = sales[sales["segment_id"] == sid]
@@ -218,14 +217,23 @@ def revenue_trend(sales: pd.DataFrame, pal: Palette, granularity: str) -> go.Fig
             {
                 "type": "scatter",
                 "x": _dates(part["period"]),
-                "y": part["gross_revenue"].to_numpy(),
+                "y": part[column].to_numpy(),
                 "name": pal.text(sid),
                 "mode": "lines",
-                "stackgroup": "revenue",
+                "stackgroup": stack,
                 "line": {"color": pal.color(sid), "width": 1},
-                "hovertemplate": "%{x|%Y-%m-%d}: %{y:,.2f}<extra>%{fullData.name}</extra>",
+                "hovertemplate": f"%{{x|%Y-%m-%d}}: %{{y:{fmt}}}<extra>%{{fullData.name}}</extra>",
             }
         )
+    return traces
+
+
+def revenue_trend(sales: pd.DataFrame, pal: Palette, granularity: str) -> go.Figure:
+    """Gross revenue per period, stacked by segment (the `sales` export)."""
+    sales = _drawn(sales)
+    if sales.empty:
+        return empty_figure("No orders match the filters.")
+    traces = _stacked_areas(sales, pal, "gross_revenue", "revenue", ",.2f")
     return _fig(
         traces,
         yaxis={**_axis_title(f"Gross revenue per {granularity}"), "tickformat": ",.0f"},
@@ -500,21 +508,7 @@ def revenue_share(sales: pd.DataFrame, pal: Palette) -> go.Figure:
     sales = _drawn(sales)
     if sales.empty:
         return empty_figure("No orders match the filters.")
-    traces = []
-    for sid in pal.ordered(sales["segment_id"].unique()):
-        part = sales[sales["segment_id"] == sid]
-        traces.append(
-            {
-                "type": "scatter",
-                "x": _dates(part["period"]),
-                "y": part["revenue_share"].to_numpy(),
-                "name": pal.text(sid),
-                "mode": "lines",
-                "stackgroup": "share",
-                "line": {"color": pal.color(sid), "width": 1},
-                "hovertemplate": "%{x|%Y-%m-%d}: %{y:.1%}<extra>%{fullData.name}</extra>",
-            }
-        )
+    traces = _stacked_areas(sales, pal, "revenue_share", "share", ".1%")
     return _fig(traces, yaxis={"tickformat": ".0%", **_axis_title("Share of gross revenue")})
 
 

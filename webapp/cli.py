@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -731,6 +731,29 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
         app.run(host=host, port=port, debug=get_settings().debug)
 
 
+def _listed(found: Sequence[Any], as_json: bool, records: list[Any], none: str) -> bool:
+    """What a list command prints before its own text: with --json, the `records` of what it
+    `found`; when it found nothing, `none` (what to do). True: printed, nothing to add."""
+    if as_json:
+        click.echo(json.dumps(records, indent=2, default=str))
+        return True
+    if not found:
+        click.echo(none)
+        return True
+    return False
+
+
+def _print_table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: set[int]) -> None:
+    """Rows under their head in aligned columns (those of index in `right` aligned right)."""
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        click.echo("  ".join(cells).rstrip())
+
+
 @main.group("batches")
 def batches() -> None:
     """Import batches: one per imported file. List them, remove one."""
@@ -744,11 +767,12 @@ def batches_list(as_json: bool) -> None:
     from db.batches import list_batches
 
     found = list_batches(_engine(get_settings()))
-    if as_json:
-        click.echo(json.dumps([b.as_dict() for b in found], indent=2))
-        return
-    if not found:
-        click.echo("no import batches; import a file with `custseg import FILE`")
+    if _listed(
+        found,
+        as_json,
+        [b.as_dict() for b in found],
+        "no import batches; import a file with `custseg import FILE`",
+    ):
         return
 
     def day(value: Any) -> str:
@@ -768,14 +792,7 @@ def batches_list(as_json: bool) -> None:
         for b in found
     ]
     head = ("id", "file", "layout", "lines", "orders", "customers", "dates", "imported")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    right = {0, 3, 4, 5}
-    for r in [head, *rows]:
-        cells = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ]
-        click.echo("  ".join(cells).rstrip())
+    _print_table(head, rows, right={0, 3, 4, 5})
 
 
 @batches.command("remove")
@@ -877,11 +894,12 @@ def source_list(as_json: bool) -> None:
     from db.sources import list_sources
 
     found = list_sources(_engine(get_settings()))
-    if as_json:
-        click.echo(json.dumps([asdict(s) for s in found], indent=2, default=str))
-        return
-    if not found:
-        click.echo("no database source; add one with `custseg source add`")
+    if _listed(
+        found,
+        as_json,
+        [asdict(s) for s in found],
+        "no database source; add one with `custseg source add`",
+    ):
         return
     for s in found:
         synced = f"{s.last_sync_at:%Y-%m-%d %H:%M}" if s.last_sync_at else "never"
@@ -1228,13 +1246,7 @@ def campaign_list(status: str | None, as_json: bool) -> None:
         )
         for r in found.itertuples()
     ]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    for r in [head, *rows]:
-        cells = [
-            c.rjust(w) if i in (0, 4, 5) else c.ljust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ]
-        click.echo("  ".join(cells).rstrip())
+    _print_table(head, rows, right={0, 4, 5})
 
 
 @campaign.command("export")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -21,6 +22,12 @@ def integer(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
 
 
+def bumped(counter: Any) -> int:
+    """The next value of a page's change counter (a store its tables read again on): what the
+    browser sent back, if a count, plus one."""
+    return (counter if isinstance(counter, int) and not isinstance(counter, bool) else 0) + 1
+
+
 def dom_id(ident: str | dict[str, Any]) -> str:
     """A component's id as Dash writes it in the page (a dict id as compact JSON, keys sorted)."""
     if isinstance(ident, dict):
@@ -37,10 +44,43 @@ def label(
     return html.Label(text, htmlFor=dom_id(target), **kw)
 
 
-def field(text: Any, target: str | dict[str, Any], control: Any, **col: Any) -> dbc.Col:
+def field(
+    text: Any, target: str | dict[str, Any], control: Any, *, hidden: bool = False, **col: Any
+) -> dbc.Col:
     """A form control under its small label, as a column of a `dbc.Row` (`col`: md=, id=,
-    style=, ...)."""
-    return dbc.Col([label(text, target, className="small text-muted mb-0"), control], **col)
+    style=, ...). `hidden`: the label is for screen readers only (the control shows what it
+    is, by its placeholder or value)."""
+    shown = label(text, target, hidden=True) if hidden else small_label(text, target)
+    return dbc.Col([shown, control], **col)
+
+
+def beside(text: Any, target: str, control: Any, **col: Any) -> list[dbc.Col]:
+    """A control with its small label on its left: two columns of a `dbc.Row` (`col`: the
+    control's md=, width=, ...)."""
+    return [dbc.Col(label(text, target, className="small"), width="auto"), dbc.Col(control, **col)]
+
+
+def small_label(text: Any, target: str | dict[str, Any]) -> html.Label:
+    """The small muted label over a form control."""
+    return label(text, target, className="small text-muted mb-0")
+
+
+def panel(
+    title: str, body: Any, note: str | None = None, *, header_id: str | None = None, **body_kw: Any
+) -> dbc.Card:
+    """A card of the app's look: its title in bold (and a short muted `note` beside it), then
+    `body` (`body_kw`: the body's id=, className=, ...; `header_id`: the header's id)."""
+    head: list[Any] = [html.Strong(title)]
+    if note:
+        head.append(html.Span(f" · {note}", className="text-muted small"))
+    header = {"id": header_id} if header_id else {}
+    return dbc.Card(
+        [
+            dbc.CardHeader(head, className="bg-white py-1", **header),
+            dbc.CardBody(body, **body_kw),
+        ],
+        className="shadow-sm mb-3",
+    )
 
 
 def empty_state(title: str, body: str) -> dbc.Alert:
@@ -76,6 +116,10 @@ def table_id(chart: str) -> str:
     return f"{chart}-table"
 
 
+# The formats of a chart's downloads (webapp/downloads.py), as its buttons name them.
+DOWNLOADS = {"csv": "CSV", "xlsx": "an Excel workbook"}
+
+
 def chart_card(
     key: str,
     title: str,
@@ -99,19 +143,13 @@ def chart_card(
             dbc.ButtonGroup(
                 [
                     dbc.Button(
-                        "CSV",
-                        id={"type": "dl-csv", "chart": key},
+                        fmt.upper(),
+                        id={"type": f"dl-{fmt}", "chart": key},
                         size="sm",
                         color="link",
-                        title="Download the data of this chart as CSV",
-                    ),
-                    dbc.Button(
-                        "XLSX",
-                        id={"type": "dl-xlsx", "chart": key},
-                        size="sm",
-                        color="link",
-                        title="Download the data of this chart as an Excel workbook",
-                    ),
+                        title=f"Download the data of this chart as {what}",
+                    )
+                    for fmt, what in DOWNLOADS.items()
                 ],
                 size="sm",
             ),
@@ -171,6 +209,17 @@ def choice(
         value=value,
         inline=True,
         className=class_name,
+    )
+
+
+def dropdown(ident: str, options: Mapping[Any, Any], value: Any, **kw: Any) -> dcc.Dropdown:
+    """A dropdown of fixed choices (value -> label), one always chosen (`kw`: searchable=, ...)."""
+    return dcc.Dropdown(
+        id=ident,
+        options=[{"label": text, "value": key} for key, text in options.items()],
+        value=value,
+        clearable=False,
+        **kw,
     )
 
 

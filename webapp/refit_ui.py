@@ -11,7 +11,6 @@ belong to that app). Both callbacks are for admins (`roles.guarded`), checked on
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import dash
@@ -23,13 +22,12 @@ from sqlalchemy import Engine
 from db import jobs, snapshots
 from db.models import JobStatus, Trigger
 from db.models.snapshots import RUNNING_STAGES
-from db.models.users import utcnow
 from webapp import roles
+from webapp.job_status import is_late, started_job, waiting
 from webapp.state import state
 
 REFIT_ROLE: roles.Role = "admin"
 KIND = "refit"
-QUEUED_WARNING = timedelta(seconds=60)  # still queued after this: is the scheduler running?
 
 
 def panel(id_prefix: str) -> html.Div:
@@ -59,8 +57,7 @@ def progress(engine: Engine, job_id: int) -> dict[str, Any]:
     if job is None or job.kind != KIND:
         return {"state": "unknown"}
     if job.status == JobStatus.QUEUED:
-        late = utcnow() - job.created_at > QUEUED_WARNING
-        return {"state": job.status, "late": late, "job_id": job.id, "percent": 3}
+        return {"state": job.status, "late": is_late(job), "job_id": job.id, "percent": 3}
     if job.status == JobStatus.RUNNING:
         stages = [str(s) for s in RUNNING_STAGES]
         step = stages.index(job.stage) + 1 if job.stage in stages else 0
@@ -88,17 +85,13 @@ def start(clicks: Any) -> tuple[Any, Any, Any]:
 @roles.guarded(REFIT_ROLE)
 def poll(_n: Any, message: Any, started: Any = None) -> tuple[Any, ...]:
     """While the job waits or runs: its state and a progress bar; then its outcome."""
-    try:  # `started` comes back from the browser
-        job_id = int(started["job_id"]) if isinstance(started, dict) else None
-    except (KeyError, TypeError, ValueError, OverflowError):
-        job_id = None
-    now = progress(state().engine, job_id) if job_id is not None else {"state": "unknown"}
+    job_id = started_job(started)
+    now: dict[str, Any] = (
+        progress(state().engine, job_id) if job_id is not None else {"state": "unknown"}
+    )
     shown = {"height": "18px"}
     if now["state"] == JobStatus.QUEUED:
-        waiting = f"Queued (job {now['job_id']}): waiting for the scheduler process…"
-        if now["late"]:
-            waiting += " Still waiting: is `custseg scheduler` running?"
-        return waiting, now["percent"], shown, False
+        return waiting("Queued", now["job_id"], now["late"]), now["percent"], shown, False
     if now["state"] == JobStatus.RUNNING:
         return f"Refitting: {now['stage']}…", now["percent"], shown, False
     text: html.Span

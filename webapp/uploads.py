@@ -90,7 +90,7 @@ def _page(
             csrf_token=generate_csrf(),
             max_mb=limit // (1024 * 1024),
             layouts=[(key, layout.title) for key, layout in LAYOUTS.items()],
-            delimiters=list(DELIMITER_CHOICES),
+            delimiters={d: d for d in DELIMITER_CHOICES},
             decimals=DECIMALS,
             date_orders=DATE_ORDERS,
             form=request.form if refill else {},

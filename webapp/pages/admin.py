@@ -19,7 +19,7 @@ from flask_login import current_user
 from db.models import ROLES
 from db.users import UserError, change_user, create_user, list_users
 from webapp import refit_ui, roles, uploads
-from webapp.components import label, table_style
+from webapp.components import bumped, dropdown, field, panel, table_style
 from webapp.filters import page_header
 from webapp.state import state
 
@@ -28,13 +28,6 @@ dash.register_page(
 )
 
 ADMIN: roles.Role = "admin"
-
-
-def _card(title: str, body: Any) -> dbc.Card:
-    return dbc.Card(
-        [dbc.CardHeader(html.Strong(title), className="bg-white py-1"), dbc.CardBody(body)],
-        className="shadow-sm mb-3",
-    )
 
 
 def _import_report(query: dict[str, Any]) -> list[Any]:
@@ -52,7 +45,7 @@ def layout(**query: Any) -> html.Div:
     """Served to admins only (the page's role, webapp/roles.py::protect_pages)."""
     max_mb = state().settings.max_upload_mb
     role_options = [{"label": r, "value": r} for r in ROLES]
-    users = _card(
+    users = panel(
         "Users",
         [
             DataTable(
@@ -68,33 +61,28 @@ def layout(**query: Any) -> html.Div:
             html.H6("Add a user", className="mt-3"),
             dbc.Row(
                 [
-                    dbc.Col(
-                        [
-                            label("Email", "admin-new-email", hidden=True),
-                            dbc.Input(id="admin-new-email", placeholder="Email", type="email"),
-                        ]
+                    field(
+                        "Email",
+                        "admin-new-email",
+                        dbc.Input(id="admin-new-email", placeholder="Email", type="email"),
+                        hidden=True,
                     ),
-                    dbc.Col(
-                        [
-                            label("Password", "admin-new-password", hidden=True),
-                            dbc.Input(
-                                id="admin-new-password",
-                                placeholder="Password (10+ characters)",
-                                type="password",
-                                autocomplete="new-password",
-                            ),
-                        ]
+                    field(
+                        "Password",
+                        "admin-new-password",
+                        dbc.Input(
+                            id="admin-new-password",
+                            placeholder="Password (10+ characters)",
+                            type="password",
+                            autocomplete="new-password",
+                        ),
+                        hidden=True,
                     ),
-                    dbc.Col(
-                        [
-                            label("Role of the new user", "admin-new-role", hidden=True),
-                            dcc.Dropdown(
-                                id="admin-new-role",
-                                options=role_options,
-                                value="viewer",
-                                clearable=False,
-                            ),
-                        ],
+                    field(
+                        "Role of the new user",
+                        "admin-new-role",
+                        dropdown("admin-new-role", {r: r for r in ROLES}, "viewer"),
+                        hidden=True,
                         md=2,
                     ),
                     dbc.Col(dbc.Button("Add", id="admin-add", size="sm"), width="auto"),
@@ -104,18 +92,18 @@ def layout(**query: Any) -> html.Div:
             html.H6("Change a user", className="mt-3"),
             dbc.Row(
                 [
-                    dbc.Col(
-                        [
-                            label("User", "admin-user", hidden=True),
-                            dcc.Dropdown(id="admin-user", placeholder="User"),
-                        ],
+                    field(
+                        "User",
+                        "admin-user",
+                        dcc.Dropdown(id="admin-user", placeholder="User"),
+                        hidden=True,
                         md=4,
                     ),
-                    dbc.Col(
-                        [
-                            label("New role", "admin-role", hidden=True),
-                            dcc.Dropdown(id="admin-role", options=role_options, placeholder="Role"),
-                        ],
+                    field(
+                        "New role",
+                        "admin-role",
+                        dcc.Dropdown(id="admin-role", options=role_options, placeholder="Role"),
+                        hidden=True,
                         md=2,
                     ),
                     dbc.Col(
@@ -141,7 +129,7 @@ def layout(**query: Any) -> html.Div:
             html.Div(id="admin-users-message", className="small mt-2"),
         ],
     )
-    upload = _card(
+    upload = panel(
         "Import transactions",
         [
             html.P(
@@ -165,7 +153,7 @@ def layout(**query: Any) -> html.Div:
             *_import_report(query),
         ],
     )
-    refit = _card(
+    refit = panel(
         "Refit",
         [
             html.P(
@@ -236,7 +224,7 @@ def change_users(
     changed: Any,
 ) -> tuple[Any, Any]:
     action = dash.ctx.triggered_id
-    bump = (changed if isinstance(changed, int) else 0) + 1
+    bump = bumped(changed)
     try:
         if action == "admin-add":
             if not isinstance(email, str) or not isinstance(password, str):

@@ -32,7 +32,19 @@ from db import campaigns, jobs, snapshots
 from db.exporter import Forbidden
 from db.models import JobStatus, Trigger
 from webapp import charts, roles
-from webapp.components import chart_card, field, graph, integer, label, money, percent
+from webapp.components import (
+    bumped,
+    chart_card,
+    dropdown,
+    field,
+    graph,
+    integer,
+    label,
+    money,
+    panel,
+    percent,
+    small_label,
+)
 from webapp.filters import (
     FilterError,
     page_header,
@@ -43,6 +55,7 @@ from webapp.filters import (
     parse_text,
     snapshot_options,
 )
+from webapp.job_status import waiting
 from webapp.pagekit import Extra, Kit, chart_callback, message
 from webapp.roles import has_role
 from webapp.state import state
@@ -89,31 +102,30 @@ def layout(campaign: object = None, status: object = None, q: object = None, **_
 def _list(status: str, search: str) -> html.Div:
     filters = dbc.Row(
         [
-            dbc.Col(
-                [
-                    label("Status", "campaigns-status", hidden=True),
-                    dcc.Dropdown(
-                        id="campaigns-status",
-                        options=[{"label": s.capitalize(), "value": s} for s in STATUS_CHOICES],
-                        value=status,
-                        clearable=False,
-                        searchable=False,
-                    ),
-                ],
+            field(
+                "Status",
+                "campaigns-status",
+                dropdown(
+                    "campaigns-status",
+                    {s: s.capitalize() for s in STATUS_CHOICES},
+                    status,
+                    searchable=False,
+                ),
+                hidden=True,
                 style={"width": "170px"},
                 width="auto",
             ),
-            dbc.Col(
-                [
-                    label("Campaign name contains", "campaigns-search", hidden=True),
-                    dbc.Input(
-                        id="campaigns-search",
-                        value=search,
-                        placeholder="Name contains…",
-                        debounce=True,
-                        maxLength=MAX_SEARCH,
-                    ),
-                ],
+            field(
+                "Campaign name contains",
+                "campaigns-search",
+                dbc.Input(
+                    id="campaigns-search",
+                    value=search,
+                    placeholder="Name contains…",
+                    debounce=True,
+                    maxLength=MAX_SEARCH,
+                ),
+                hidden=True,
                 style={"width": "240px"},
                 width="auto",
             ),
@@ -298,10 +310,6 @@ def _log(frame: pd.DataFrame, with_name: bool = False) -> Any:
 # --- a new campaign ----------------------------------------------------------------------------
 
 
-def _label(text: str, target: str) -> html.Label:
-    return label(text, target, className="small text-muted mb-0")
-
-
 def _range_inputs(available: set[str]) -> tuple[list[Any], list[str]]:
     """Min / max inputs of each range field; those the snapshot lacks stay hidden (their
     inputs exist, so the form's callbacks always have every input)."""
@@ -309,7 +317,7 @@ def _range_inputs(available: set[str]) -> tuple[list[Any], list[str]]:
     for f in RANGE_FIELDS:
         row = dbc.Col(
             [
-                _label(f.label, f"campaign-{f.name}-min"),
+                small_label(f.label, f"campaign-{f.name}-min"),
                 label(f"{f.label}: up to", f"campaign-{f.name}-max", hidden=True),
                 dbc.InputGroup(
                     [
@@ -475,15 +483,7 @@ def _new_campaign() -> dbc.Card:
             className="mt-2",
         ),
     ]
-    return dbc.Card(
-        [
-            dbc.CardHeader(
-                html.Strong("New campaign"), className="bg-white py-1", id="new-campaign"
-            ),
-            dbc.CardBody(body, className="p-3"),
-        ],
-        className="shadow-sm mb-3",
-    )
+    return panel("New campaign", body, header_id="new-campaign", className="p-3")
 
 
 FORM: dict[str, Input | State] = {
@@ -1001,7 +1001,7 @@ def export(csv: Any, xlsx: Any, campaign: Any, refreshed: Any) -> tuple[Any, Any
         )
     except (ValueError, Forbidden, LookupError) as exc:
         return no_update, html.Span(str(exc), className="text-danger"), no_update
-    bump = (refreshed if isinstance(refreshed, int) else 0) + 1
+    bump = bumped(refreshed)
     text = f"Exported {provenance['rows']:,} treatment customers ({fmt.upper()})."
     return dcc.send_bytes(data, name), html.Span(text, className="text-success"), bump
 
@@ -1028,7 +1028,7 @@ def refresh(clicks: Any, campaign: Any) -> tuple[Any, Any, Any]:
         state().engine, Trigger.WEB, campaign_id, requested_by=current_user.email
     )
     assert job is not None
-    return f"Measuring (job {job.id}): waiting for the scheduler process…", False, job.id
+    return waiting("Measuring", job.id), False, job.id
 
 
 @roles.callback(
@@ -1051,7 +1051,7 @@ def poll(_n: Any, job_id: Any, refreshed: Any) -> tuple[Any, Any, Any]:
         return "", True, no_update
     if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         return no_update, False, no_update
-    bump = (refreshed if isinstance(refreshed, int) else 0) + 1
+    bump = bumped(refreshed)
     if job.status == JobStatus.FAILED:
         return html.Span(f"Measuring failed: {job.error}", className="text-danger"), True, bump
     return html.Span(f"Results updated: {job.message}.", className="text-success"), True, bump

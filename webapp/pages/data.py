@@ -9,7 +9,6 @@ go, and a refit is queued). The same operations as `custseg source`, `custseg sy
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import dash
@@ -22,7 +21,6 @@ from analytics.ingest import NORMALIZED_COLUMNS
 from db import jobs
 from db.batches import NoSuchBatch, batch_report, list_batches, remove_batch
 from db.models import JobStatus, Trigger
-from db.models.users import utcnow
 from db.sources import (
     REQUIRED,
     SourceError,
@@ -36,8 +34,9 @@ from db.sources import (
     test_source,
 )
 from webapp import roles
-from webapp.components import label, table_style
+from webapp.components import bumped, field, panel, table_style
 from webapp.filters import page_header
+from webapp.job_status import is_late, started_job, waiting
 from webapp.pagekit import Extra, Kit, chart_callback
 from webapp.state import state
 
@@ -47,7 +46,6 @@ dash.register_page(
 
 ADMIN: roles.Role = "admin"
 SYNC_KIND = "sync"  # db.scheduler.KINDS
-QUEUED_WARNING = timedelta(seconds=60)
 SOURCE_COLUMNS = (
     ("name", "Source"),
     ("url", "Connection"),
@@ -83,16 +81,6 @@ BATCH_COLUMNS = (
     ("imported", "Imported (UTC)"),
 )
 NUMERIC = ("lines", "lines_read", "lines_new", "lines_changed", "lines_removed", "orders")
-
-
-def _card(title: str, body: Any, lead: str | None = None) -> dbc.Card:
-    head: list[Any] = [html.Strong(title)]
-    if lead:
-        head.append(html.Span(f" · {lead}", className="text-muted small"))
-    return dbc.Card(
-        [dbc.CardHeader(head, className="bg-white py-1"), dbc.CardBody(body)],
-        className="shadow-sm mb-3",
-    )
 
 
 def _table(table_id: str, columns: tuple[tuple[str, str], ...], **extra: Any) -> DataTable:
@@ -139,17 +127,17 @@ def _confirmed(ident: str, label: str, message: str) -> dcc.ConfirmDialogProvide
 
 def layout(**_query: Any) -> html.Div:
     """Served to admins only (the page's role, webapp/roles.py::protect_pages)."""
-    sources = _card(
+    sources = panel(
         "Database sources",
         [
             _table("data-sources", SOURCE_COLUMNS),
             dbc.Row(
                 [
-                    dbc.Col(
-                        [
-                            label("Source", "data-source", hidden=True),
-                            dcc.Dropdown(id="data-source", placeholder="Source", clearable=False),
-                        ],
+                    field(
+                        "Source",
+                        "data-source",
+                        dcc.Dropdown(id="data-source", placeholder="Source", clearable=False),
+                        hidden=True,
                         md=4,
                     ),
                     dbc.Col(
@@ -192,7 +180,7 @@ def layout(**_query: Any) -> html.Div:
         ],
         "read-only; synced before each scheduled refit",
     )
-    history = _card("Sync history", _table("data-syncs", SYNC_COLUMNS), "latest 20")
+    history = panel("Sync history", _table("data-syncs", SYNC_COLUMNS), "latest 20")
     mapping = [
         _field(
             target,
@@ -205,7 +193,7 @@ def layout(**_query: Any) -> html.Div:
         )
         for target in NORMALIZED_COLUMNS
     ]
-    add = _card(
+    add = panel(
         "Add a database source",
         [
             html.P(
@@ -261,17 +249,17 @@ def layout(**_query: Any) -> html.Div:
             dcc.Loading(html.Pre(id="data-new-message", className="small mt-2 mb-0")),
         ],
     )
-    batches = _card(
+    batches = panel(
         "Import batches",
         [
             _table("data-batches", BATCH_COLUMNS),
             dbc.Row(
                 [
-                    dbc.Col(
-                        [
-                            label("Batch", "data-batch", hidden=True),
-                            dcc.Dropdown(id="data-batch", placeholder="Batch"),
-                        ],
+                    field(
+                        "Batch",
+                        "data-batch",
+                        dcc.Dropdown(id="data-batch", placeholder="Batch"),
+                        hidden=True,
                         md=5,
                     ),
                     dbc.Col(
@@ -314,10 +302,6 @@ def layout(**_query: Any) -> html.Div:
 
 def _when(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M}" if value else "–"
-
-
-def _bump(changed: Any) -> int:
-    return (changed if isinstance(changed, int) and not isinstance(changed, bool) else 0) + 1
 
 
 def _name(value: Any) -> str:
@@ -444,18 +428,12 @@ def sync_now(_sync: Any, _full: Any, source: Any) -> tuple[Any, Any, Any]:
 )
 def sync_progress(_n: Any, started: Any, changed: Any) -> tuple[Any, Any, Any]:
     """While the sync job waits or runs, say so; then its outcome, and refresh the tables."""
-    try:
-        job_id = int(started["job_id"]) if isinstance(started, dict) else None
-    except (KeyError, TypeError, ValueError, OverflowError):
-        job_id = None
+    job_id = started_job(started)
     job = jobs.get(state().engine, job_id) if job_id is not None else None
     if job is None or job.kind != SYNC_KIND:
         return html.Span("This sync is no longer known.", className="text-danger"), True, no_update
     if job.status == JobStatus.QUEUED:
-        text = f"Sync queued (job {job.id}): waiting for the scheduler process…"
-        if utcnow() - job.created_at > QUEUED_WARNING:
-            text += " Still waiting: is `custseg scheduler` running?"
-        return text, False, no_update
+        return waiting("Sync queued", job.id, is_late(job)), False, no_update
     if job.status == JobStatus.RUNNING:
         return f"Syncing (job {job.id}): {job.stage or 'starting'}…", False, no_update
     if job.status == JobStatus.FAILED:
@@ -464,7 +442,7 @@ def sync_progress(_n: Any, started: Any, changed: Any) -> tuple[Any, Any, Any]:
         shown = html.Span(f"Nothing changed: {job.message}.", className="text-muted")
     else:
         shown = html.Span(f"{job.message}.", className="text-success")
-    return shown, True, _bump(changed)
+    return shown, True, bumped(changed)
 
 
 @roles.callback(
@@ -487,7 +465,7 @@ def source_action(_test: Any, _remove: Any, source: Any, changed: Any) -> tuple[
             text = f"Source {gone.name} removed with {gone.lines:,} lines."
             if gone.refit_job_id is not None:
                 text += f" Refit queued (job {gone.refit_job_id})."
-            return html.Span(text, className="text-success"), _bump(changed)
+            return html.Span(text, className="text-success"), bumped(changed)
         spec = SourceSpec.of(get_source(engine, name))
         probe = test_source(spec, count=False)
     except SourceError as exc:
@@ -558,7 +536,7 @@ def new_source(
     return (
         f"{probe.summary(spec)}\nSource {spec.name} added. Choose it and press Sync now; the "
         "scheduler also syncs it before each scheduled refit.",
-        _bump(changed),
+        bumped(changed),
     )
 
 
@@ -592,7 +570,7 @@ def batch_action(_report: Any, _remove: Any, batch: Any, changed: Any) -> tuple[
                     f" {removed.snapshots_marked} kept snapshot(s) were built from it and now "
                     "say so (Model page, history)."
                 )
-            return text, _bump(changed)
+            return text, bumped(changed)
         return batch_report(engine, batch), no_update
     except NoSuchBatch as exc:
-        return str(exc), _bump(changed)
+        return str(exc), bumped(changed)

@@ -22,7 +22,7 @@ from analytics.rfm import GONE as STAGE_GONE
 from analytics.rfm import NEW
 from db import snapshots
 from webapp import charts, roles
-from webapp.components import chart_card, choice, graph, label, no_snapshot
+from webapp.components import beside, chart_card, choice, graph, no_snapshot
 from webapp.filters import (
     FILTERS,
     SNAPSHOT,
@@ -64,13 +64,9 @@ def layout(**query: Any) -> html.Div:
             filter_bar(init, dates=False),
             dbc.Row(
                 [
-                    dbc.Col(
-                        label(
-                            "Compare with the earlier snapshot", "migration-from", className="small"
-                        ),
-                        width="auto",
-                    ),
-                    dbc.Col(
+                    *beside(
+                        "Compare with the earlier snapshot",
+                        "migration-from",
                         dcc.Dropdown(
                             id="migration-from",
                             options=options,

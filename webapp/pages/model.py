@@ -36,6 +36,7 @@ from webapp.components import (
     info,
     money,
     no_snapshot,
+    panel,
     predictions_note,
     predictions_status,
     table_style,
@@ -157,13 +158,7 @@ def layout(**query: Any) -> html.Div:
                         lg=8,
                     ),
                     dbc.Col(
-                        dbc.Card(
-                            [
-                                dbc.CardHeader(html.Strong("Features"), className="bg-white py-1"),
-                                dbc.CardBody(id="model-features", className="small p-2"),
-                            ],
-                            className="shadow-sm mb-3",
-                        ),
+                        panel("Features", None, id="model-features", className="small p-2"),
                         lg=4,
                     ),
                 ]
@@ -173,15 +168,7 @@ def layout(**query: Any) -> html.Div:
             dbc.Row(
                 [
                     dbc.Col(
-                        dbc.Card(
-                            [
-                                dbc.CardHeader(
-                                    html.Strong("Data quality"), className="bg-white py-1"
-                                ),
-                                dbc.CardBody(id="model-quality", className="small p-2"),
-                            ],
-                            className="shadow-sm mb-3",
-                        ),
+                        panel("Data quality", None, id="model-quality", className="small p-2"),
                         lg=4,
                     ),
                     dbc.Col(

@@ -42,7 +42,7 @@ from db.notifications import (
 from db.notify import preview
 from db.users import list_users
 from webapp import roles
-from webapp.components import field, label, table_style
+from webapp.components import bumped, dropdown, field, label, panel, table_style
 from webapp.filters import page_header
 from webapp.roles import has_role
 from webapp.state import state
@@ -63,23 +63,22 @@ FREQUENCIES = (
     {"label": "Weekly", "value": "weekly"},
 )
 DIRECTION_LABELS = {"either": "up or down", "up": "up", "down": "down"}
+# The add-a-rule form: each value's name -> its control (the values of every rule kind).
+RULE_FORM = {
+    "kind": "notif-kind",
+    "metric": "notif-metric",
+    "days": "notif-days",
+    "segment": "notif-segment",
+    "measure": "notif-measure",
+    "direction": "notif-direction",
+    "threshold": "notif-threshold",
+    "name": "notif-name",
+    "recipients": "notif-recipients",
+    "webhook": "notif-webhook",
+}
 FAILED_ROWS = [
     {"if": {"filter_query": '{status} = "failed" || {status} = "refused"'}, "color": "#b02a37"}
 ]
-
-
-def _label(text: str, target: str) -> html.Label:
-    return label(text, target, className="small text-muted mb-0")
-
-
-def _card(title: str, body: Any, note: str | None = None) -> dbc.Card:
-    head: list[Any] = [html.Strong(title)]
-    if note:
-        head.append(html.Span(f" · {note}", className="text-muted small"))
-    return dbc.Card(
-        [dbc.CardHeader(head, className="bg-white py-1"), dbc.CardBody(body)],
-        className="shadow-sm mb-3",
-    )
 
 
 def _message(text: str, ok: bool) -> html.Span:
@@ -170,24 +169,14 @@ def _digest_card(admin: bool) -> dbc.Card:
                 field(
                     "Day (weekly)",
                     "notif-weekday",
-                    dcc.Dropdown(
-                        id="notif-weekday",
-                        options=[{"label": d, "value": i} for i, d in enumerate(WEEKDAYS)],
-                        value=0,
-                        clearable=False,
-                        searchable=False,
-                    ),
+                    dropdown("notif-weekday", dict(enumerate(WEEKDAYS)), 0, searchable=False),
                     sm=5,
                 ),
                 field(
                     "KPIs over the last",
                     "notif-period",
-                    dcc.Dropdown(
-                        id="notif-period",
-                        options=[{"label": f"{d} days", "value": d} for d in PERIODS],
-                        value=30,
-                        clearable=False,
-                        searchable=False,
+                    dropdown(
+                        "notif-period", {d: f"{d} days" for d in PERIODS}, 30, searchable=False
                     ),
                     sm=4,
                 ),
@@ -210,11 +199,11 @@ def _digest_card(admin: bool) -> dbc.Card:
             )
         ),
     ]
-    return _card("Digest", body)
+    return panel("Digest", body)
 
 
 def _subscriptions_card() -> dbc.Card:
-    return _card(
+    return panel(
         "All subscriptions",
         [
             DataTable(
@@ -263,11 +252,10 @@ def _rules_card() -> dbc.Card:
                 field(
                     "Rule",
                     "notif-kind",
-                    dcc.Dropdown(
-                        id="notif-kind",
-                        options=[{"label": k.label, "value": k.name} for k in RULE_KINDS.values()],
-                        value="kpi_change",
-                        clearable=False,
+                    dropdown(
+                        "notif-kind",
+                        {k.name: k.label for k in RULE_KINDS.values()},
+                        "kpi_change",
                         searchable=False,
                     ),
                     md=7,
@@ -281,12 +269,7 @@ def _rules_card() -> dbc.Card:
                 field(
                     "KPI",
                     "notif-metric",
-                    dcc.Dropdown(
-                        id="notif-metric",
-                        options=[{"label": v, "value": k} for k, v in KPI_LABELS.items()],
-                        value="gross_revenue",
-                        clearable=False,
-                    ),
+                    dropdown("notif-metric", KPI_LABELS, "gross_revenue"),
                     id="notif-kpi-fields",
                     md=4,
                 ),
@@ -308,12 +291,7 @@ def _rules_card() -> dbc.Card:
                 field(
                     "Measure",
                     "notif-measure",
-                    dcc.Dropdown(
-                        id="notif-measure",
-                        options=[{"label": v, "value": k} for k, v in SEGMENT_MEASURES.items()],
-                        value="customers",
-                        clearable=False,
-                    ),
+                    dropdown("notif-measure", SEGMENT_MEASURES, "customers"),
                     id="notif-measure-fields",
                     md=2,
                     style=hidden,
@@ -321,11 +299,8 @@ def _rules_card() -> dbc.Card:
                 field(
                     "Moves",
                     "notif-direction",
-                    dcc.Dropdown(
-                        id="notif-direction",
-                        options=[{"label": DIRECTION_LABELS[d], "value": d} for d in DIRECTIONS],
-                        value="either",
-                        clearable=False,
+                    dropdown(
+                        "notif-direction", {d: DIRECTION_LABELS[d] for d in DIRECTIONS}, "either"
                     ),
                     md=3,
                 ),
@@ -366,11 +341,11 @@ def _rules_card() -> dbc.Card:
     ]
     manage = dbc.Row(
         [
-            dbc.Col(
-                [
-                    label("Rule", "notif-rule", hidden=True),
-                    dcc.Dropdown(id="notif-rule", placeholder="Rule"),
-                ],
+            field(
+                "Rule",
+                "notif-rule",
+                dcc.Dropdown(id="notif-rule", placeholder="Rule"),
+                hidden=True,
                 md=5,
             ),
             dbc.Col(
@@ -386,7 +361,7 @@ def _rules_card() -> dbc.Card:
         ],
         className="g-2 align-items-center mt-2",
     )
-    return _card(
+    return panel(
         "Alert rules",
         [
             html.P(
@@ -426,7 +401,7 @@ def _rules_card() -> dbc.Card:
 
 
 def _history_card() -> dbc.Card:
-    return _card(
+    return panel(
         "Alert history",
         DataTable(
             id="notif-history",
@@ -452,7 +427,7 @@ def _deliveries_card(admin: bool) -> dbc.Card:
         if admin
         else []
     )
-    return _card(
+    return panel(
         "Deliveries",
         [
             html.Div(id="notif-delivery-summary", className="small mb-2"),
@@ -483,7 +458,7 @@ def layout(**_query: Any) -> html.Div:
     left: list[Any] = [_digest_card(admin)]
     if admin:
         left.append(_subscriptions_card())
-        left.append(_card("Server settings", _server_settings(), note="from the environment"))
+        left.append(panel("Server settings", _server_settings(), note="from the environment"))
     right: list[Any] = []
     if analyst:
         right += [_rules_card(), _history_card()]
@@ -572,7 +547,7 @@ def save_digest(
         )
     except NotificationError as exc:
         return _message(str(exc), False), no_update
-    bump = (changed if isinstance(changed, int) else 0) + 1
+    bump = bumped(changed)
     if sub is None:
         return _message("Digest stopped.", True), bump
     when = (
@@ -704,16 +679,7 @@ def show_rules(_changed: Any) -> tuple[Any, Any, Any]:
     Input("notif-rule-on", "n_clicks"),
     Input("notif-rule-off", "n_clicks"),
     Input("notif-rule-delete", "n_clicks"),
-    State("notif-kind", "value"),
-    State("notif-metric", "value"),
-    State("notif-days", "value"),
-    State("notif-segment", "value"),
-    State("notif-measure", "value"),
-    State("notif-direction", "value"),
-    State("notif-threshold", "value"),
-    State("notif-name", "value"),
-    State("notif-recipients", "value"),
-    State("notif-webhook", "value"),
+    *(State(ident, "value") for ident in RULE_FORM.values()),
     State("notif-rule", "value"),
     State("notif-rules-changed", "data"),
     prevent_initial_call=True,
@@ -724,36 +690,15 @@ def change_rules(
     _on: Any,
     _off: Any,
     _delete: Any,
-    kind: Any,
-    metric: Any,
-    days: Any,
-    segment: Any,
-    measure: Any,
-    direction: Any,
-    threshold: Any,
-    name: Any,
-    recipients: Any,
-    webhook: Any,
-    rule_id: Any,
-    changed: Any,
+    *rest: Any,
 ) -> tuple[Any, Any]:
     """Add a rule from the form, or enable, disable or delete the chosen one."""
+    *form, rule_id, changed = rest
     action = dash.ctx.triggered_id
     engine = state().engine
     try:
         if action == "notif-add-rule":
-            text = _add_rule(
-                kind,
-                metric,
-                days,
-                segment,
-                measure,
-                direction,
-                threshold,
-                name,
-                recipients,
-                webhook,
-            )
+            text = _add_rule(dict(zip(RULE_FORM, form, strict=True)))
         elif action == "notif-rule-delete":
             text = f"Rule “{delete_rule(engine, rule_id)}” deleted (its history stays)."
         elif action in ("notif-rule-on", "notif-rule-off"):
@@ -763,37 +708,28 @@ def change_rules(
             return no_update, no_update
     except NotificationError as exc:
         return _message(str(exc), False), no_update
-    return _message(text, True), (changed if isinstance(changed, int) else 0) + 1
+    return _message(text, True), bumped(changed)
 
 
-def _add_rule(
-    kind: Any,
-    metric: Any,
-    days: Any,
-    segment: Any,
-    measure: Any,
-    direction: Any,
-    threshold: Any,
-    name: Any,
-    recipients: Any,
-    webhook: Any,
-) -> str:
-    common = {"direction": direction, "threshold_pct": threshold}
+def _add_rule(form: dict[str, Any]) -> str:
+    """Create the rule of the form's values (by RULE_FORM's names)."""
+    common = {"direction": form["direction"], "threshold_pct": form["threshold"]}
     params = (
-        {"segment_id": segment, "measure": measure, **common}
-        if kind == "segment_change"
-        else {"metric": metric, "period_days": days, **common}
+        {"segment_id": form["segment"], "measure": form["measure"], **common}
+        if form["kind"] == "segment_change"
+        else {"metric": form["metric"], "period_days": form["days"], **common}
     )
+    recipients = form["recipients"]
     if recipients is not None and not isinstance(recipients, list):
         raise NotificationError("The recipients are not valid.")
     rule = create_rule(
         state().engine,
         state().settings,
-        name=name,
-        kind=kind,
+        name=form["name"],
+        kind=form["kind"],
         params=params,
         email_user_ids=recipients or [],
-        webhook_url=webhook,
+        webhook_url=form["webhook"],
         by=current_user.email,
     )
     return f"Rule #{rule.id} “{rule.name}” added."

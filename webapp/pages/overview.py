@@ -52,17 +52,25 @@ CARDS: tuple[tuple[str, str, Format], ...] = (
 )
 
 
-def _card(key: str, label: str, definition: str) -> dbc.Col:
+def _box(label: html.Div, value_id: str, under: html.Div, definition: str, **col: Any) -> dbc.Col:
+    """A figure (filled by the callback) between its label and a line under it, in a bordered
+    box whose tooltip is its definition."""
     return dbc.Col(
         html.Div(
-            [
-                html.Div(label, className="text-muted small", title=definition),
-                html.Div("…", className="fs-5 fw-semibold", id=f"kpi-{key}"),
-                html.Div("", className="small", id=f"kpi-{key}-change"),
-            ],
+            [label, html.Div("…", className="fs-5 fw-semibold", id=value_id), under],
             className="border rounded p-2 h-100",
             title=definition,
         ),
+        **col,
+    )
+
+
+def _card(key: str, label: str, definition: str) -> dbc.Col:
+    return _box(
+        html.Div(label, className="text-muted small", title=definition),
+        f"kpi-{key}",
+        html.Div("", className="small", id=f"kpi-{key}-change"),
+        definition,
         xs=6,
         md=3,
         xl=True,
@@ -83,16 +91,11 @@ def risk_definition() -> str:
 
 
 def _risk_box(key: str, label: str, definition: str) -> dbc.Col:
-    return dbc.Col(
-        html.Div(
-            [
-                html.Div(label, className="text-muted small"),
-                html.Div("…", className="fs-5 fw-semibold", id=f"risk-{key}"),
-                html.Div("", className="small text-muted", id=f"risk-{key}-detail"),
-            ],
-            className="border rounded p-2 h-100",
-            title=definition,
-        ),
+    return _box(
+        html.Div(label, className="text-muted small"),
+        f"risk-{key}",
+        html.Div("", className="small text-muted", id=f"risk-{key}-detail"),
+        definition,
         xs=6,
         lg=3,
     )

@@ -15,7 +15,7 @@ from dash import Input, Output, State, dcc, html
 from analytics.exports import MAX_RETENTION_MONTH
 from db import snapshots
 from webapp import charts, roles
-from webapp.components import chart_card, graph, label, no_snapshot
+from webapp.components import beside, chart_card, graph, no_snapshot
 from webapp.filters import (
     FILTERS,
     SNAPSHOT,
@@ -70,22 +70,18 @@ def layout(**query: Any) -> html.Div:
                 html.Div(
                     [
                         dbc.Row(
-                            [
-                                dbc.Col(
-                                    label("Heatmap of", "retention-of", className="small"),
-                                    width="auto",
+                            beside(
+                                "Heatmap of",
+                                "retention-of",
+                                dcc.Dropdown(
+                                    id="retention-of",
+                                    options=heat_options,
+                                    value=ALL,
+                                    clearable=False,
+                                    searchable=False,
                                 ),
-                                dbc.Col(
-                                    dcc.Dropdown(
-                                        id="retention-of",
-                                        options=heat_options,
-                                        value=ALL,
-                                        clearable=False,
-                                        searchable=False,
-                                    ),
-                                    md=4,
-                                ),
-                            ],
+                                md=4,
+                            ),
                             className="g-2 align-items-center mb-2",
                         ),
                         graph("retention-heatmap"),
@@ -105,29 +101,21 @@ def layout(**query: Any) -> html.Div:
                             html.Div(
                                 [
                                     dbc.Row(
-                                        [
-                                            dbc.Col(
-                                                label(
-                                                    "Month m =",
-                                                    "retention-month",
-                                                    className="small",
-                                                ),
-                                                width="auto",
+                                        beside(
+                                            "Month m =",
+                                            "retention-month",
+                                            dbc.Input(
+                                                id="retention-month",
+                                                type="number",
+                                                min=1,
+                                                max=MAX_RETENTION_MONTH,
+                                                step=1,
+                                                value=1,
+                                                size="sm",
+                                                debounce=True,
                                             ),
-                                            dbc.Col(
-                                                dbc.Input(
-                                                    id="retention-month",
-                                                    type="number",
-                                                    min=1,
-                                                    max=MAX_RETENTION_MONTH,
-                                                    step=1,
-                                                    value=1,
-                                                    size="sm",
-                                                    debounce=True,
-                                                ),
-                                                width=2,
-                                            ),
-                                        ],
+                                            width=2,
+                                        ),
                                         className="g-2 align-items-center mb-2",
                                     ),
                                     graph("retention-trend"),

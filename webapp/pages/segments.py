@@ -26,9 +26,9 @@ from webapp.components import (
     PREDICTION_LABELS,
     chart_card,
     choice,
+    field,
     graph,
     info,
-    label,
     money,
     no_snapshot,
     percent,
@@ -70,24 +70,24 @@ def layout(**query: Any) -> html.Div:
         rename = [
             dbc.Row(
                 [
-                    dbc.Col(
-                        [
-                            label("Segment to rename", "rename-segment", hidden=True),
-                            dcc.Dropdown(
-                                id="rename-segment",
-                                placeholder="Segment to rename",
-                                clearable=False,
-                            ),
-                        ],
+                    field(
+                        "Segment to rename",
+                        "rename-segment",
+                        dcc.Dropdown(
+                            id="rename-segment",
+                            placeholder="Segment to rename",
+                            clearable=False,
+                        ),
+                        hidden=True,
                         md=4,
                     ),
-                    dbc.Col(
-                        [
-                            label("New name", "rename-name", hidden=True),
-                            dbc.Input(
-                                id="rename-name", placeholder="New name", maxLength=80, type="text"
-                            ),
-                        ],
+                    field(
+                        "New name",
+                        "rename-name",
+                        dbc.Input(
+                            id="rename-name", placeholder="New name", maxLength=80, type="text"
+                        ),
+                        hidden=True,
                         md=4,
                     ),
                     dbc.Col(dbc.Button("Rename", id="rename-go", size="sm"), width="auto"),

@@ -303,7 +303,8 @@ class SnapshotFiles:
                         log.warning("snapshot cache file not written: %s", folder, exc_info=True)
                         return value
                     del value  # served from the file from now on, like everyone else's
-                    _give_back_memory()
+                    if table.nbytes >= GIVE_BACK_BYTES:
+                        _give_back_memory()
         return codec.decode(table)
 
     def prune(self, engine: Engine, keep: Iterable[Snapshot]) -> list[Path]:
@@ -327,6 +328,11 @@ class SnapshotFiles:
                 shutil.rmtree(child, ignore_errors=True)
                 removed.append(child)
         return removed
+
+
+# Below this size a file's build left little to give back, and a full garbage collection of
+# the process (tenths of a second with the app's modules loaded) costs more than it returns.
+GIVE_BACK_BYTES = 16 * 2**20
 
 
 def _give_back_memory() -> None:

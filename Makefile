@@ -69,7 +69,7 @@ test: $(BIN)/.test-installed browser axe lint
 	TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
 	  TEST_MYSQL_URL="$$(.ci/ensure-mariadb)" && export TEST_MYSQL_URL && \
 	  TEST_REDIS_URL="$$(.ci/ensure-redis)" && export TEST_REDIS_URL && \
-	  $(BIN)/pytest -m "not spark and not models" -n 2 --dist loadfile $(PYTEST_ARGS)
+	  $(BIN)/pytest -m "not spark and not models" -n 4 --dist loadfile $(PYTEST_ARGS)
 
 # The tests that fit the prediction models on real data (marker `models`: the CDNOW backtest,
 # the prediction stage of a refit; pymc-marketing compiles each model, ~2 minutes in all). CI

@@ -20,6 +20,7 @@ from db.exporter import Exporter
 from db.session import make_engine, session_factory
 from db.snapshot_cache import SnapshotCache
 from webapp import auth, downloads, filters, roles, security, unsubscribe, uploads
+from webapp.components import small_button
 from webapp.nav import nav_id
 from webapp.state import AppState
 
@@ -75,14 +76,8 @@ def _navbar() -> dbc.Navbar:
             html.Form(
                 [
                     dcc.Input(type="hidden", name="csrf_token", value=generate_csrf()),
-                    dbc.Button(
-                        "Log out",
-                        type="submit",
-                        size="sm",
-                        color="light",
-                        outline=True,
-                        id="logout",
-                        className="text-nowrap",
+                    small_button(
+                        "Log out", "logout", color="light", type="submit", className="text-nowrap"
                     ),
                 ],
                 method="POST",

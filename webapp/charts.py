@@ -682,6 +682,23 @@ def _chosen_k(
     }
 
 
+def _score_curve(
+    scores: pd.DataFrame, metric: str, on: dict[str, str], hover: str
+) -> dict[str, Any]:
+    """`metric` (silhouette or inertia) against k, one line in the k charts' panel `on`."""
+    return {
+        "type": "scatter",
+        "x": scores["k"].to_numpy(),
+        "y": scores[metric].to_numpy(),
+        "mode": "lines+markers",
+        "name": metric,
+        "line": {"color": "#4C78A8"},
+        "showlegend": False,
+        "hovertemplate": hover,
+        **on,
+    }
+
+
 def model_scores(scores: pd.DataFrame) -> go.Figure:
     """Silhouette (higher is better) and inertia (the elbow) against k; the chosen k marked."""
     if scores.empty:
@@ -693,17 +710,7 @@ def model_scores(scores: pd.DataFrame) -> go.Figure:
         n = str(col) if col > 1 else ""
         on = {"xaxis": f"x{n}", "yaxis": f"y{n}"}
         traces.append(
-            {
-                "type": "scatter",
-                "x": scores["k"].to_numpy(),
-                "y": scores[metric].to_numpy(),
-                "mode": "lines+markers",
-                "name": metric,
-                "line": {"color": "#4C78A8"},
-                "showlegend": False,
-                "hovertemplate": f"k=%{{x}}: {metric} %{{y:,.4f}}<extra></extra>",
-                **on,
-            }
+            _score_curve(scores, metric, on, f"k=%{{x}}: {metric} %{{y:,.4f}}<extra></extra>")
         )
         if not chosen.empty:
             traces.append(_chosen_k(chosen, metric, on, "chosen k={}", "top right"))
@@ -904,17 +911,7 @@ def k_selection_curve(scores: pd.DataFrame, reason: dict[str, Any] | None) -> go
         on = {"xaxis": f"x{n}", "yaxis": f"y{n}"}
         fmt = ",.3f" if metric == "silhouette" else ",.1f"
         traces.append(
-            {
-                "type": "scatter",
-                "x": scores["k"].to_numpy(),
-                "y": scores[metric].to_numpy(),
-                "mode": "lines+markers",
-                "name": metric,
-                "line": {"color": "#4C78A8"},
-                "showlegend": False,
-                "hovertemplate": f"k = %{{x}}: {metric} %{{y:{fmt}}}<extra></extra>",
-                **on,
-            }
+            _score_curve(scores, metric, on, f"k = %{{x}}: {metric} %{{y:{fmt}}}<extra></extra>")
         )
         if span:
             lo, hi = int(span[0]), int(span[1])

@@ -199,6 +199,16 @@ def chart_card(
     )
 
 
+def small_button(
+    text: Any, ident: str | None = None, color: str = "secondary", **kw: Any
+) -> dbc.Button:
+    """The pages' small outlined button (secondary actions beside a primary one, downloads,
+    presets; `color="danger"` for removals)."""
+    if ident is not None:
+        kw["id"] = ident
+    return dbc.Button(text, size="sm", color=color, outline=True, **kw)
+
+
 def choice(
     ident: str, options: dict[str, str], value: Any, class_name: str = "small"
 ) -> dbc.RadioItems:

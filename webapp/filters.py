@@ -37,7 +37,7 @@ from analytics.exports.spec import (
 from db import snapshots
 from db.models import Snapshot
 from webapp import roles
-from webapp.components import label
+from webapp.components import label, small_button
 from webapp.nav import NAV_LINK, carries_filters
 from webapp.state import state
 
@@ -236,17 +236,7 @@ def filter_bar(
                 # Named, so a screen reader says what the buttons set ("Date range, 30 days").
                 html.Div(
                     dbc.ButtonGroup(
-                        [
-                            dbc.Button(
-                                text,
-                                id=f"{PRESET}{key}",
-                                size="sm",
-                                outline=True,
-                                color="secondary",
-                                n_clicks=0,
-                            )
-                            for key, text in PRESETS
-                        ],
+                        [small_button(text, f"{PRESET}{key}", n_clicks=0) for key, text in PRESETS],
                         size="sm",
                     ),
                     role="group",

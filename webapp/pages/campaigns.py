@@ -43,6 +43,7 @@ from webapp.components import (
     money,
     panel,
     percent,
+    small_button,
     small_label,
 )
 from webapp.filters import (
@@ -700,32 +701,17 @@ def _detail(campaign_id: int) -> html.Div:
                 html.Div(
                     [
                         html.Span("Treatment list for the sending tool:", className="small"),
-                        dbc.Button(
-                            "CSV",
-                            id="campaign-export-csv",
-                            size="sm",
-                            color="primary",
-                            outline=True,
-                        ),
-                        dbc.Button(
-                            "XLSX",
-                            id="campaign-export-xlsx",
-                            size="sm",
-                            color="primary",
-                            outline=True,
-                        ),
-                        dbc.Button(
+                        small_button("CSV", "campaign-export-csv", color="primary"),
+                        small_button("XLSX", "campaign-export-xlsx", color="primary"),
+                        small_button(
                             "Refresh results",
-                            id="campaign-refresh",
-                            size="sm",
-                            color="secondary",
-                            outline=True,
+                            "campaign-refresh",
                             className="ms-3",
                             title="Measure this campaign again from the transactions now",
                         ),
                         html.Div(
                             dcc.ConfirmDialogProvider(
-                                dbc.Button("Delete", size="sm", color="danger", outline=True),
+                                small_button("Delete", color="danger"),
                                 id="campaign-delete",
                                 message=f"Delete campaign “{c.name}”, its frozen audience and its "
                                 "results? The activity log keeps a record.",

@@ -34,7 +34,7 @@ from db.sources import (
     test_source,
 )
 from webapp import roles
-from webapp.components import bumped, field, panel, table_style
+from webapp.components import bumped, field, panel, small_button, table_style
 from webapp.filters import page_header
 from webapp.job_status import is_late, started_job, waiting
 from webapp.pagekit import Extra, Kit, chart_callback
@@ -119,7 +119,7 @@ def _input(ident: str, example: str = "", **kwargs: Any) -> dbc.Input:
 
 def _confirmed(ident: str, label: str, message: str) -> dcc.ConfirmDialogProvider:
     return dcc.ConfirmDialogProvider(
-        dbc.Button(label, size="sm", color="danger", outline=True),
+        small_button(label, color="danger"),
         id=ident,
         message=message,
     )
@@ -144,20 +144,8 @@ def layout(**_query: Any) -> html.Div:
                         dbc.ButtonGroup(
                             [
                                 dbc.Button("Sync now", id="data-sync", size="sm", color="primary"),
-                                dbc.Button(
-                                    "Full sync",
-                                    id="data-sync-full",
-                                    size="sm",
-                                    color="secondary",
-                                    outline=True,
-                                ),
-                                dbc.Button(
-                                    "Test",
-                                    id="data-test",
-                                    size="sm",
-                                    color="secondary",
-                                    outline=True,
-                                ),
+                                small_button("Full sync", "data-sync-full"),
+                                small_button("Test", "data-test"),
                             ]
                         ),
                         width="auto",
@@ -263,13 +251,7 @@ def layout(**_query: Any) -> html.Div:
                         md=5,
                     ),
                     dbc.Col(
-                        dbc.Button(
-                            "Import report",
-                            id="data-batch-report-button",
-                            size="sm",
-                            color="secondary",
-                            outline=True,
-                        ),
+                        small_button("Import report", "data-batch-report-button"),
                         width="auto",
                     ),
                     dbc.Col(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ USERS = tuple((f"{role}@example.com", role) for role in ("viewer", "analyst", "a
 
 
 def pytest_setup_options():  # called by dash[testing] for its Chrome driver
-    from bench.stages.page_load import chrome_options
+    from bench.chrome import chrome_options
 
     return chrome_options()
 
@@ -89,15 +88,14 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("migrated") / "head.db"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    engine.dispose()  # the last connection closes: the WAL is folded into the file
+    engine.dispose()
     return path
 
 
 @pytest.fixture
 def sqlite_engine(tmp_path: Path, migrated_sqlite: Path) -> Iterator[Engine]:
-    path = tmp_path / "test.db"
-    shutil.copyfile(migrated_sqlite, path)
-    engine = make_engine(f"sqlite:///{path}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+    copy_database(migrated_sqlite, engine)
     yield engine
     engine.dispose()
 
@@ -118,10 +116,14 @@ def _no_predictions_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that need PostgreSQL carry the `postgres` marker (`-m "not postgres"` skips them)."""
+    """Tests that need PostgreSQL carry the `postgres` marker (`-m "not postgres"` skips them).
+    The files with browser tests run first: they take longest, and `make test` hands out whole
+    files to its processes in this order, so a long one started last would run on alone."""
     for item in items:
         if "pg_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+    in_browser = {item.path for item in items if item.get_closest_marker("browser")}
+    items.sort(key=lambda item: item.path not in in_browser)  # stable: file order kept
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

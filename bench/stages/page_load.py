@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import appenv, server
+from bench.chrome import chrome_options
 from bench.harness import Context, median, stage
 
 PAGES = ("/", "/segments", "/retention", "/sales", "/migration", "/customers", "/model")
@@ -52,27 +53,6 @@ for (const g of graphs) {
 }
 return graphs.length + (extra ? 1 : 0);
 """
-
-
-def chrome_options() -> Any:
-    """Headless Chromium's options, for the bench and for the browser tests (tests/conftest.py):
-    one window size, no GPU, no background traffic."""
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ):
-        options.add_argument(arg)
-    return options
 
 
 def browser() -> Any:

@@ -7,12 +7,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8050
 # Packages go in with uv (from PyPI, into the venv; pip would take about a minute longer to
-# resolve and unpack the same versions on every fresh clone).
+# resolve and unpack the same versions on every fresh clone). uv reads no pip configuration: where
+# PyPI is reached only through a mirror set up for pip, it fails and pip installs instead.
 INSTALL = { test -x $(BIN)/uv || $(BIN)/python -m pip install -q uv; } && \
-  $(BIN)/uv pip install -q --python $(BIN)/python
+  $(BIN)/uv pip install -q --python $(BIN)/python $(1) || \
+  { echo "uv could not install $(1): pip instead" >&2; $(BIN)/python -m pip install -q $(1); }
 # mypy's cache outside the clone: it checks each cached module against its file, so a fresh
 # clone re-checks only what differs instead of all of pandas', numpy's and SQLAlchemy's stubs.
-export MYPY_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/customer-segmentation/mypy
+# Without a home directory, .mypy_cache in the clone.
+CACHE_HOME := $(or $(XDG_CACHE_HOME),$(if $(HOME),$(HOME)/.cache))
+export MYPY_CACHE_DIR ?= $(if $(CACHE_HOME),$(CACHE_HOME)/customer-segmentation/mypy,.mypy_cache)
 SCALE  ?= M
 
 .PHONY: run test test-models test-spark lint bench bench-smoke clean help browser axe
@@ -31,19 +35,19 @@ $(BIN)/.installed: pyproject.toml
 	@# A venv of an older Python (before the move to 3.12) is made again.
 	$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null || \
 	  { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
-	$(INSTALL) -e .
+	$(call INSTALL,-e .)
 	touch $@
 
 $(BIN)/.test-installed: $(BIN)/.installed
-	$(INSTALL) -e '.[test]'
+	$(call INSTALL,-e '.[test]')
 	touch $@
 
 $(BIN)/.spark-installed: $(BIN)/.test-installed
-	$(INSTALL) -e '.[test,spark]'
+	$(call INSTALL,-e '.[test,spark]')
 	touch $@
 
 $(BIN)/.bench-installed: $(BIN)/.installed
-	$(INSTALL) -e '.[bench]'
+	$(call INSTALL,-e '.[bench]')
 	touch $@
 
 run: export CUSTSEG_ENV := $(or $(CUSTSEG_ENV),development)

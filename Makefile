@@ -13,6 +13,8 @@ PORT   ?= 8050
 INSTALL = { test -x $(BIN)/uv || $(BIN)/python -m pip install -q uv; } && \
   $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python $(1) || \
   { echo "uv could not install $(1): pip instead" >&2; $(BIN)/python -m pip install -q $(1); }
+# Inside $(call INSTALL,...) a comma would end the argument: extras are joined by $(comma).
+comma := ,
 # mypy's cache outside the clone: it checks each cached module against its file, so a fresh
 # clone re-checks only what differs instead of all of pandas', numpy's and SQLAlchemy's stubs.
 # Without a home directory, .mypy_cache in the clone.
@@ -44,7 +46,7 @@ $(BIN)/.test-installed: $(BIN)/.installed
 	touch $@
 
 $(BIN)/.spark-installed: $(BIN)/.test-installed
-	$(call INSTALL,-e '.[test,spark]')
+	$(call INSTALL,-e '.[test$(comma)spark]')
 	touch $@
 
 $(BIN)/.bench-installed: $(BIN)/.installed

@@ -240,9 +240,11 @@ def day_month_dates(text: pd.Series) -> pd.Series:
 
 def date_order_evidence(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Day/month dates that can only be day first (first number > 12) or only month first
-    (second number > 12)."""
-    text = as_text(series).str.replace(_OFFSET, r"\1", regex=True)
-    parts = _split(text[nonempty(text)], _DM)
+    (second number > 12). Only the cells that start as one are split: the others (ISO dates, in
+    most files) cannot tell, and a match passes over them at a tenth of the cost."""
+    text = as_text(series)
+    text = text[day_month_dates(text)].str.replace(_OFFSET, r"\1", regex=True)
+    parts = _split(text, _DM)
     first = pd.to_numeric(parts[0], errors="coerce")
     second = pd.to_numeric(parts[1], errors="coerce")
     return (first > 12) & (second <= 12), (second > 12) & (first <= 12)

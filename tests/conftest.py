@@ -35,7 +35,7 @@ USERS = tuple((f"{role}@example.com", role) for role in ("viewer", "analyst", "a
 def pytest_setup_options():  # called by dash[testing] for its Chrome driver
     from bench.chrome import chrome_options
 
-    return chrome_options()
+    return chrome_options(shell=True)
 
 
 @pytest.fixture(scope="session")

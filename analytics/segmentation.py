@@ -4,6 +4,11 @@ Decisions (see docs/FEATURES.md): the model clusters on recency, frequency and m
 each log1p-transformed (all three are right-skewed), clipped at the 0.1 / 99.9 percentiles
 (outliers), then standardized. AOV, tenure, return rate and category breadth are computed and
 profiled for every segment but not clustered on.
+
+scikit-learn and SciPy are imported by the functions that fit and match (k selection, K-Means,
+segment matching), not by the module: the web processes import it for its names, colors and
+bounds and never fit (docs/ARCHITECTURE.md), and importing scikit-learn is 40% of a web
+worker's start (1.1 s of 2.8 s).
 """
 
 from __future__ import annotations
@@ -15,10 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans, kmeans_plusplus
-from sklearn.metrics import davies_bouldin_score
-from threadpoolctl import threadpool_limits
 
 MODEL_FEATURES = ("recency_days", "frequency", "monetary")
 PROFILE_FEATURES = (
@@ -370,6 +371,8 @@ def kmeans_seeds(xs: np.ndarray, k: int, seed: int, n_init: int = N_INIT) -> lis
     one RandomState(seed), as scikit-learn's fit draws them (tests/test_k_selection.py checks
     that Lloyd's iterations from these give scikit-learn's result). Another engine that starts
     from them finds the local engine's clusters, not another local optimum."""
+    from sklearn.cluster import kmeans_plusplus
+
     rng = np.random.RandomState(seed)
     centered = xs - xs.mean(axis=0)
     return [xs[kmeans_plusplus(centered, k, random_state=rng)[1]] for _ in range(n_init)]
@@ -405,6 +408,9 @@ def choose_k(
     whose smallest cluster holds MIN_SEGMENT_SHARE of the sample, unless the previous k is one
     of them and within `margin` of the best (hysteresis). Every engine's fits go through here,
     so the choice and what the Model page shows of it are the same whoever fitted them."""
+    from sklearn.metrics import davies_bouldin_score
+    from threadpoolctl import threadpool_limits
+
     ks, lo, hi = grid.ks, grid.lo, grid.hi
     k_min, k_max = k_range
     with threadpool_limits(limits=1):
@@ -494,6 +500,9 @@ def fit_kmeans(
     The sample, the grid of k and the choice are `sample_index`, `k_grid` and `choose_k`, which
     the Spark engine (db/spark_refit.py) shares.
     """
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
     n = len(x)
     grid = k_grid(n, k_range, k, curve)
     idx = sample_index(n, sample, seed)
@@ -576,6 +585,8 @@ def match_segments(
     assignment (Hungarian) pairs them, and pairs farther apart than MATCH_MAX_DISTANCE are
     not matches. Unmatched clusters get new ids; previous segments without a match vanish.
     """
+    from scipy.optimize import linear_sum_assignment
+
     k = len(new_centers_orig)
     if previous.empty:
         fresh = list(range(next_id, next_id + k))

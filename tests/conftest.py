@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,14 +82,40 @@ def _truncate_all(engine: Engine) -> None:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """The folder `name`, filled by `build(folder)` once for the whole run rather than once in
+    each of pytest-xdist's processes: they share the parent of their temporary folders, the first
+    to come builds under a lock and the others wait for it. A build that fails is tried again by
+    the next process (and fails its tests with its own error)."""
+    import fcntl
+    import shutil
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated to head once per test session (each test gets a copy)."""
-    path = tmp_path_factory.mktemp("migrated") / "head.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    engine.dispose()
-    return path
+    """A SQLite file migrated to head once per test run (each test gets a copy)."""
+
+    def build(folder: Path) -> None:
+        engine = make_engine(f"sqlite:///{folder / 'head.db'}")
+        upgrade(engine)
+        engine.dispose()
+
+    return built_once(tmp_path_factory, "migrated", build) / "head.db"
 
 
 @pytest.fixture
@@ -269,22 +295,27 @@ def login(client, email: str = "viewer@example.com", password: str = PASSWORD, *
 
 @pytest.fixture(scope="session")
 def dashboard_template(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """The dashboard's database, built once per test session (see `dashboard`)."""
+    """The dashboard's database and its two refits' outcomes, built once per test run (see
+    `dashboard`)."""
+    import pickle
     from datetime import date
 
     from db.importer import import_file
     from tests.refitting import refit
 
-    path = tmp_path_factory.mktemp("dashboard") / "dashboard.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    for email, role in USERS:
-        add_user(engine, email, role)
-    import_file(engine, SAMPLE)
-    first = refit(engine, k=3, as_of=date(2011, 9, 30))
-    second = refit(engine, k=3)
-    engine.dispose()
-    return path, (first, second)
+    def build(folder: Path) -> None:
+        engine = make_engine(f"sqlite:///{folder / 'dashboard.db'}")
+        upgrade(engine)
+        for email, role in USERS:
+            add_user(engine, email, role)
+        import_file(engine, SAMPLE)
+        first = refit(engine, k=3, as_of=date(2011, 9, 30))
+        second = refit(engine, k=3)
+        engine.dispose()
+        (folder / "outcomes.pickle").write_bytes(pickle.dumps((first, second)))
+
+    folder = built_once(tmp_path_factory, "dashboard", build)
+    return folder / "dashboard.db", pickle.loads((folder / "outcomes.pickle").read_bytes())
 
 
 def copy_database(source: Path, engine: Engine) -> None:
@@ -302,7 +333,7 @@ def copy_database(source: Path, engine: Engine) -> None:
 def dashboard(app, sqlite_engine: Engine, dashboard_template):  # type: ignore[no-untyped-def]
     """The sample imported and two published snapshots (as of 2011-09-30, then the last day),
     k=3 each, so every page has data, migration included, and the three users. Built once per
-    session and copied into each test's database (tests may write to it). Returns the two refit
+    test run and copied into each test's database (tests may write to it). Returns the two refit
     outcomes (read them, do not change them)."""
     path, outcomes = dashboard_template
     copy_database(path, sqlite_engine)

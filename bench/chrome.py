@@ -5,17 +5,15 @@ tests take it without loading the benchmark's stages."""
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 # Debian's package of Chromium's headless shell: the same engine and DevTools protocol without the
 # browser around it. Over the four browser-test files (`sa`, process accounting) it takes 83 s of
 # CPU where Chromium takes 107 s, and 83 s of time instead of 93 s, on a suite that keeps both
 # cores busy.
-HEADLESS_SHELL = "chromium-headless-shell"
-# The binary itself: Debian's /usr/bin/chromium-headless-shell is a script that runs it as its
+# The binary itself, not /usr/bin/chromium-headless-shell: that is a script that runs it as its
 # child (no exec), so chromedriver's quit would end the script and leave the browser running.
-HEADLESS_SHELL_BINARIES = ("/usr/lib/chromium/chromium-headless-shell",)
+HEADLESS_SHELL = "/usr/lib/chromium/chromium-headless-shell"
 
 
 def chrome_options(shell: bool = False) -> Any:
@@ -25,12 +23,8 @@ def chrome_options(shell: bool = False) -> Any:
     from selenium import webdriver
 
     options = webdriver.ChromeOptions()
-    binary = None
-    if shell:
-        found = (p for p in HEADLESS_SHELL_BINARIES if os.access(p, os.X_OK))
-        binary = next(found, None) or shutil.which(HEADLESS_SHELL)
-    if binary:
-        options.binary_location = binary  # headless, whatever the flags say
+    if shell and os.access(HEADLESS_SHELL, os.X_OK):
+        options.binary_location = HEADLESS_SHELL  # headless, whatever the flags say
     else:
         options.add_argument("--headless=new")
     for arg in (

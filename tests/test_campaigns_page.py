@@ -7,18 +7,19 @@ import io
 import json
 import os
 import re
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 import pytest
 from selenium.common.exceptions import ElementClickInterceptedException
 from selenium.webdriver.common.keys import Keys
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from analytics import campaigns as calc
 from db import campaigns, jobs
 from db.exporter import Exporter
-from db.models import JobStatus, Trigger
+from db.models import Job, JobStatus, Trigger
 from db.scheduler import Scheduler
 from db.snapshot_cache import SnapshotCache
 from tests.conftest import bare_settings, login, serve
@@ -189,16 +190,28 @@ def test_an_analyst_exports_the_treatment_list_refreshes_and_deletes(
     queued = _click(client, "campaign-job.data", "campaign-refresh.n_clicks", made.id)
     assert queued["campaign-poll"]["disabled"] is False
     job_id = queued["campaign-job"]["data"]
+
+    def poll() -> dict[str, Any]:
+        return _response(
+            post_callback(
+                client,
+                "campaign-poll.disabled@",
+                {"campaign-poll.n_intervals": 1},
+                {"campaign-job.data": job_id, "campaign-refreshed.data": 0},
+            )
+        )
+
+    waiting = poll()
+    assert waiting["campaign-poll"]["disabled"] is False and "campaign-refreshed" not in waiting
+    said = waiting["campaign-action-message"]["children"]
+    assert said == f"Measuring (job {job_id}): waiting for the scheduler process…"
+    with sqlite_engine.begin() as conn:  # queued for long: is the scheduler running?
+        conn.execute(update(Job).values(created_at=datetime(2020, 1, 1)))
+    assert "is `custseg scheduler` running?" in poll()["campaign-action-message"]["children"]
     Scheduler(sqlite_engine, bare_settings()).drain()
     assert jobs.get(sqlite_engine, job_id).status == JobStatus.DONE
-    polled = _response(
-        post_callback(
-            client,
-            "campaign-poll.disabled@",
-            {"campaign-poll.n_intervals": 1},
-            {"campaign-job.data": job_id, "campaign-refreshed.data": 0},
-        )
-    )
+    polled = poll()
+    assert polled["campaign-poll"]["disabled"] is True
     assert polled["campaign-refreshed"]["data"] == 1
     assert "Results updated" in json.dumps(polled)
     gone = _click(client, "campaigns-go.href@", "campaign-delete.submit_n_clicks", made.id)

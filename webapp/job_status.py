@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from db.models import Job
+from dash import html
+
+from db.models import Job, JobStatus
 from db.models.users import utcnow
 
 QUEUED_WARNING = timedelta(seconds=60)  # still queued after this: is the scheduler running?
@@ -34,3 +36,27 @@ def waiting(what: str, job_id: int, late: bool = False) -> str:
     if late:
         text += " Still waiting: is `custseg scheduler` running?"
     return text
+
+
+def progress(
+    job: Job,
+    *,
+    queued: str,
+    running: str,
+    failed: str,
+    done: str = "",
+    skipped: str = "Nothing changed",
+) -> tuple[Any, bool]:
+    """The line of a job a page polls, and whether it has finished (the page stops polling and
+    reads its data again): waiting (asking whether the scheduler runs once it is late),
+    `running` with the job's stage, `done` before the job's message, `skipped` with the job's
+    reason, or `failed` with the error."""
+    if job.status == JobStatus.QUEUED:
+        return waiting(queued, job.id, is_late(job)), False
+    if job.status == JobStatus.RUNNING:
+        return f"{running} (job {job.id}): {job.stage or 'starting'}…", False
+    if job.status == JobStatus.FAILED:
+        return html.Span(f"{failed}: {job.error}", className="text-danger"), True
+    if job.status == JobStatus.SKIPPED:
+        return html.Span(f"{skipped}: {job.message}.", className="text-muted"), True
+    return html.Span(f"{done}{job.message}.", className="text-success"), True

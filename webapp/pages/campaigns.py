@@ -30,7 +30,7 @@ from analytics.exports import Filters, View
 from analytics.rfm import STAGES
 from db import campaigns, jobs, snapshots
 from db.exporter import Forbidden
-from db.models import JobStatus, Trigger
+from db.models import Trigger
 from webapp import charts, roles
 from webapp.components import (
     bumped,
@@ -56,7 +56,7 @@ from webapp.filters import (
     parse_text,
     snapshot_options,
 )
-from webapp.job_status import waiting
+from webapp.job_status import progress, waiting
 from webapp.pagekit import Extra, Kit, chart_callback, message
 from webapp.roles import has_role
 from webapp.state import state
@@ -1035,12 +1035,15 @@ def poll(_n: Any, job_id: Any, refreshed: Any) -> tuple[Any, Any, Any]:
         job = None
     if job is None or job.kind != campaigns.KIND:
         return "", True, no_update
-    if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
-        return no_update, False, no_update
-    bump = bumped(refreshed)
-    if job.status == JobStatus.FAILED:
-        return html.Span(f"Measuring failed: {job.error}", className="text-danger"), True, bump
-    return html.Span(f"Results updated: {job.message}.", className="text-success"), True, bump
+    shown, finished = progress(
+        job,
+        queued="Measuring",
+        running="Measuring",
+        failed="Measuring failed",
+        done="Results updated: ",
+        skipped="Not measured",
+    )
+    return shown, finished, bumped(refreshed) if finished else no_update
 
 
 @roles.callback(

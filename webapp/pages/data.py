@@ -20,7 +20,7 @@ from flask_login import current_user
 from analytics.ingest import NORMALIZED_COLUMNS
 from db import jobs
 from db.batches import NoSuchBatch, batch_report, list_batches, remove_batch
-from db.models import JobStatus, Trigger
+from db.models import Trigger
 from db.sources import (
     REQUIRED,
     SourceError,
@@ -36,7 +36,7 @@ from db.sources import (
 from webapp import roles
 from webapp.components import bumped, field, panel, small_button, table_style
 from webapp.filters import page_header
-from webapp.job_status import is_late, started_job, waiting
+from webapp.job_status import progress, started_job
 from webapp.pagekit import Extra, Kit, chart_callback
 from webapp.state import state
 
@@ -414,17 +414,8 @@ def sync_progress(_n: Any, started: Any, changed: Any) -> tuple[Any, Any, Any]:
     job = jobs.get(state().engine, job_id) if job_id is not None else None
     if job is None or job.kind != SYNC_KIND:
         return html.Span("This sync is no longer known.", className="text-danger"), True, no_update
-    if job.status == JobStatus.QUEUED:
-        return waiting("Sync queued", job.id, is_late(job)), False, no_update
-    if job.status == JobStatus.RUNNING:
-        return f"Syncing (job {job.id}): {job.stage or 'starting'}…", False, no_update
-    if job.status == JobStatus.FAILED:
-        shown = html.Span(f"Sync failed: {job.error}", className="text-danger")
-    elif job.status == JobStatus.SKIPPED:
-        shown = html.Span(f"Nothing changed: {job.message}.", className="text-muted")
-    else:
-        shown = html.Span(f"{job.message}.", className="text-success")
-    return shown, True, bumped(changed)
+    shown, finished = progress(job, queued="Sync queued", running="Syncing", failed="Sync failed")
+    return shown, finished, bumped(changed) if finished else no_update
 
 
 @roles.callback(

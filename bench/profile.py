@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     from pyinstrument import Profiler
 
     from db import snapshots
+    from webapp import warmup
 
     ctx = Context(args.scale, data.prepare("S", 42), args.reuse, 1, imported=True)
     [email] = appenv.ensure_users(ctx, 1)
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     if not args.cold:  # what a worker's warm-up thread reads, then one call per page
         for snap in snapshots.published(app.engine)[:2]:
-            app.state.exporter.warm(snap)
+            warmup.warm(app.state.exporter, snap)
         for page, spec in specs.items():
             app.post(dashpost.body(spec, *work[page][0]))
     profiler = Profiler(interval=0.0005)

@@ -125,6 +125,7 @@ def sql_ms(libpq_url: str, facts: appenv.SnapshotFacts, segs: list[int]) -> floa
 def run(ctx: Context) -> dict[str, Any]:
     """Each page's filter-change callback over HTTP-shaped posts, logged in; SQL baseline."""
     from db import snapshots
+    from webapp import warmup
 
     appenv.ensure_snapshots(ctx, 2)
     [email] = appenv.ensure_users(ctx, 1)
@@ -160,7 +161,7 @@ def run(ctx: Context) -> dict[str, Any]:
         # Warm: what a worker's background thread reads after a publish (webapp/warmup.py),
         # then every scenario of every page, shuffled, warm_repeat times.
         for snap in snapshots.published(app.engine)[:2]:
-            app.state.exporter.warm(snap)
+            warmup.warm(app.state.exporter, snap)
 
         calls = [(p, s) for p in specs for s in work[p]] * warm_repeat
         rng.shuffle(calls)

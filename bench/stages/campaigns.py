@@ -89,6 +89,7 @@ def run(ctx: Context) -> dict[str, Any]:
     from db import campaigns, snapshots
     from db.exporter import Exporter
     from db.snapshot_cache import SnapshotCache
+    from webapp import warmup
 
     appenv.ensure_snapshots(ctx, 1)
     [email] = appenv.ensure_users(ctx, 1)
@@ -101,7 +102,8 @@ def run(ctx: Context) -> dict[str, Any]:
         customers = int(snap.customers or 0)
         size = min(AUDIENCE, max(2, int(customers * SHARE_AT_MOST)))
         spend, audience = _threshold(ctx.libpq_url, latest, size)
-        app.state.exporter.warm(snap)  # what a worker's warm-up thread reads after a publish
+        # what a worker's warm-up thread reads after a publish
+        warmup.warm(app.state.exporter, snap)
         start = facts.last_day - timedelta(days=WINDOW_DAYS - 1)
         form = {
             **FORM,
